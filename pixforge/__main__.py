@@ -1,0 +1,5 @@
+"""``python -m pixforge``."""
+
+from pixforge.cli import main
+
+main()

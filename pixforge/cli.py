@@ -1,0 +1,368 @@
+"""The ``pixforge`` command line (also ``python -m pixforge``): thin wrappers over the Python API.
+
+Bad input ends with one line on stderr and exit code 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+from PIL import Image
+
+from pixforge import __version__
+from pixforge.errors import PixforgeError
+
+log = logging.getLogger("pixforge")
+
+#: explanation maps written beside outputs by --show-region (DRPAN) and --show-attention (GuideGAN)
+REGION_MAPS = {"score", "region"}
+ATTENTION_MAPS = {"attention", "attention_output"}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pixforge")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def cli(debug: bool) -> None:
+    """pixforge: image-to-image translation with conditional GANs."""
+
+
+@cli.command()
+@click.argument("method")
+@click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="Dataset folder.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run directory.")
+@click.option("--preset", help="Preset of the method (e.g. facades, tiny).")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML file of options.")
+@click.option("--size", type=int, help="Training crop size in pixels.")
+@click.option("--steps", type=int, help="Train this many steps (instead of epochs).")
+@click.option("--epochs", type=int, help="Epochs at the initial learning rate.")
+@click.option("--epochs-decay", type=int, help="Epochs of linear learning-rate decay.")
+@click.option("--batch-size", type=int)
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]))
+@click.option("--data-format", type=click.Choice(["auto", "aligned", "paired", "unaligned", "labeled"]))
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--amp", type=click.Choice(["none", "bf16"]), help="Mixed precision (CUDA).")
+@click.option("--channels-last", is_flag=True, default=None, help="channels_last memory format (CUDA).")
+@click.option("--seed", type=int)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
+@click.option(
+    "--init-from", type=click.Path(path_type=Path), help="Start from the matching weights of another run."
+)
+@click.option(
+    "--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Any config option (repeatable)."
+)
+def train(
+    method: str,
+    data_root: Path,
+    out: Path,
+    preset: str | None,
+    config_file: Path | None,
+    size: int | None,
+    steps: int | None,
+    epochs: int | None,
+    epochs_decay: int | None,
+    batch_size: int | None,
+    direction: str | None,
+    data_format: str | None,
+    device: str | None,
+    amp: str | None,
+    channels_last: bool | None,
+    seed: int | None,
+    resume: bool,
+    init_from: Path | None,
+    assignments: tuple[str, ...],
+) -> None:
+    """Train METHOD (pix2pix, ...) on the dataset in --data into the run directory --out."""
+    from pixforge.api import train as run_train
+    from pixforge.config import parse_assignments
+
+    flags = {
+        "train.steps": steps,
+        "train.epochs": epochs,
+        "train.epochs_decay": epochs_decay,
+        "train.batch_size": batch_size,
+        "data.direction": direction,
+        "data.format": data_format,
+        "train.device": device,
+        "train.amp": amp,
+        "train.channels_last": channels_last,
+        "train.seed": seed,
+    }
+    result = run_train(
+        method,
+        data_root,
+        out,
+        preset=preset,
+        config=config_file,
+        size=size,
+        resume=resume,
+        init_from=init_from,
+        overrides=parse_assignments(assignments),
+        **{k: v for k, v in flags.items() if v is not None},
+    )
+    losses = " ".join(f"{k}={v:.4g}" for k, v in result.scalars.items())
+    state = "interrupted at" if result.interrupted else "finished at"
+    click.echo(
+        f"{state} step {result.step}: {losses}\nrun: {result.run_dir} (open {result.run_dir / 'index.html'})"
+    )
+
+
+@dataclass
+class Item:
+    """One input to translate: its name, the input image, and when known its target and instance map."""
+
+    name: str
+    source: Image.Image
+    target: Image.Image | None = None
+    instance: Image.Image | None = None
+
+
+def _dataset_items(path: Path, translator: Any, split: str) -> list[Item]:
+    from pixforge.data import formats
+    from pixforge.data.dataset import TranslationDataset
+
+    cfg = translator.config.data
+    ds = TranslationDataset(path, split, cfg, train=False, fmt=formats.resolve_format(path, cfg.format))
+    items = []
+    for i, record in enumerate(ds.data.records):
+        maps = ds.raw_maps(i)
+        if ds.fmt == "labeled":
+            items.append(Item(record.stem, maps["label"], maps["B"], maps.get("instance")))
+        else:
+            items.append(Item(record.stem, maps["A"], None if ds.fmt == "unaligned" else maps["B"]))
+    return items
+
+
+def _inputs(paths: tuple[Path, ...], translator: Any, split: str, instances: Path | None) -> list[Item]:
+    """Every input file, plain folder of images, or dataset root (read at ``split``, with targets)."""
+    from pixforge.data import formats
+
+    items: list[Item] = []
+    for path in paths:
+        if not path.exists():
+            raise PixforgeError(f"input not found: {path}")
+        if path.is_dir() and formats.is_dataset_root(path):
+            items.extend(_dataset_items(path, translator, split))
+            continue
+        files = formats.list_images(path) if path.is_dir() else [path]
+        if not files:
+            raise PixforgeError(f"{path}: no images to translate")
+        items.extend(Item(f.stem, formats.read_image(f, mode="")) for f in files)
+    if instances is not None:
+        for item in items:
+            item.instance = formats.read_image(_match_stem(instances, item.name), mode="")
+    return items
+
+
+def _match_stem(folder: Path, stem: str) -> Path:
+    from pixforge.data import formats
+
+    if folder.is_file():
+        return folder
+    matches = [f for f in formats.list_images(folder) if f.stem == stem]
+    if not matches:
+        raise PixforgeError(f"--instances {folder}: no instance map named {stem}.*")
+    return matches[0]
+
+
+def _l1(output: Image.Image, target: Image.Image) -> float:
+    """Mean |output - target| on the [-1, 1] scale the training L1 uses."""
+    a = np.asarray(output.convert("RGB"), dtype=np.float32)
+    b = np.asarray(target.convert("RGB").resize(output.size, Image.BICUBIC), dtype=np.float32)
+    return float(np.abs(a - b).mean() / 127.5)
+
+
+def _shown(image: Image.Image, label_nc: int) -> Image.Image:
+    """An input as a viewable picture (label maps coloured by class)."""
+    if not label_nc:
+        return image.convert("RGB")
+    from pixforge.visual import label_palette
+
+    ids = np.asarray(image, dtype=np.int64).clip(0, label_nc - 1)
+    colors = ((label_palette(label_nc).numpy() + 1) * 127.5).round().astype(np.uint8)
+    return Image.fromarray(colors[ids])
+
+
+def _styles(cluster: int | None, random_styles: int | None) -> list[tuple[str, dict[str, int]]]:
+    """(suffix, options) per output of one input: one plain output, a chosen cluster, or N random styles."""
+    if cluster is not None and random_styles is not None:
+        raise PixforgeError("--cluster and --random-styles: choose one")
+    if random_styles is not None:
+        if random_styles < 1:
+            raise PixforgeError("--random-styles must be at least 1")
+        return [(f"_style{k}", {"style_seed": k}) for k in range(random_styles)]
+    return [("", {"cluster": cluster})] if cluster is not None else [("", {})]
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the outputs.")
+@click.option(
+    "--split", default="test", show_default=True, help="Split to read when an input is a dataset root."
+)
+@click.option("--html", "make_html", is_flag=True, help="Also write index.html: input | output | target.")
+@click.option(
+    "--instances", type=click.Path(path_type=Path), help="Instance maps matched by stem (pix2pixHD)."
+)
+@click.option("--cluster", type=int, help="Style: this feature cluster for every instance (pix2pixHD).")
+@click.option("--random-styles", type=int, help="Write N outputs per input with random styles (pix2pixHD).")
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), help="Which generator (CycleGAN).")
+@click.option("--show-region", is_flag=True, help="Also write DRPAN's score map and proposed region.")
+@click.option("--show-attention", is_flag=True, help="Also write GuideGAN's attention maps.")
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+def translate(
+    run: Path,
+    inputs: tuple[Path, ...],
+    out: Path,
+    split: str,
+    make_html: bool,
+    instances: Path | None,
+    cluster: int | None,
+    random_styles: int | None,
+    direction: str | None,
+    show_region: bool,
+    show_attention: bool,
+    device: str,
+) -> None:
+    """Translate images (files, folders, or a dataset's --split) with the model in RUN."""
+    from pixforge import api, pages
+
+    translator = api.load(run, device=device)
+    items = _inputs(inputs, translator, split, instances)
+    shown = (REGION_MAPS if show_region else set()) | (ATTENTION_MAPS if show_attention else set())
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for item in items:
+        for suffix, options in _styles(cluster, random_styles):
+            if direction is not None:
+                options["direction"] = direction
+            name = item.name + suffix
+            maps = translator.translate(item.source, item.instance, **options)
+            maps["output"].save(out / f"{name}.png")
+            for key in shown & set(maps):
+                maps[key].save(out / f"{name}_{key}.png")
+            rows.append(_row(out, name, item, maps["output"], translator.label_nc, make_html))
+    l1s = [r["l1"] for r in rows if r["l1"] is not None]
+    mean_l1 = float(np.mean(l1s)) if l1s else None
+    if make_html:
+        run_dir = run if (run / "checkpoints").is_dir() else None
+        gallery = {
+            "title": f"{translator.config.method} step {translator.step}: {out.name}",
+            "rows": rows,
+            "mean_l1": mean_l1,
+        }
+        click.echo(f"wrote {pages.write_gallery(out, gallery, run_dir)}")
+    summary = f"; mean L1 {mean_l1:.4f}" if mean_l1 is not None else ""
+    click.echo(f"translated {len(rows)} images into {out}{summary}")
+
+
+def _row(
+    out: Path, name: str, item: Item, output: Image.Image, label_nc: int, make_html: bool
+) -> dict[str, Any]:
+    """A gallery row; with ``make_html`` the input and target are saved beside the output."""
+    row: dict[str, Any] = {"name": name, "output": f"{name}.png", "input": None, "target": None, "l1": None}
+    if item.target is not None:
+        row["l1"] = _l1(output, item.target)
+    if make_html:
+        for key, image in (("input", _shown(item.source, label_nc)), ("target", item.target)):
+            if image is not None:
+                (out / f"{key}s").mkdir(exist_ok=True)
+                image.convert("RGB").save(out / f"{key}s" / f"{name}.png")
+                row[key] = f"{key}s/{name}.png"
+    return row
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+def info(run: Path) -> None:
+    """Method, step, config and last losses of a run or checkpoint."""
+    from pixforge import checkpoint, pages
+
+    loaded = checkpoint.read(run)
+    click.echo(f"method: {loaded.method}\nstep: {loaded.step}\ncheckpoint: {loaded.path}")
+    rows = pages.read_metrics(run) if Path(run).is_dir() else []
+    if rows:
+        click.echo(
+            "last losses: " + " ".join(f"{k}={v:.4g}" for k, v in rows[-1].items() if k not in ("time",))
+        )
+    import yaml
+
+    click.echo("config:\n" + yaml.safe_dump(loaded.config, sort_keys=False))
+
+
+@cli.group()
+def data() -> None:
+    """Make, check and fetch datasets."""
+
+
+@data.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--count", default=200, show_default=True, help="Number of scenes.")
+@click.option("--size", default=64, show_default=True, help="Image side in pixels.")
+@click.option("--seed", default=0, show_default=True)
+def synth(out: Path, count: int, size: int, seed: int) -> None:
+    """Render the built-in procedural facade dataset into OUT (aligned, labeled, unaligned, derain)."""
+    from pixforge.data.synth import synthesize
+
+    summary = synthesize(out, count=count, size=size, seed=seed)
+    click.echo(f"wrote {out}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+
+
+@data.command(name="inspect")
+@click.argument("root", type=click.Path(path_type=Path))
+@click.option(
+    "--data-format", default="auto", type=click.Choice(["auto", "aligned", "paired", "unaligned", "labeled"])
+)
+def inspect_cmd(root: Path, data_format: str) -> None:
+    """Report the format, counts, image sizes and every problem of a dataset, without training."""
+    from pixforge.data.formats import inspect
+
+    report = inspect(root, data_format)
+    click.echo(f"{report.root}: {report.fmt} format")
+    for split, count in report.counts.items():
+        sizes = ", ".join(f"{s} x{n}" for s, n in report.sizes.get(split, {}).items())
+        click.echo(f"  {split}: {count} samples" + (f" ({sizes})" if sizes else ""))
+    click.echo(f"{len(report.problems)} problem(s)")
+    for problem in report.problems:
+        click.echo(f"  - {problem}")
+    if report.problems:
+        sys.exit(1)
+
+
+@data.command()
+@click.argument("name")
+@click.option("--root", required=True, type=click.Path(path_type=Path), help="Folder to unpack into.")
+@click.option("--sha256", help="Expected checksum of the archive.")
+def download(name: str, root: Path, sha256: str | None) -> None:
+    """Fetch and unpack a standard pix2pix/CycleGAN dataset (facades, maps, horse2zebra, ...)."""
+    from pixforge.data.download import download as fetch
+
+    path = fetch(name, root, sha256=sha256)
+    click.echo(f"{name}: {path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning user errors into one line and exit code 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s" if debug else "%(message)s")
+    try:
+        cli.main(args=args, prog_name="pixforge", standalone_mode=False)
+    except PixforgeError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("aborted", err=True)
+        sys.exit(130)

@@ -1,0 +1,83 @@
+"""pix2pix: conditional GAN with an L1 term (Isola et al., CVPR 2017; papers/001_*).
+
+G* = arg min_G max_D L_cGAN(G, D) + lambda_l1 * L_L1(G) (eq. 4), with a U-Net or ResNet generator whose
+only noise is dropout (§3.1), and a PatchGAN discriminator on concat(x, y) (§3.2.2). The D objective is
+halved to slow D relative to G (§3.3). Test-time behaviour is selectable: ``test_mode=paper`` keeps dropout
+on and normalises with the test batch's statistics, as the paper does; ``test_mode=eval`` is the usual
+deterministic inference with running statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pixforge.config import choice
+from pixforge.errors import PixforgeError
+from pixforge.losses import GAN_MODES, GANLoss
+from pixforge.methods.base import Batch, DataInfo, Method, Phase, Scalars, State
+from pixforge.nets.blocks import NORMS
+from pixforge.nets.discriminators import PatchDiscriminator
+from pixforge.nets.generators import GENERATORS, build_generator
+
+TEST_MODES = ("paper", "eval")
+
+
+@dataclass
+class Pix2PixConfig:
+    """Networks and objective of pix2pix (defaults: the paper's facades experiment)."""
+
+    netG: str = choice("unet_256", GENERATORS)
+    ngf: int = 64
+    ndf: int = 64
+    n_layers: int = 3
+    norm: str = choice("batch", NORMS)
+    dropout: float = 0.5
+    gan_mode: str = choice("vanilla", GAN_MODES)
+    lambda_l1: float = 100.0
+    test_mode: str = choice("paper", TEST_MODES)
+
+    def validate(self) -> None:
+        if not 0 <= self.dropout < 1:
+            raise PixforgeError(f"option dropout: must be in [0, 1) (got {self.dropout})")
+
+
+class Pix2Pix(Method):
+    """Generator G(x) and PatchGAN D(x, y), trained with cGAN + lambda_l1 * L1."""
+
+    name = "pix2pix"
+    config_type = Pix2PixConfig
+
+    def __init__(self, cfg: Pix2PixConfig, info: DataInfo) -> None:
+        super().__init__(cfg, info)
+        size = min(info.size)
+        self.nets["G"] = build_generator(
+            cfg.netG, info.input_nc, info.output_nc, cfg.ngf, cfg.norm, cfg.dropout, size
+        )
+        self.nets["D"] = PatchDiscriminator(info.input_nc + info.output_nc, cfg.ndf, cfg.n_layers, cfg.norm)
+        self.gan_loss = GANLoss(cfg.gan_mode)
+
+    def forward_step(self, batch: Batch) -> State:
+        return {"real_A": batch["A"], "real_B": batch["B"], "fake_B": self.nets["G"](batch["A"])}
+
+    def phases(self) -> list[Phase]:
+        return [Phase("D", ("D",), self.loss_D), Phase("G", ("G",), self.loss_G)]
+
+    def discriminate(self, a: Tensor, b: Tensor) -> Tensor:
+        """The conditional PatchGAN score map D(x, y) on concat(x, y)."""
+        return self.nets["D"](torch.cat([a, b], dim=1))
+
+    def loss_D(self, s: State) -> tuple[Tensor, Scalars]:
+        """0.5 * (log D(x, y) + log(1 - D(x, G(x)))) as a loss (eq. 1; halved, §3.3)."""
+        fake = self.gan_loss(self.discriminate(s["real_A"], s["fake_B"].detach()), False)
+        real = self.gan_loss(self.discriminate(s["real_A"], s["real_B"]), True)
+        return 0.5 * (fake + real), {"D_real": real.detach(), "D_fake": fake.detach()}
+
+    def loss_G(self, s: State) -> tuple[Tensor, Scalars]:
+        """L_cGAN from G's side plus lambda_l1 * ||y - G(x)||_1 (eq. 3-4)."""
+        gan = self.gan_loss(self.discriminate(s["real_A"], s["fake_B"]), True, for_discriminator=False)
+        l1 = F.l1_loss(s["fake_B"], s["real_B"])
+        return gan + self.cfg.lambda_l1 * l1, {"G_GAN": gan.detach(), "G_L1": l1.detach()}

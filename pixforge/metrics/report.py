@@ -1,0 +1,325 @@
+"""Evaluate a folder of generated images against a folder of references, with every setting stated.
+
+Files are matched by stem. Per-image metrics (PSNR, SSIM, VIF, RECO) are averaged over the set;
+KID/FID compare the two sets' feature distributions; FCN-scores segment the generated images and
+compare with label maps (pix2pix sec. 4.2, DRPAN sec. 4.1).
+"""
+
+import json
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from pixforge.errors import PixforgeError
+from pixforge.metrics import image, kid, reco
+from pixforge.metrics.inception import FeatureExtractor, InceptionFeatures, distance_names
+from pixforge.metrics.segmentation import ConfusionMatrix, fcn_scores
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+PER_IMAGE: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "psnr": image.psnr,
+    "ssim": image.ssim,
+    "vif": image.vif,
+    "reco": reco.reco,
+}
+SET_LEVEL = ("kid", "fid")
+MAX_LISTED = 5
+FCN_MEANS = ("pixel_accuracy", "mean_class_accuracy", "mean_class_iou")
+CHUNK = 32
+
+SETTINGS = {
+    "colour_space": "RGB, 8 bit, as stored (images are never resized for the per-image metrics)",
+    "data_range": 255,
+    "psnr": "10 log10(255^2 / MSE), MSE over all pixels and RGB channels; inf for identical images",
+    "ssim": (
+        f"skimage structural_similarity: Gaussian window sigma {image.SSIM_SIGMA} (11x11), K1 0.01, "
+        "K2 0.03, population covariance, data range 255; mean over R, G, B of per-channel mean SSIM"
+    ),
+    "vif": (
+        "VIFp (Sheikh & Bovik 2006, pixel domain): 4 scales, Gaussian windows 17/9/5/3 with sigma N/5, "
+        f"valid filtering, sigma_nsq {image.VIF_SIGMA_NSQ}, on BT.601 luminance 0..255 (torchmetrics)"
+    ),
+    "reco": (
+        f"RECO (Baroncini et al. 2009): Laguerre-Gauss n=1 (c=1), n=3 (c=1/6), sigma {reco.SIGMA}, "
+        f"{reco.SUPPORT}x{reco.SUPPORT} support, valid region, C {reco.C}, eps {reco.EPS}, "
+        "BT.601 luminance 0..255"
+    ),
+}
+
+
+@dataclass
+class Report:
+    """Set-level values, the settings that produced them, per-image rows and per-class FCN arrays."""
+
+    values: dict[str, float]
+    settings: dict[str, object]
+    per_image: list[dict[str, object]]
+    per_class: dict[str, list[float]] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Strict JSON; non-finite numbers (PSNR of identical images, absent classes) become "inf"/"nan"."""
+        return json.dumps(_finite_json(asdict(self)), indent=2, allow_nan=False)
+
+    def to_markdown(self) -> str:
+        """A metric table followed by a settings table."""
+        lines = ["| metric | value |", "| --- | --- |"]
+        lines += [f"| {name} | {value:.4f} |" for name, value in self.values.items()]
+        lines += ["", "| setting | value |", "| --- | --- |"]
+        lines += [f"| {name} | {value} |" for name, value in self.settings.items()]
+        return "\n".join(lines) + "\n"
+
+
+def _finite_json(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_json(item) for item in value]
+    return value
+
+
+def evaluate_dirs(
+    fake: Path,
+    real: Path,
+    metrics: Sequence[str] = ("psnr", "ssim", "vif", "reco"),
+    *,
+    labels: Path | None = None,
+    segmenter: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    num_classes: int | None = None,
+    ignore_index: int | None = 255,
+    features: FeatureExtractor | None = None,
+    kid_subset_size: int = 1000,
+    kid_subsets: int = 100,
+    kid_seed: int = 0,
+) -> Report:
+    """Compare generated images in ``fake`` with references in ``real`` (matched by file stem).
+
+    ``metrics`` may name "psnr", "ssim", "vif", "reco" (per image, averaged) and "kid", "fid" (over the
+    set, on ``features``, by default the standard TF-Inception pool3 network; KID is reported x100 with
+    its std over subsets). With ``labels`` (a folder of single-channel class-id PNGs matched by stem),
+    ``segmenter`` and ``num_classes``, FCN-scores are added: the segmenter gets each generated image as a
+    1 x 3 x H x W float32 CPU tensor in [-1, 1] (under ``torch.inference_mode``; put it in eval mode
+    yourself) and returns 1 x H x W class ids or 1 x C x H x W scores (argmax over C); label pixels equal
+    to ``ignore_index`` are skipped and other ids must lie in 0..num_classes-1.
+    """
+    unknown = sorted(set(metrics) - set(PER_IMAGE) - set(SET_LEVEL))
+    if unknown:
+        raise PixforgeError(
+            f"unknown metric(s) {', '.join(unknown)}: choose from {', '.join([*PER_IMAGE, *SET_LEVEL])}"
+        )
+    fcn = _check_fcn_options(labels, segmenter, num_classes)
+    fake_files, real_files = _image_files(Path(fake)), _image_files(Path(real))
+    stems = _matched_stems(Path(fake), fake_files, Path(real), real_files)
+    label_files = _label_files(Path(labels), stems) if fcn else {}
+    set_level = [name for name in SET_LEVEL if name in metrics]
+    if set_level and len(stems) < 2:
+        raise PixforgeError(f"KID/FID need at least 2 image pairs, {fake} and {real} have {len(stems)}")
+    if set_level and features is None:
+        features = InceptionFeatures()
+
+    per_image: list[dict[str, object]] = []
+    fake_feats: list[np.ndarray] = []
+    real_feats: list[np.ndarray] = []
+    confusion = ConfusionMatrix(num_classes, ignore_index) if fcn else None
+    sizes: set[tuple[int, int]] = set()
+    for chunk in _chunks(stems, CHUNK):
+        fakes, reals = [], []
+        for stem in chunk:
+            fake_image, real_image = _load_pair(fake_files[stem], real_files[stem])
+            sizes.add(real_image.shape[:2])
+            per_image.append(
+                {"stem": stem, **_per_image_metrics(fake_files[stem], fake_image, real_image, metrics)}
+            )
+            if confusion is not None:
+                _segment(segmenter, fake_image, label_files[stem], confusion)
+            fakes.append(fake_image)
+            reals.append(real_image)
+        if set_level:
+            fake_feats.append(features(fakes))
+            real_feats.append(features(reals))
+
+    values = {name: float(np.mean([row[name] for row in per_image])) for name in PER_IMAGE if name in metrics}
+    settings: dict[str, object] = {
+        "n_images": len(stems),
+        "resolution": ", ".join(sorted(f"{w}x{h}" for h, w in sizes)),
+        **{key: value for key, value in SETTINGS.items() if key in ("colour_space", "data_range", *metrics)},
+    }
+    if set_level:
+        distance_values, distance_settings = _distances(
+            np.concatenate(fake_feats),
+            np.concatenate(real_feats),
+            set_level,
+            features,
+            kid_subset_size,
+            kid_subsets,
+            kid_seed,
+        )
+        values.update(distance_values)
+        settings.update(distance_settings)
+    per_class: dict[str, list[float]] = {}
+    if confusion is not None:
+        scores = fcn_scores(confusion)
+        values.update({f"fcn_{key}": scores[key] for key in FCN_MEANS})
+        per_class = {f"fcn_{key}": scores[key].tolist() for key in ("class_accuracy", "class_iou")}
+        settings["fcn"] = (
+            f"segmenter {getattr(segmenter, '__name__', type(segmenter).__name__)} on generated images vs "
+            f"labels in {labels}; {num_classes} classes, ignore index {ignore_index}; one confusion matrix "
+            "over the set; classes absent from ground truth (accuracy) or from both maps (IoU) are NaN "
+            "and left out of the means"
+        )
+    return Report(values=values, settings=settings, per_image=per_image, per_class=per_class)
+
+
+def _check_fcn_options(
+    labels: Path | None, segmenter: Callable[[torch.Tensor], torch.Tensor] | None, num_classes: int | None
+) -> bool:
+    given = {
+        "labels": labels is not None,
+        "segmenter": segmenter is not None,
+        "num_classes": num_classes is not None,
+    }
+    if any(given.values()) and not all(given.values()):
+        missing = ", ".join(name for name, present in given.items() if not present)
+        raise PixforgeError(f"FCN-scores need labels, segmenter and num_classes together: {missing} missing")
+    return all(given.values())
+
+
+def _image_files(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise PixforgeError(f"image folder {folder} does not exist")
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if path.stem in files:
+            raise PixforgeError(
+                f"{files[path.stem]} and {path} share a stem: keep one image per stem in {folder}"
+            )
+        files[path.stem] = path
+    if not files:
+        raise PixforgeError(f"image folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _listed(stems: Sequence[str]) -> str:
+    shown = ", ".join(stems[:MAX_LISTED])
+    return shown + (", ..." if len(stems) > MAX_LISTED else "")
+
+
+def _matched_stems(
+    fake: Path, fake_files: dict[str, Path], real: Path, real_files: dict[str, Path]
+) -> list[str]:
+    only_fake = sorted(set(fake_files) - set(real_files))
+    only_real = sorted(set(real_files) - set(fake_files))
+    if only_fake or only_real:
+        raise PixforgeError(
+            f"{fake} and {real} do not match by file stem: {len(only_fake)} only in {fake} "
+            f"({_listed(only_fake)}), {len(only_real)} only in {real} ({_listed(only_real)})"
+        )
+    return sorted(fake_files)
+
+
+def _label_files(labels: Path, stems: Sequence[str]) -> dict[str, Path]:
+    files = _image_files(labels)
+    missing = [stem for stem in stems if stem not in files]
+    if missing:
+        raise PixforgeError(f"{len(missing)} label map(s) missing in {labels}: {_listed(missing)}")
+    return files
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _load_rgb(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as handle:
+            return np.asarray(handle.convert("RGB"), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError) as error:
+        raise PixforgeError(f"cannot read image {path} ({error}): replace or remove it") from None
+
+
+def _size(array: np.ndarray) -> str:
+    return f"{array.shape[1]}x{array.shape[0]}"
+
+
+def _load_pair(fake_path: Path, real_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    fake, real = _load_rgb(fake_path), _load_rgb(real_path)
+    if fake.shape != real.shape:
+        raise PixforgeError(
+            f"{fake_path} is {_size(fake)} but its reference {real_path} is {_size(real)}: "
+            "generate images at the reference size"
+        )
+    return fake, real
+
+
+def _per_image_metrics(
+    path: Path, fake: np.ndarray, real: np.ndarray, metrics: Sequence[str]
+) -> dict[str, float]:
+    try:
+        return {name: fn(fake, real) for name, fn in PER_IMAGE.items() if name in metrics}
+    except ValueError as error:
+        raise PixforgeError(f"{path}: {error}") from None
+
+
+def _segment(
+    segmenter: Callable[[torch.Tensor], torch.Tensor],
+    fake: np.ndarray,
+    label_path: Path,
+    confusion: ConfusionMatrix,
+) -> None:
+    try:
+        with Image.open(label_path) as handle:
+            label = np.asarray(handle)
+    except (OSError, UnidentifiedImageError) as error:
+        raise PixforgeError(f"cannot read label map {label_path} ({error}): replace or remove it") from None
+    if label.ndim != 2 or label.shape != fake.shape[:2]:
+        raise PixforgeError(
+            f"label map {label_path} has shape {label.shape}, expected single-channel class ids of "
+            f"{fake.shape[0]}x{fake.shape[1]} (height x width)"
+        )
+    tensor = torch.from_numpy(np.array(fake, dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1.0
+    with torch.inference_mode():
+        output = segmenter(tensor)
+    prediction = output.argmax(dim=1) if output.ndim == 4 else output
+    try:
+        confusion.update(prediction[0], label)
+    except ValueError as error:
+        raise PixforgeError(f"{label_path}: {error}") from None
+
+
+def _distances(
+    fake_feats: np.ndarray,
+    real_feats: np.ndarray,
+    wanted: Sequence[str],
+    features: FeatureExtractor,
+    subset_size: int,
+    subsets: int,
+    seed: int,
+) -> tuple[dict[str, float], dict[str, object]]:
+    """KID (x100, with std) and/or FID, named by :func:`distance_names`, and their settings."""
+    kid_name, fid_name = distance_names(features)
+    values: dict[str, float] = {}
+    settings: dict[str, object] = {"feature_network": f"{features.name} ({fake_feats.shape[1]}-d)"}
+    if isinstance(features, InceptionFeatures):
+        settings["feature_network"] += f", file {features.path}"
+        settings["feature_input"] = "TF legacy bilinear resize to 299x299, (v - 128) / 128"
+    if "kid" in wanted:
+        mean, std = kid.kid(fake_feats, real_feats, subset_size=subset_size, num_subsets=subsets, seed=seed)
+        values[f"{kid_name}x100"] = 100.0 * mean
+        values[f"{kid_name}x100_std"] = 100.0 * std
+        settings["kid"] = (
+            f"unbiased MMD^2, kernel (x.y/d + 1)^3, x100, std over subsets (ddof 0); subset size "
+            f"{min(len(fake_feats), len(real_feats), subset_size)}, {subsets} subsets, seed {seed}"
+        )
+    if "fid" in wanted:
+        values[fid_name] = kid.fid(fake_feats, real_feats)
+        settings["fid"] = "Frechet distance of Gaussians, covariance ddof 1, real part of scipy sqrtm"
+    return values, settings

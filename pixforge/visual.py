@@ -1,0 +1,41 @@
+"""Turning tensors into pictures: label maps in colour, sample grids."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from pixforge.data.transforms import to_image
+
+
+def label_palette(n: int) -> Tensor:
+    """A fixed, distinct colour per class id (the facade colours for up to 13 classes), in [-1, 1]."""
+    from pixforge.data.palette import FACADE_COLORS
+
+    colors = np.zeros((max(n, 1), 3), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    colors[:] = rng.integers(0, 256, size=colors.shape)
+    colors[0] = 0
+    k = min(n - 1, len(FACADE_COLORS))
+    colors[1 : 1 + k] = FACADE_COLORS[:k]
+    return torch.from_numpy(colors / 127.5 - 1.0)
+
+
+def to_rgb(t: Tensor) -> Tensor:
+    """A batch (N, C, H, W) as 3-channel images in [-1, 1]: one-hot label maps are coloured by class."""
+    t = t.detach().float().cpu()
+    if t.shape[1] == 3:
+        return t
+    if t.shape[1] == 1:
+        return t.repeat(1, 3, 1, 1)
+    ids = t.argmax(1)
+    return label_palette(t.shape[1])[ids].permute(0, 3, 1, 2)
+
+
+def grid(visuals: dict[str, Tensor]) -> Image.Image:
+    """One row per sample, one column per named visual (input, output, target, ...)."""
+    columns = [to_rgb(v) for v in visuals.values()]
+    rows = torch.cat([torch.cat([c[i] for c in columns], dim=2) for i in range(columns[0].shape[0])], dim=1)
+    return to_image(rows)

@@ -1,0 +1,139 @@
+import pytest
+import torch
+from torch import nn
+
+from pixforge.errors import PixforgeError
+from pixforge.nets.blocks import ResnetBlock
+from pixforge.nets.generators import (
+    GENERATORS,
+    ResnetGenerator,
+    UnetGenerator,
+    build_generator,
+    unet_depth,
+)
+
+
+def count(net, cls):
+    return sum(isinstance(m, cls) for m in net.modules())
+
+
+@pytest.mark.parametrize("name", ["unet", "resnet_6blocks", "resnet_9blocks"])
+@pytest.mark.parametrize("size", [32, 64])
+def test_generator_maps_to_same_size_in_range(name, size):
+    net = build_generator(name, input_nc=3, output_nc=2, ngf=8, norm="batch", dropout=0.5, size=size)
+    out = net(torch.randn(2, 3, size, size))
+    assert out.shape == (2, 2, size, size)
+    assert out.min() >= -1 and out.max() <= 1
+
+
+@pytest.mark.parametrize(("name", "size", "num_downs"), [("unet_128", 128, 7), ("unet_256", 256, 8)])
+def test_fixed_depth_unets(name, size, num_downs):
+    net = build_generator(name, input_nc=3, output_nc=3, ngf=2, norm="instance", dropout=0.5, size=size)
+    assert isinstance(net, UnetGenerator)
+    assert len(net.downs) == num_downs
+    assert net.size_multiple == 2**num_downs
+    with torch.no_grad():
+        out = net(torch.randn(1, 3, size, size))
+    assert out.shape == (1, 3, size, size)
+    assert out.abs().max() <= 1
+
+
+def test_every_name_builds():
+    for name in GENERATORS:
+        assert isinstance(build_generator(name, 3, 3, 2, "none", 0.0, 256), nn.Module)
+
+
+def test_unknown_generator_raises():
+    with pytest.raises(PixforgeError, match="netG 'unet_512'.*resnet_9blocks"):
+        build_generator("unet_512", 3, 3, 8, "batch", 0.5, 64)
+
+
+def test_unet_depth():
+    assert unet_depth(8) == 3
+    assert unet_depth(256) == 8
+    assert unet_depth(300) == 8
+    with pytest.raises(PixforgeError):
+        unet_depth(4)
+
+
+def test_unet_bottleneck_is_1x1():
+    net = UnetGenerator(3, 3, unet_depth(64), ngf=4)
+    h = torch.randn(1, 3, 64, 64)
+    for down in net.downs:
+        h = down(h)
+    assert h.shape[-2:] == (1, 1)
+
+
+def test_unet_encoder_channels_follow_paper():
+    net = UnetGenerator(3, 3, 8, ngf=64)
+    channels = [down[-1].num_features if isinstance(down[-1], nn.BatchNorm2d) else None for down in net.downs]
+    convs = [next(m for m in down if isinstance(m, nn.Conv2d)) for down in net.downs]
+    assert [c.out_channels for c in convs] == [64, 128, 256, 512, 512, 512, 512, 512]
+    assert channels[0] is None and channels[-1] is None
+    assert channels[1:-1] == [128, 256, 512, 512, 512, 512]
+
+
+def test_unet_dropout_placement_paper_depth():
+    net = UnetGenerator(3, 3, 8, ngf=8, dropout=0.5)
+    with_dropout = [level for level, up in enumerate(net.ups) if count(up, nn.Dropout)]
+    assert with_dropout == [4, 5, 6]
+    assert all(m.p == 0.5 for m in net.modules() if isinstance(m, nn.Dropout))
+
+
+@pytest.mark.parametrize(
+    ("num_downs", "levels"), [(3, []), (4, [2]), (5, [2, 3]), (6, [2, 3, 4]), (7, [3, 4, 5])]
+)
+def test_unet_dropout_never_on_outermost_two_levels(num_downs, levels):
+    net = UnetGenerator(3, 3, num_downs, ngf=4, dropout=0.3)
+    assert [level for level, up in enumerate(net.ups) if count(up, nn.Dropout)] == levels
+
+
+def test_unet_without_dropout():
+    assert count(UnetGenerator(3, 3, 8, ngf=4, dropout=0.0), nn.Dropout) == 0
+
+
+def test_unet_outer_skip_connection_carries_signal():
+    net = UnetGenerator(1, 1, 3, ngf=4, norm="none", dropout=0.0)
+    assert net.ups[0][1].in_channels == 2 * 4
+    with torch.no_grad():
+        for param in net.ups[1].parameters():
+            param.zero_()
+    x = torch.randn(1, 1, 8, 8, requires_grad=True)
+    net(x).sum().backward()
+    assert x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("n_blocks", [6, 9])
+def test_resnet_generator_block_count(n_blocks):
+    net = build_generator(f"resnet_{n_blocks}blocks", 3, 3, 4, "instance", 0.0, 32)
+    assert isinstance(net, ResnetGenerator)
+    assert count(net, ResnetBlock) == n_blocks
+    assert net.size_multiple == 4
+
+
+def test_resnet_generator_dropout_passed_to_blocks():
+    net = build_generator("resnet_6blocks", 3, 3, 4, "batch", 0.5, 32)
+    assert count(net, nn.Dropout) == 6
+
+
+@pytest.mark.parametrize(("norm", "cls"), [("batch", nn.BatchNorm2d), ("instance", nn.InstanceNorm2d)])
+def test_norm_kinds(norm, cls):
+    unet = build_generator("unet", 3, 3, 4, norm, 0.5, 32)
+    resnet = build_generator("resnet_6blocks", 3, 3, 4, norm, 0.0, 32)
+    assert count(unet, cls) > 0 and count(resnet, cls) > 0
+    assert count(build_generator("unet", 3, 3, 4, "none", 0.5, 32), nn.BatchNorm2d) == 0
+
+
+def test_resnet_generator_size_multiple():
+    net = ResnetGenerator(3, 3, ngf=4, n_blocks=1, n_downsampling=3)
+    assert net.size_multiple == 8
+    assert net(torch.randn(1, 3, 24, 40)).shape == (1, 3, 24, 40)
+
+
+def test_build_generator_initialises_weights():
+    torch.manual_seed(0)
+    net = build_generator("unet", 3, 3, 16, "batch", 0.5, 64)
+    weights = torch.cat(
+        [m.weight.flatten() for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    )
+    assert abs(weights.std().item() - 0.02) < 0.002

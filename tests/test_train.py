@@ -1,0 +1,133 @@
+"""The trainer: exact resume, atomic checkpoints, pruning, Ctrl-C, logging."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+import pixforge
+from pixforge import checkpoint
+from pixforge.errors import PixforgeError
+from pixforge.train import Trainer, lr_factor
+
+
+def tiny(data: Path, out: Path, **kw):
+    opts = {"direction": "BtoA", "log_every": 1, "steps": 20, "seed": 3, "batch_size": 2, **kw}
+    return pixforge.train("pix2pix", data, out, preset="tiny", **opts)
+
+
+def losses(run: Path) -> list[dict]:
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "time"} for r in rows]
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return checkpoint.read(run).weights
+
+
+def test_resume_is_exact(synth_root: Path, tmp_path: Path) -> None:
+    data = synth_root / "aligned"
+    tiny(data, tmp_path / "full")
+    first = tiny(data, tmp_path / "split", stop_after=10)
+    assert first.step == 10
+    second = tiny(data, tmp_path / "split", resume=True)
+    assert second.step == 20
+    assert losses(tmp_path / "split") == losses(tmp_path / "full")
+    full, split = weights(tmp_path / "full"), weights(tmp_path / "split")
+    assert full.keys() == split.keys()
+    assert all(torch.equal(full[k], split[k]) for k in full)
+
+
+def test_resume_extends_a_finished_run(synth_root: Path, tmp_path: Path) -> None:
+    """`--steps 10`, then `--resume --steps 20`, equals `--steps 20` (constant learning rate)."""
+    data = synth_root / "aligned"
+    tiny(data, tmp_path / "full", steps=20)
+    tiny(data, tmp_path / "two", steps=10)
+    tiny(data, tmp_path / "two", steps=20, resume=True)
+    assert losses(tmp_path / "two") == losses(tmp_path / "full")
+
+
+def test_checkpoints_pruned_and_loadable(synth_root: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    tiny(synth_root / "aligned", run, checkpoint_every=5, keep_checkpoints=2)
+    kept = sorted(p.name for p in (run / "checkpoints").glob("step_*"))
+    assert kept == ["step_00000015", "step_00000020"]
+    assert (run / "checkpoints" / "latest").read_text() == "step_00000020"
+    assert pixforge.load(run).step == 20
+    assert (run / "index.html").is_file() and (run / "samples" / "latest.png").is_file()
+    assert list((run / "tb").iterdir())
+
+
+def test_disk_full_keeps_previous_checkpoint(synth_root: Path, tmp_path: Path, monkeypatch) -> None:
+    run = tmp_path / "run"
+    tiny(synth_root / "aligned", run, steps=5, checkpoint_every=5)
+    real_save = checkpoint.save_file
+
+    def full_disk(tensors, path, metadata=None):
+        real_save(tensors, path, metadata=metadata)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_file", full_disk)
+    with pytest.raises(PixforgeError, match="disk full.*step_00000005 is intact"):
+        tiny(synth_root / "aligned", run, steps=10, resume=True)
+    assert checkpoint.latest_checkpoint(run).name == "step_00000005"
+    assert not list((run / "checkpoints").glob(".tmp*"))
+    assert pixforge.load(run).step == 5
+
+
+def test_ctrl_c_writes_a_checkpoint(synth_root: Path, tmp_path: Path, monkeypatch) -> None:
+    real_step = Trainer.train_step
+
+    def interrupting(self, batch):
+        out = real_step(self, batch)
+        if self.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(Trainer, "train_step", interrupting)
+    result = tiny(synth_root / "aligned", tmp_path / "run")
+    assert result.interrupted and result.step == 3
+    assert pixforge.load(tmp_path / "run").step == 3
+
+
+def test_scalars_are_averaged_over_the_log_interval(synth_root: Path, tmp_path: Path) -> None:
+    tiny(synth_root / "aligned", tmp_path / "every", steps=4, log_every=1)
+    tiny(synth_root / "aligned", tmp_path / "pairs", steps=4, log_every=2)
+    every, pairs = losses(tmp_path / "every"), losses(tmp_path / "pairs")
+    assert [r["step"] for r in pairs] == [2, 4]
+    expected = (every[2]["G_L1"] + every[3]["G_L1"]) / 2
+    assert pairs[1]["G_L1"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_lr_schedule_constant_then_linear_decay() -> None:
+    assert [lr_factor(s, 10, 4) for s in (0, 5, 6, 7, 8, 9, 10)] == [1.0, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0]
+    assert lr_factor(50, 10, 0) == 1.0
+
+
+def test_epoch_schedule_counts_steps_from_the_dataset(synth_root: Path, tmp_path: Path) -> None:
+    cfg = pixforge.api.resolve_config(
+        "pix2pix", preset="tiny", flags={"data.root": str(synth_root / "aligned"), "steps": 0, "epochs": 2,
+                                         "epochs_decay": 1, "batch_size": 4}
+    )
+    trainer = Trainer(cfg, tmp_path / "run")
+    per_epoch = len(trainer.dataset) // 4
+    assert trainer.total == 3 * per_epoch
+    factors = [s.lr_lambdas[0](2 * per_epoch + per_epoch // 2) for s in trainer.schedulers.values()]
+    assert factors[0] == pytest.approx(0.5, abs=1 / per_epoch)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_and_channels_last_on_cuda(synth_root: Path, tmp_path: Path) -> None:
+    result = tiny(synth_root / "aligned", tmp_path / "run", steps=3, device="cuda", amp="bf16", channels_last=True)
+    assert result.step == 3 and all(map(lambda v: v == v, result.scalars.values()))
+
+
+def test_amp_on_cpu_is_refused(synth_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(PixforgeError, match="CUDA only"):
+        tiny(synth_root / "aligned", tmp_path / "run", device="cpu", amp="bf16")
