@@ -1,0 +1,207 @@
+"""The torch Dataset over any of the four formats, with deterministic per-sample augmentation.
+
+Each item is a dict with ``A`` (input) and ``B`` (target) tensors in [-1, 1], the sample ``index`` and
+whether it was ``flip``-ped; labeled data adds ``label`` (class ids) and, when present, ``instance``.
+For labeled data ``A`` is the one-hot label map (``label_nc`` channels) and ``B`` the photo.
+
+Randomness comes only from the key the sampler passes with each index (see :class:`EpochSampler`), so the
+same (seed, epoch, position) gives the same crop and flip whatever the worker, and a resumed run sees
+exactly the data an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset, Sampler
+
+from pixforge.config import DataConfig
+from pixforge.data import formats, transforms
+from pixforge.data.formats import BrokenImageError, Record, SplitData
+from pixforge.errors import PixforgeError
+
+log = logging.getLogger("pixforge")
+
+SampleKey = tuple[int, int]
+
+
+def data_channels(root: Path, fmt: str, cfg: DataConfig) -> tuple[int, int, int]:
+    """(input_nc, output_nc, label_nc) of a dataset: 3 -> 3 for images, label_nc -> 3 for labeled data."""
+    if fmt != "labeled":
+        return 3, 3, 0
+    if cfg.direction != "AtoB":
+        raise PixforgeError("option direction: labeled data translates labels to images (AtoB) only")
+    label_nc = cfg.label_nc or formats.count_classes(root)
+    if not label_nc:
+        raise PixforgeError(
+            f"{root}: labeled data needs the number of classes: --set label_nc=N, or a classes.txt"
+        )
+    return label_nc, 3, label_nc
+
+
+class TranslationDataset(Dataset):
+    """One split of a dataset, transformed for training or for evaluation."""
+
+    def __init__(
+        self,
+        root: Path,
+        split: str,
+        cfg: DataConfig,
+        *,
+        train: bool,
+        size_multiple: int = 1,
+        fmt: str | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.cfg = cfg
+        self.fmt = fmt or formats.resolve_format(self.root, cfg.format)
+        self.train = train
+        self.size_multiple = size_multiple
+        self.data: SplitData = formats.scan_split(self.root, self.fmt, split)
+        for problem in self.data.problems:
+            log.warning("%s", problem)
+        self.label_nc = data_channels(self.root, self.fmt, cfg)[2]
+        self.palette = formats.read_palette(self.root) if self.fmt == "labeled" else None
+        self.broken: set[int] = set()
+        self._check_headers()
+        self.pad_notice = transforms.PadNotice(size_multiple)
+
+    def _check_headers(self) -> None:
+        """Read every header: pairs of different sizes fail; unreadable files are skipped up to ``max_broken``."""
+        good: list[Record] = []
+        for record in self.data.records:
+            try:
+                formats.check_record(self.data, record)
+                good.append(record)
+            except BrokenImageError as exc:
+                log.warning("skipping %s", exc)
+        broken = len(self.data.records) - len(good)
+        self._fail_if_too_broken(broken, len(self.data.records))
+        self.data.records = good
+
+    def _fail_if_too_broken(self, broken: int, total: int) -> None:
+        if broken and broken > self.cfg.max_broken * total:
+            raise PixforgeError(
+                f"{self.data.folder}: {broken} of {total} images are unreadable, more than max_broken="
+                f"{self.cfg.max_broken:g}; fix or remove them"
+            )
+
+    def __len__(self) -> int:
+        return len(self.data.records)
+
+    def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
+        index, seed = key if isinstance(key, tuple) else (key, 0)
+        for offset in range(len(self)):
+            i = (index + offset) % len(self)
+            if i in self.broken:
+                continue
+            try:
+                return self._load(i, random.Random(seed * 1_000_003 + i))
+            except BrokenImageError as exc:
+                self.broken.add(i)
+                log.warning("skipping %s", exc)
+                self._fail_if_too_broken(len(self.broken), len(self))
+        raise PixforgeError(f"{self.data.folder}: no readable images")
+
+    def raw_maps(self, i: int, rng: random.Random | None = None) -> dict[str, Image.Image]:
+        """The untransformed maps of sample ``i`` as images: A, B and, for labeled data, label and instance."""
+        rng = rng or random.Random(i)
+        record = self.data.records[i]
+        if self.fmt == "aligned":
+            ab = formats.read_image(record.files["AB"])
+            w, h = ab.size
+            maps = {"A": ab.crop((0, 0, w // 2, h)), "B": ab.crop((w // 2, 0, w, h))}
+        elif self.fmt == "paired":
+            maps = {"A": formats.read_image(record.files["A"]), "B": formats.read_image(record.files["B"])}
+        elif self.fmt == "unaligned":
+            b_path = self.data.b_files[rng.randrange(len(self.data.b_files))]
+            maps = {"A": formats.read_image(record.files["A"]), "B": formats.read_image(b_path)}
+        else:
+            maps = {"B": formats.read_image(record.files["image"]), "label": self._label_image(record)}
+            if "instance" in record.files:
+                maps["instance"] = Image.fromarray(
+                    formats.read_instance(record.files["instance"]).astype(np.int32)
+                )
+        if self.cfg.direction == "BtoA" and self.fmt != "labeled":
+            maps["A"], maps["B"] = maps["B"], maps["A"]
+        return maps
+
+    def _label_image(self, record: Record) -> Image.Image:
+        ids = formats.read_label(record.files["label"], self.palette)
+        if ids.min() < 0 or ids.max() >= self.label_nc:
+            raise PixforgeError(
+                f"{record.files['label']}: label id {int(ids.max())} is outside 0..{self.label_nc - 1} "
+                f"(label_nc={self.label_nc})"
+            )
+        return Image.fromarray(ids.astype(np.int32))
+
+    def _load(self, i: int, rng: random.Random) -> dict[str, Any]:
+        maps = self.raw_maps(i, rng)
+        size = maps["B"].size if "A" not in maps else maps["A"].size
+        params = transforms.make_params(size, self.cfg, rng, self.train)
+        item: dict[str, Any] = {"index": i, "flip": params.flip, "stem": self.data.records[i].stem}
+        for key, img in maps.items():
+            out = transforms.apply(img, params, nearest=key in ("label", "instance"))
+            if key in ("label", "instance"):
+                item[key] = torch.from_numpy(np.asarray(out, dtype=np.int64)).unsqueeze(0)
+            else:
+                item[key] = transforms.to_tensor(out)
+        if self.fmt == "labeled":
+            item["A"] = one_hot(item["label"], self.label_nc)
+        return self._pad(item)
+
+    def _pad(self, item: dict[str, Any]) -> dict[str, Any]:
+        h, w = item["B"].shape[-2:]
+        self.pad_notice(h, w)
+        for key in ("A", "B", "label", "instance"):
+            if key in item:
+                mode = "replicate" if key in ("label", "instance") else "reflect"
+                item[key] = transforms.pad_to_multiple(item[key], self.size_multiple, mode)
+        return item
+
+
+def one_hot(label: Tensor, label_nc: int) -> Tensor:
+    """Class ids (1, H, W) or (N, 1, H, W) as float one-hot channels (label_nc, H, W) / (N, label_nc, H, W)."""
+    out = torch.nn.functional.one_hot(label.squeeze(-3), label_nc).movedim(-1, -3)
+    return out.float()
+
+
+class EpochSampler(Sampler[SampleKey]):
+    """A resumable shuffling sampler: epoch ``e`` is a permutation drawn from (seed, e).
+
+    It yields (index, key) pairs; the key seeds the sample's augmentation. ``start`` skips the first
+    positions of the first epoch, so a resumed run continues the data order exactly.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, start: int = 0, shuffle: bool = True) -> None:
+        self.size = size
+        self.per_epoch = max(1, size // batch_size) * batch_size
+        self.seed = seed
+        self.start = start
+        self.shuffle = shuffle
+
+    def order(self, epoch: int) -> list[int]:
+        if not self.shuffle:
+            return [i % self.size for i in range(self.per_epoch)]
+        g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
+        perm = torch.randperm(self.size, generator=g).tolist()
+        return (perm * (self.per_epoch // self.size + 1))[: self.per_epoch]
+
+    def __iter__(self) -> Iterator[SampleKey]:
+        epoch, pos = divmod(self.start, self.per_epoch)
+        while True:
+            order = self.order(epoch)
+            for p in range(pos, self.per_epoch):
+                yield order[p], self.seed * 100_003 + epoch * self.per_epoch + p
+            epoch, pos = epoch + 1, 0
+
+    def __len__(self) -> int:
+        return self.per_epoch

@@ -1,0 +1,307 @@
+"""Detect and read the four dataset layouts of DESIGN.md.
+
+| format    | layout                                                                 |
+| --------- | ---------------------------------------------------------------------- |
+| aligned   | ``split/*.png``: each image is A and B side by side (pix2pix datasets)  |
+| paired    | ``split/A/*``, ``split/B/*`` matched by file stem                       |
+| unaligned | ``trainA/ trainB/ testA/ testB/`` (CycleGAN datasets)                   |
+| labeled   | ``split/images/``, ``split/labels/`` (+ optional ``split/instances/``)  |
+
+Splits are ``train``, ``val`` and ``test``. A folder that directly holds one split's layout is read as
+its ``train`` split. Labels are class ids (8-bit ``L``/``P`` PNGs, or 32-bit ``I``), or RGB colours decoded
+with a ``palette.json`` (a list of ``[r, g, b]``, index = class id) in the dataset root. The number of
+classes comes from ``label_nc``, ``classes.txt`` (one name per id) or ``palette.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from pixforge.errors import PixforgeError
+
+log = logging.getLogger("pixforge")
+
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+SPLITS = ("train", "val", "test")
+FORMAT_FOLDERS = {"paired": ("A", "B"), "labeled": ("images", "labels")}
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+
+
+def _split_format(folder: Path) -> str | None:
+    """The format of a single split folder, or None if it holds no known layout."""
+    for fmt, (a, b) in FORMAT_FOLDERS.items():
+        if (folder / a).is_dir() and (folder / b).is_dir():
+            return fmt
+    return "aligned" if list_images(folder) else None
+
+
+def check_root(root: Path) -> Path:
+    root = Path(root)
+    if not root.exists():
+        raise PixforgeError(f"data folder not found: {root}")
+    if not root.is_dir():
+        raise PixforgeError(f"data path is not a folder: {root}")
+    if not any(root.iterdir()):
+        raise PixforgeError(f"data folder is empty: {root}")
+    return root
+
+
+def detect_format(root: Path) -> str:
+    """Detect the layout of a dataset root (or of a single split folder)."""
+    root = check_root(root)
+    if any((root / f"{s}A").is_dir() for s in SPLITS):
+        return "unaligned"
+    for candidate in [*(root / s for s in SPLITS), root]:
+        if candidate.is_dir() and (fmt := _split_format(candidate)):
+            return fmt
+    raise PixforgeError(
+        f"{root}: layout matches no format (expected split folders train/val/test holding images, A/ + B/, "
+        "or images/ + labels/; or trainA/ + trainB/)"
+    )
+
+
+def resolve_format(root: Path, fmt: str) -> str:
+    """``fmt`` itself, or the detected format when it is ``auto``; a forced format must fit the folder."""
+    if fmt == "auto":
+        return detect_format(root)
+    if fmt == "unaligned" or fmt in FORMAT_FOLDERS or fmt == "aligned":
+        check_root(root)
+        return fmt
+    raise PixforgeError(f"--data-format: unknown format '{fmt}'")
+
+
+def split_folder(root: Path, fmt: str, split: str) -> Path | None:
+    """The folder of ``split``; a root that directly holds a layout counts as its train split."""
+    if fmt == "unaligned":
+        return root if (root / f"{split}A").is_dir() else None
+    folder = Path(root) / split
+    if folder.is_dir():
+        return folder
+    if split == "train" and not any((root / s).is_dir() for s in SPLITS) and _split_format(root) == fmt:
+        return root
+    return None
+
+
+def available_splits(root: Path, fmt: str) -> list[str]:
+    return [s for s in SPLITS if split_folder(root, fmt, s) is not None]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One sample: its stem and the files of its maps (keys: AB | A, B | image, label, instance)."""
+
+    stem: str
+    files: dict[str, Path]
+
+
+@dataclass
+class SplitData:
+    """The samples of one split, the B domain for unaligned data, and the problems found while listing."""
+
+    fmt: str
+    split: str
+    folder: Path
+    records: list[Record]
+    b_files: list[Path] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _match_by_stem(folders: dict[str, Path], required: tuple[str, ...]) -> tuple[list[Record], list[str]]:
+    """Match files of several folders by stem; files present in only some required folders are problems."""
+    stems = {key: {p.stem: p for p in list_images(folder)} for key, folder in folders.items()}
+    problems: list[str] = []
+    all_stems = sorted(set().union(*(stems[k] for k in required)))
+    records = []
+    for stem in all_stems:
+        missing = [k for k in required if stem not in stems[k]]
+        if missing:
+            have = next(stems[k][stem] for k in required if stem in stems[k])
+            problems.append(
+                f"unmatched pair: {have} has no counterpart in {', '.join(str(folders[k]) for k in missing)}"
+            )
+            continue
+        records.append(Record(stem, {k: s[stem] for k, s in stems.items() if stem in s}))
+    return records, problems
+
+
+def scan_split(root: Path, fmt: str, split: str) -> SplitData:
+    """List the samples of one split; an absent or empty split is a :class:`PixforgeError`."""
+    folder = split_folder(root, fmt, split)
+    if folder is None:
+        have = ", ".join(available_splits(root, fmt)) or "none"
+        raise PixforgeError(f"{root}: no '{split}' split for the {fmt} format (splits found: {have})")
+    if fmt == "aligned":
+        data = SplitData(fmt, split, folder, [Record(p.stem, {"AB": p}) for p in list_images(folder)])
+    elif fmt == "unaligned":
+        a_files, b_files = list_images(root / f"{split}A"), list_images(root / f"{split}B")
+        if not b_files:
+            raise PixforgeError(
+                f"{root / (split + 'B')}: no images (unaligned data needs {split}A and {split}B)"
+            )
+        data = SplitData(fmt, split, folder, [Record(p.stem, {"A": p}) for p in a_files], b_files)
+    else:
+        names = {
+            "paired": {"A": "A", "B": "B"},
+            "labeled": {"image": "images", "label": "labels", "instance": "instances"},
+        }
+        folders = {k: folder / v for k, v in names[fmt].items() if (folder / v).is_dir()}
+        records, problems = _match_by_stem(folders, tuple(names[fmt])[:2])
+        data = SplitData(fmt, split, folder, records, problems=problems)
+    if not data.records:
+        raise PixforgeError(f"{folder}: no images in the {split} split")
+    return data
+
+
+def read_image(path: Path, mode: str = "RGB") -> Image.Image:
+    """Decode an image fully (so truncation is caught here), converted to ``mode``."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert(mode) if mode and img.mode != mode else img.copy()
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        raise BrokenImageError(f"cannot read image {path}: {exc}") from None
+
+
+class BrokenImageError(PixforgeError):
+    """An image file that cannot be decoded (corrupt, truncated, not an image)."""
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header, without decoding the pixels."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        raise BrokenImageError(f"cannot read image {path}: {exc}") from None
+
+
+def read_palette(root: Path) -> np.ndarray | None:
+    path = Path(root) / "palette.json"
+    if not path.is_file():
+        return None
+    try:
+        colors = np.asarray(json.loads(path.read_text()), dtype=np.int64)
+    except (ValueError, TypeError):
+        raise PixforgeError(f"{path}: expected a JSON list of [r, g, b] colours") from None
+    if colors.ndim != 2 or colors.shape[1] != 3:
+        raise PixforgeError(f"{path}: expected a JSON list of [r, g, b] colours")
+    return colors
+
+
+def count_classes(root: Path) -> int | None:
+    """The number of label ids declared by ``classes.txt`` or ``palette.json`` in a labeled dataset root."""
+    names = Path(root) / "classes.txt"
+    if names.is_file():
+        return len([line for line in names.read_text().splitlines() if line.strip()])
+    palette = read_palette(root)
+    return None if palette is None else len(palette)
+
+
+def read_label(path: Path, palette: np.ndarray | None) -> np.ndarray:
+    """Class ids (H, W) int64 from an id image, or from a colour image and its palette (nearest colour)."""
+    img = read_image(path, mode="")
+    if img.mode in ("L", "P", "I", "I;16"):
+        return np.asarray(img, dtype=np.int64)
+    if palette is None:
+        raise PixforgeError(f"{path}: colour-coded label map but no palette.json in the dataset root")
+    rgb = np.asarray(img.convert("RGB"), dtype=np.int64)
+    dist = ((rgb[:, :, None, :] - palette[None, None, :, :]) ** 2).sum(-1)
+    return dist.argmin(-1)
+
+
+def read_instance(path: Path) -> np.ndarray:
+    """Instance ids (H, W) int64 (Cityscapes style: class * 1000 + k for countable objects)."""
+    img = read_image(path, mode="")
+    if img.mode not in ("L", "I", "I;16", "P"):
+        raise PixforgeError(
+            f"{path}: instance maps must be integer images (mode L, I or I;16), not {img.mode}"
+        )
+    return np.asarray(img, dtype=np.int64)
+
+
+def check_record(data: SplitData, record: Record) -> tuple[int, int]:
+    """The (width, height) of one sample's A side; pairs of different sizes are a :class:`PixforgeError`."""
+    sizes = {key: image_size(path) for key, path in record.files.items()}
+    if data.fmt == "aligned":
+        w, h = sizes["AB"]
+        if w % 2:
+            raise PixforgeError(
+                f"{record.files['AB']}: aligned image has odd width {w}; expected A and B side by side"
+            )
+        return w // 2, h
+    first_key, first = next(iter(sizes.items()))
+    for key, size in sizes.items():
+        if size != first:
+            raise PixforgeError(
+                f"pair sizes differ: {record.files[first_key]} is {first[0]}x{first[1]} "
+                f"but {record.files[key]} is {size[0]}x{size[1]}"
+            )
+    return first
+
+
+def is_dataset_root(folder: Path) -> bool:
+    """Whether ``folder`` holds split folders (train/val/test, or trainA/testA/...), not just images."""
+    folder = Path(folder)
+    return any((folder / s).is_dir() or (folder / f"{s}A").is_dir() for s in SPLITS)
+
+
+@dataclass
+class Inspection:
+    """What ``pixforge data inspect`` reports about a dataset."""
+
+    root: Path
+    fmt: str
+    counts: dict[str, int]
+    sizes: dict[str, dict[str, int]]
+    problems: list[str]
+
+
+def inspect(root: Path, fmt: str = "auto") -> Inspection:
+    """Detect the format, count every split, tally image sizes and list every problem found."""
+    root = Path(root)
+    fmt = resolve_format(root, fmt)
+    counts: dict[str, int] = {}
+    sizes: dict[str, dict[str, int]] = {}
+    problems: list[str] = []
+    palette = read_palette(root) if fmt == "labeled" else None
+    label_nc = count_classes(root) if fmt == "labeled" else None
+    for split in available_splits(root, fmt):
+        try:
+            data = scan_split(root, fmt, split)
+        except PixforgeError as exc:
+            problems.append(str(exc))
+            continue
+        problems.extend(data.problems)
+        counts[split] = len(data.records)
+        tally: dict[str, int] = {}
+        for record in data.records:
+            try:
+                w, h = check_record(data, record)
+                for path in record.files.values():
+                    read_image(path, mode="")
+                if label_nc and "label" in record.files:
+                    ids = read_label(record.files["label"], palette)
+                    if ids.max() >= label_nc:
+                        problems.append(
+                            f"{record.files['label']}: label id {int(ids.max())} >= {label_nc} classes"
+                        )
+            except PixforgeError as exc:
+                problems.append(str(exc))
+                continue
+            tally[f"{w}x{h}"] = tally.get(f"{w}x{h}", 0) + 1
+        sizes[split] = tally
+        if data.b_files:
+            counts[f"{split}B"] = len(data.b_files)
+    return Inspection(root, fmt, counts, sizes, problems)
