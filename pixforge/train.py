@@ -152,6 +152,7 @@ class Trainer:
             fmt=self.fmt,
         )
         self.method.steps_per_epoch = self.steps_per_epoch()
+        self.method.before_training(self.dataset)
         self.phases = self.method.phases()
         self.optimizers = self._optimizers()
         self.total = self._total_steps()
@@ -183,7 +184,6 @@ class Trainer:
             raise PixforgeError(
                 f"{self.run_dir} already holds a run; pass --resume to continue it or choose another --out"
             )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         return None
 
     def _saved_config(self) -> Config:
@@ -376,6 +376,7 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
 
         t = self.cfg.train
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
         end = self.total if stop_after is None else min(self.total, self.step + stop_after)
         stop = StopFlag()

@@ -95,14 +95,12 @@ class RecordingTrainer:
 def test_cli_flags_reach_the_config_with_priority(tmp_path, monkeypatch, synth_root):
     monkeypatch.setattr(api, "Trainer", RecordingTrainer)
     RecordingTrainer.configs = []
-    file = write_yaml(tmp_path / "opts.yaml", {"model": {"ngf": 12}, "data": {"crop_size": 24}, "train": {"steps": 7}})
-    main(
-        [
-            "train", "pix2pix", "--data", str(synth_root / "aligned"), "--out", str(tmp_path / "run"),
-            "--preset", "tiny", "--config", str(file), "--size", "48", "--steps", "40", "--batch-size", "2",
-            "--direction", "BtoA", "--set", "steps=50", "--set", "model.lambda_l1=10",
-        ]
-    )  # fmt: skip
+    file = write_yaml(
+        tmp_path / "opts.yaml", {"model": {"ngf": 12}, "data": {"crop_size": 24}, "train": {"steps": 7}}
+    )
+    options = "--preset tiny --size 48 --steps 40 --batch-size 2 --direction BtoA --set steps=50"
+    paths = ["--data", str(synth_root / "aligned"), "--out", str(tmp_path / "run"), "--config", str(file)]
+    main(["train", "pix2pix", *paths, *options.split(), "--set", "model.lambda_l1=10"])
     (cfg,) = RecordingTrainer.configs
     assert cfg.data.root == str(synth_root / "aligned")
     assert (cfg.data.crop_size, cfg.data.load_size) == (48, 54)  # --size over the file; load = 48 * 286/256
@@ -125,7 +123,11 @@ def test_plain_and_qualified_keys():
 
 @pytest.mark.parametrize(
     ("key", "hint"),
-    [("lambda_L1", "did you mean lambda_l1"), ("lamda_l1", "did you mean lambda_l1"), ("model.ngff", "model.ngf")],
+    [
+        ("lambda_L1", "did you mean lambda_l1"),
+        ("lamda_l1", "did you mean lambda_l1"),
+        ("model.ngff", "model.ngf"),
+    ],
 )
 def test_unknown_key_names_the_closest(key, hint):
     with pytest.raises(PixforgeError, match="unknown config key") as exc:
@@ -157,7 +159,13 @@ def test_ambiguous_plain_key_asks_for_a_qualified_one():
 
 @pytest.mark.parametrize(
     ("key", "raw", "expected"),
-    [("ngf", "16", 16), ("flip", "no", False), ("flip", "true", True), ("lr", "1e-3", 1e-3), ("max_broken", 0, 0.0)],
+    [
+        ("ngf", "16", 16),
+        ("flip", "no", False),
+        ("flip", "true", True),
+        ("lr", "1e-3", 1e-3),
+        ("max_broken", 0, 0.0),
+    ],
 )
 def test_values_are_converted_to_the_field_type(key, raw, expected):
     cfg = pix2pix_config()
@@ -169,7 +177,13 @@ def test_values_are_converted_to_the_field_type(key, raw, expected):
 
 @pytest.mark.parametrize(
     ("key", "raw", "kind"),
-    [("ngf", "abc", "int"), ("ngf", "2.5", "int"), ("ngf", 2.5, "int"), ("flip", "maybe", "bool"), ("lr", "fast", "float")],
+    [
+        ("ngf", "abc", "int"),
+        ("ngf", "2.5", "int"),
+        ("ngf", 2.5, "int"),
+        ("flip", "maybe", "bool"),
+        ("lr", "fast", "float"),
+    ],
 )
 def test_bad_values_are_refused(key, raw, kind):
     with pytest.raises(PixforgeError, match=rf"option {key}: .* is not a valid {kind}"):
@@ -203,7 +217,9 @@ def test_set_needs_key_equals_value():
 
 def test_yaml_round_trip(tmp_path):
     cfg = api.resolve_config(
-        "pix2pix", preset="tiny", overrides={"lambda_l1": "12.5", "direction": "BtoA", "flip": "false", "seed": "7"}
+        "pix2pix",
+        preset="tiny",
+        overrides={"lambda_l1": "12.5", "direction": "BtoA", "flip": "false", "seed": "7"},
     )
     path = tmp_path / "config.yaml"
     path.write_text(cfg.to_yaml())

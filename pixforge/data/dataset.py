@@ -2,6 +2,8 @@
 
 Each item is a dict with ``A`` (input) and ``B`` (target) tensors in [-1, 1], the sample ``index`` and
 whether it was ``flip``-ped; labeled data adds ``label`` (class ids) and, when present, ``instance``.
+``index_A`` and ``index_B`` say which image of its own domain ``A`` and ``B`` are (for unaligned data, whose B
+image is drawn at random at every visit, they differ; otherwise both equal ``index``).
 For labeled data ``A`` is the one-hot label map (``label_nc`` channels) and ``B`` the photo.
 
 Randomness comes only from the key the sampler passes with each index (see :class:`EpochSampler`), so the
@@ -75,11 +77,16 @@ class TranslationDataset(Dataset):
         self.pad_notice = transforms.PadNotice(size_multiple)
 
     def _check_headers(self) -> None:
-        """Read every header: pairs of different sizes fail; unreadable files are skipped up to ``max_broken``."""
+        """Read every header: pairs of different sizes fail; unreadable files are skipped up to ``max_broken``.
+
+        Label maps are decoded too, so an id outside the class range stops the run before its first step.
+        """
         good: list[Record] = []
         for record in self.data.records:
             try:
                 formats.check_record(self.data, record)
+                if "label" in record.files:
+                    self._label_image(record)
                 good.append(record)
             except BrokenImageError as exc:
                 log.warning("skipping %s", exc)
@@ -111,8 +118,13 @@ class TranslationDataset(Dataset):
                 self._fail_if_too_broken(len(self.broken), len(self))
         raise PixforgeError(f"{self.data.folder}: no readable images")
 
-    def raw_maps(self, i: int, rng: random.Random | None = None) -> dict[str, Image.Image]:
-        """The untransformed maps of sample ``i`` as images: A, B and, for labeled data, label and instance."""
+    def raw_maps(
+        self, i: int, rng: random.Random | None = None, b_index: int | None = None
+    ) -> dict[str, Image.Image]:
+        """The untransformed maps of sample ``i`` as images: A, B and, for labeled data, label and instance.
+
+        For unaligned data B is image ``b_index`` of the B folder, drawn from ``rng`` when not given.
+        """
         rng = rng or random.Random(i)
         record = self.data.records[i]
         if self.fmt == "aligned":
@@ -122,7 +134,7 @@ class TranslationDataset(Dataset):
         elif self.fmt == "paired":
             maps = {"A": formats.read_image(record.files["A"]), "B": formats.read_image(record.files["B"])}
         elif self.fmt == "unaligned":
-            b_path = self.data.b_files[rng.randrange(len(self.data.b_files))]
+            b_path = self.data.b_files[rng.randrange(len(self.data.b_files)) if b_index is None else b_index]
             maps = {"A": formats.read_image(record.files["A"]), "B": formats.read_image(b_path)}
         else:
             maps = {"B": formats.read_image(record.files["image"]), "label": self._label_image(record)}
@@ -130,7 +142,7 @@ class TranslationDataset(Dataset):
                 maps["instance"] = Image.fromarray(
                     formats.read_instance(record.files["instance"]).astype(np.int32)
                 )
-        if self.cfg.direction == "BtoA" and self.fmt != "labeled":
+        if self._swapped():
             maps["A"], maps["B"] = maps["B"], maps["A"]
         return maps
 
@@ -143,11 +155,27 @@ class TranslationDataset(Dataset):
             )
         return Image.fromarray(ids.astype(np.int32))
 
+    def domain_sizes(self) -> tuple[int, int]:
+        """How many distinct images ``index_A`` and ``index_B`` range over."""
+        sizes = (len(self), len(self.data.b_files) if self.fmt == "unaligned" else len(self))
+        return sizes[::-1] if self._swapped() else sizes
+
+    def _swapped(self) -> bool:
+        return self.cfg.direction == "BtoA" and self.fmt != "labeled"
+
     def _load(self, i: int, rng: random.Random) -> dict[str, Any]:
-        maps = self.raw_maps(i, rng)
+        b_index = rng.randrange(len(self.data.b_files)) if self.fmt == "unaligned" else i
+        maps = self.raw_maps(i, rng, b_index)
         size = maps["B"].size if "A" not in maps else maps["A"].size
         params = transforms.make_params(size, self.cfg, rng, self.train)
-        item: dict[str, Any] = {"index": i, "flip": params.flip, "stem": self.data.records[i].stem}
+        index_a, index_b = (b_index, i) if self._swapped() else (i, b_index)
+        item: dict[str, Any] = {
+            "index": i,
+            "index_A": index_a,
+            "index_B": index_b,
+            "flip": params.flip,
+            "stem": self.data.records[i].stem,
+        }
         for key, img in maps.items():
             out = transforms.apply(img, params, nearest=key in ("label", "instance"))
             if key in ("label", "instance"):

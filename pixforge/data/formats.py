@@ -157,7 +157,11 @@ def scan_split(root: Path, fmt: str, split: str) -> SplitData:
             "labeled": {"image": "images", "label": "labels", "instance": "instances"},
         }
         folders = {k: folder / v for k, v in names[fmt].items() if (folder / v).is_dir()}
-        records, problems = _match_by_stem(folders, tuple(names[fmt])[:2])
+        required = tuple(names[fmt])[:2]
+        if not all(k in folders for k in required):
+            need = " and ".join(str(folder / names[fmt][k]) for k in required)
+            raise PixforgeError(f"{folder}: the {fmt} format needs {need}; check --data-format")
+        records, problems = _match_by_stem(folders, required)
         data = SplitData(fmt, split, folder, records, problems=problems)
     if not data.records:
         raise PixforgeError(f"{folder}: no images in the {split} split")

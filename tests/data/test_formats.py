@@ -43,13 +43,16 @@ def truncate(path: Path, dest: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("sub", "fmt"), [("aligned", "aligned"), ("labeled", "labeled"), ("unaligned", "unaligned"), ("derain", "aligned")]
+    ("sub", "fmt"),
+    [("aligned", "aligned"), ("labeled", "labeled"), ("unaligned", "unaligned"), ("derain", "aligned")],
 )
 def test_detects_the_synthetic_layouts(synth_root, sub, fmt):
     root = synth_root / sub
     assert formats.detect_format(root) == fmt
     assert formats.resolve_format(root, "auto") == fmt
-    assert formats.available_splits(root, fmt) == (["train", "test"] if fmt == "unaligned" else ["train", "val", "test"])
+    assert formats.available_splits(root, fmt) == (
+        ["train", "test"] if fmt == "unaligned" else ["train", "val", "test"]
+    )
 
 
 def test_detects_paired(tmp_path):

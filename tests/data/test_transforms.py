@@ -133,13 +133,17 @@ def test_output_sizes(preprocess, train, size):
 
 
 def test_eval_crop_is_centred():
-    params = transforms.make_params((W, H), DataConfig(preprocess="crop", crop_size=16), random.Random(3), train=False)
+    params = transforms.make_params(
+        (W, H), DataConfig(preprocess="crop", crop_size=16), random.Random(3), train=False
+    )
     assert params.crop == ((W - 16) // 2, (H - 16) // 2, 16, 16)
 
 
 def test_crop_larger_than_the_image_is_an_option_error():
     with pytest.raises(PixforgeError, match="crop_size"):
-        transforms.make_params((W, H), DataConfig(preprocess="crop", crop_size=30), random.Random(0), train=True)
+        transforms.make_params(
+            (W, H), DataConfig(preprocess="crop", crop_size=30), random.Random(0), train=True
+        )
 
 
 @pytest.mark.parametrize("preprocess", ["resize_and_crop", "crop", "scale_width", "none"])

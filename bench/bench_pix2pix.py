@@ -1,0 +1,80 @@
+"""Training-step speed and peak memory of pix2pix presets (not a test: run `python bench/bench_pix2pix.py`).
+
+Builds the method from a preset, feeds random batches of the preset's crop size and times
+`Trainer`-equivalent steps (forward, D phase, G phase) after a warm-up. Reports ms/step, steps/s and peak
+memory (RSS on CPU, max allocated on CUDA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+
+from pixforge.api import resolve_config
+from pixforge.methods.base import DataInfo
+from pixforge.train import build_method, pick_device
+
+
+def bench(preset: str, steps: int, warmup: int, device: str, batch_size: int | None) -> dict[str, float]:
+    cfg = resolve_config("pix2pix", preset=preset)
+    dev = pick_device(device)
+    size = cfg.data.crop_size
+    bs = batch_size or cfg.train.batch_size
+    method = build_method(cfg, DataInfo(3, 3, (size, size))).to(dev)
+    phases = method.phases()
+    opts = {
+        p.name: torch.optim.Adam(
+            [q for n in p.nets for q in method.nets[n].parameters()], lr=2e-4, betas=(0.5, 0.999),
+            fused=dev.type == "cuda" or None,
+        )
+        for p in phases
+    }
+    batch = {"A": torch.randn(bs, 3, size, size, device=dev), "B": torch.randn(bs, 3, size, size, device=dev)}
+
+    def step() -> None:
+        state = method.forward_step(batch)
+        for phase in phases:
+            opts[phase.name].zero_grad(set_to_none=True)
+            loss, _ = phase.loss(state)
+            loss.backward()
+            opts[phase.name].step()
+
+    for _ in range(warmup):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / steps
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if dev.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    return {"ms_per_step": seconds * 1000, "steps_per_s": 1 / seconds, "peak_mib": peak, "size": size, "batch": bs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="facades")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int)
+    args = parser.parse_args()
+    r = bench(args.preset, args.steps, args.warmup, args.device, args.batch_size)
+    print(
+        f"pix2pix {args.preset}: {r['size']} px, batch {r['batch']}, torch threads {torch.get_num_threads()}: "
+        f"{r['ms_per_step']:.0f} ms/step ({r['steps_per_s']:.2f} steps/s), peak {r['peak_mib']:.0f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()
