@@ -105,6 +105,9 @@ class Method(nn.Module, ABC):
         self.load_state_dict(matched, strict=False)
         return sorted(matched)
 
+    def before_training(self, dataset: Any) -> None:
+        """Work done once with the training dataset before the first step (e.g. sizing per-sample caches)."""
+
     def after_training(self, dataset: Any, device: torch.device) -> None:
         """Work done once when the schedule completes, before the final checkpoint (e.g. feature clustering)."""
 
