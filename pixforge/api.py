@@ -19,12 +19,14 @@ from PIL import Image
 
 from pixforge import checkpoint
 from pixforge.config import Config, apply_overrides, from_dict, load_preset, read_yaml, validate
-from pixforge.data.dataset import one_hot
+from pixforge.data import formats
+from pixforge.data.dataset import TranslationDataset, one_hot
 from pixforge.data.transforms import pad_to_multiple, to_image, to_tensor
 from pixforge.errors import PixforgeError
 from pixforge.methods import get_method
 from pixforge.methods.base import Method
 from pixforge.train import Trainer, TrainResult, build_method, pick_device
+from pixforge.visual import label_palette
 
 
 def resolve_config(
@@ -187,3 +189,36 @@ def load(path: str | Path, device: str = "auto") -> Translator:
     method.load_state_dict(loaded.weights)
     method.load_extra_state(loaded.extra)
     return Translator(method.to(dev), cfg, loaded.step, dev)
+
+
+@dataclass
+class Item:
+    """One input to translate: its name, the input image, and when known its target and instance map."""
+
+    name: str
+    source: Image.Image
+    target: Image.Image | None = None
+    instance: Image.Image | None = None
+
+
+def dataset_items(path: Path, translator: Translator, split: str) -> list[Item]:
+    """The samples of a dataset's ``split`` as translation inputs, with targets (none for unaligned data)."""
+    cfg = translator.config.data
+    ds = TranslationDataset(path, split, cfg, train=False, fmt=formats.resolve_format(path, cfg.format))
+    items = []
+    for i, record in enumerate(ds.data.records):
+        maps = ds.raw_maps(i)
+        if ds.fmt == "labeled":
+            items.append(Item(record.stem, maps["label"], maps["B"], maps.get("instance")))
+        else:
+            items.append(Item(record.stem, maps["A"], None if ds.fmt == "unaligned" else maps["B"]))
+    return items
+
+
+def viewable(image: Image.Image, label_nc: int) -> Image.Image:
+    """An input as a viewable picture (label maps coloured by class)."""
+    if not label_nc:
+        return image.convert("RGB")
+    ids = np.asarray(image, dtype=np.int64).clip(0, label_nc - 1)
+    colors = ((label_palette(label_nc).numpy() + 1) * 127.5).round().astype(np.uint8)
+    return Image.fromarray(colors[ids])

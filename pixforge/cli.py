@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from pixforge import __version__
+from pixforge.api import Item, dataset_items, viewable
 from pixforge.errors import PixforgeError
 
 log = logging.getLogger("pixforge")
@@ -113,32 +113,6 @@ def train(
     )
 
 
-@dataclass
-class Item:
-    """One input to translate: its name, the input image, and when known its target and instance map."""
-
-    name: str
-    source: Image.Image
-    target: Image.Image | None = None
-    instance: Image.Image | None = None
-
-
-def _dataset_items(path: Path, translator: Any, split: str) -> list[Item]:
-    from pixforge.data import formats
-    from pixforge.data.dataset import TranslationDataset
-
-    cfg = translator.config.data
-    ds = TranslationDataset(path, split, cfg, train=False, fmt=formats.resolve_format(path, cfg.format))
-    items = []
-    for i, record in enumerate(ds.data.records):
-        maps = ds.raw_maps(i)
-        if ds.fmt == "labeled":
-            items.append(Item(record.stem, maps["label"], maps["B"], maps.get("instance")))
-        else:
-            items.append(Item(record.stem, maps["A"], None if ds.fmt == "unaligned" else maps["B"]))
-    return items
-
-
 def _inputs(paths: tuple[Path, ...], translator: Any, split: str, instances: Path | None) -> list[Item]:
     """Every input file, plain folder of images, or dataset root (read at ``split``, with targets)."""
     from pixforge.data import formats
@@ -148,7 +122,7 @@ def _inputs(paths: tuple[Path, ...], translator: Any, split: str, instances: Pat
         if not path.exists():
             raise PixforgeError(f"input not found: {path}")
         if path.is_dir() and formats.is_dataset_root(path):
-            items.extend(_dataset_items(path, translator, split))
+            items.extend(dataset_items(path, translator, split))
             continue
         files = formats.list_images(path) if path.is_dir() else [path]
         if not files:
@@ -176,17 +150,6 @@ def _l1(output: Image.Image, target: Image.Image) -> float:
     a = np.asarray(output.convert("RGB"), dtype=np.float32)
     b = np.asarray(target.convert("RGB").resize(output.size, Image.BICUBIC), dtype=np.float32)
     return float(np.abs(a - b).mean() / 127.5)
-
-
-def _shown(image: Image.Image, label_nc: int) -> Image.Image:
-    """An input as a viewable picture (label maps coloured by class)."""
-    if not label_nc:
-        return image.convert("RGB")
-    from pixforge.visual import label_palette
-
-    ids = np.asarray(image, dtype=np.int64).clip(0, label_nc - 1)
-    colors = ((label_palette(label_nc).numpy() + 1) * 127.5).round().astype(np.uint8)
-    return Image.fromarray(colors[ids])
 
 
 def _styles(cluster: int | None, random_styles: int | None) -> list[tuple[str, dict[str, int]]]:
@@ -271,7 +234,7 @@ def _row(
     if item.target is not None:
         row["l1"] = _l1(output, item.target)
     if make_html:
-        for key, image in (("input", _shown(item.source, label_nc)), ("target", item.target)):
+        for key, image in (("input", viewable(item.source, label_nc)), ("target", item.target)):
             if image is not None:
                 (out / f"{key}s").mkdir(exist_ok=True)
                 image.convert("RGB").save(out / f"{key}s" / f"{name}.png")
@@ -348,6 +311,219 @@ def download(name: str, root: Path, sha256: str | None) -> None:
     click.echo(f"{name}: {path}")
 
 
+METRICS_HELP = "Comma-separated: psnr, ssim, vif, reco, kid, fid, or all (FCN-scores come with --segmenter)."
+
+
+@cli.command()
+@click.argument("run", required=False, type=click.Path(path_type=Path))
+@click.option("--fake", type=click.Path(path_type=Path), help="Folder of generated images (matched by stem).")
+@click.option("--real", type=click.Path(path_type=Path), help="Folder of reference images.")
+@click.option(
+    "--data",
+    "data_root",
+    type=click.Path(path_type=Path),
+    help="With RUN: dataset whose split is translated.",
+)
+@click.option("--split", default="test", show_default=True, help="With RUN: the split to translate.")
+@click.option("--labels", type=click.Path(path_type=Path), help="Class-id maps (by stem) for FCN-scores.")
+@click.option(
+    "--segmenter", "segmenter_run", type=click.Path(path_type=Path), help="Segmenter run for FCN-scores."
+)
+@click.option("--metrics", "metric_list", default="psnr,ssim,vif,reco", show_default=True, help=METRICS_HELP)
+@click.option("--out", type=click.Path(path_type=Path), help="Also write the report as JSON to this file.")
+@click.option(
+    "--images",
+    type=click.Path(path_type=Path),
+    help="With RUN: folder for the translations (RUN/evaluation/SPLIT).",
+)
+@click.option(
+    "--inception", type=click.Path(path_type=Path), help="TF-Inception TorchScript file for KID/FID."
+)
+@click.option("--kid-subset-size", default=1000, show_default=True)
+@click.option("--kid-subsets", default=100, show_default=True)
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]), help="Device for RUN.")
+def evaluate(
+    run: Path | None,
+    fake: Path | None,
+    real: Path | None,
+    data_root: Path | None,
+    split: str,
+    labels: Path | None,
+    segmenter_run: Path | None,
+    metric_list: str,
+    out: Path | None,
+    images: Path | None,
+    inception: Path | None,
+    kid_subset_size: int,
+    kid_subsets: int,
+    device: str,
+) -> None:
+    """Score generated images: --fake/--real folders, or RUN after translating --split of --data."""
+    from pixforge.metrics.compare import evaluate_run
+    from pixforge.metrics.report import evaluate_dirs, parse_metrics
+
+    metrics = parse_metrics(metric_list)
+    if run is not None and (fake or real or labels):
+        raise PixforgeError("evaluate: give RUN --data DIR, or --fake DIR --real DIR, not both")
+    if run is not None and data_root is None:
+        raise PixforgeError("evaluate RUN needs --data DIR: the dataset whose --split it translates")
+    if run is None and (fake is None or real is None):
+        raise PixforgeError("evaluate needs --fake DIR and --real DIR (or RUN --data DIR)")
+    if run is None and (labels is None) != (segmenter_run is None):
+        raise PixforgeError("FCN-scores need --labels DIR and --segmenter RUN together")
+    options = _evaluation_options(metrics, segmenter_run, inception, kid_subset_size, kid_subsets)
+    if run is not None:
+        report = evaluate_run(
+            run, data_root, split=split, out=images, metrics=metrics, device=device, **options
+        )
+    else:
+        report = evaluate_dirs(fake, real, metrics, labels=labels, **options)
+    click.echo(report.to_markdown())
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report.to_json())
+        click.echo(f"wrote {out}")
+
+
+def _evaluation_options(
+    metrics: tuple[str, ...],
+    segmenter_run: Path | None,
+    inception: Path | None,
+    subset_size: int,
+    subsets: int,
+) -> dict[str, Any]:
+    """Segmenter (and its class count), feature network and KID settings shared by evaluate and compare."""
+    from pixforge.metrics.inception import InceptionFeatures
+    from pixforge.metrics.report import SET_LEVEL
+    from pixforge.metrics.segmenter import load_segmenter
+
+    segmenter = load_segmenter(segmenter_run) if segmenter_run is not None else None
+    wants_features = any(name in SET_LEVEL for name in metrics)
+    return {
+        "segmenter": segmenter,
+        "num_classes": segmenter.label_nc if segmenter is not None else None,
+        "features": InceptionFeatures(inception) if wants_features else None,
+        "kid_subset_size": subset_size,
+        "kid_subsets": subsets,
+    }
+
+
+@cli.command(name="compare")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="Dataset folder.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the comparison.")
+@click.option("--split", default="test", show_default=True)
+@click.option("--metrics", "metric_list", default="psnr,ssim,vif,reco", show_default=True, help=METRICS_HELP)
+@click.option(
+    "--segmenter", "segmenter_run", type=click.Path(path_type=Path), help="Segmenter run for FCN-scores."
+)
+@click.option("--samples", default=8, show_default=True, help="Rows of images shown side by side.")
+@click.option(
+    "--inception", type=click.Path(path_type=Path), help="TF-Inception TorchScript file for KID/FID."
+)
+@click.option("--kid-subset-size", default=1000, show_default=True)
+@click.option("--kid-subsets", default=100, show_default=True)
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+def compare_cmd(
+    runs: tuple[Path, ...],
+    data_root: Path,
+    out: Path,
+    split: str,
+    metric_list: str,
+    segmenter_run: Path | None,
+    samples: int,
+    inception: Path | None,
+    kid_subset_size: int,
+    kid_subsets: int,
+    device: str,
+) -> None:
+    """Evaluate RUNS on the same --split of --data: one table (markdown + HTML with samples and losses)."""
+    from pixforge.metrics.compare import compare_runs
+    from pixforge.metrics.report import parse_metrics
+
+    metrics = parse_metrics(metric_list)
+    options = _evaluation_options(metrics, segmenter_run, inception, kid_subset_size, kid_subsets)
+    comparison = compare_runs(
+        runs, data_root, out, split=split, metrics=metrics, device=device, samples=samples, **options
+    )
+    click.echo(comparison.to_markdown())
+    click.echo(f"wrote {out / 'compare.md'}, {out / 'compare.json'} and {out / 'index.html'}")
+
+
+@cli.group(name="segmenter")
+def segmenter_group() -> None:
+    """The segmentation network behind FCN-scores."""
+
+
+@segmenter_group.command(name="train")
+@click.option(
+    "--data", "data_root", required=True, type=click.Path(path_type=Path), help="Photos with labels."
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Segmenter run directory.")
+@click.option("--split", default="train", show_default=True)
+@click.option("--steps", default=2000, show_default=True)
+@click.option("--size", default=256, show_default=True, help="Training crop size in pixels.")
+@click.option("--batch-size", default=4, show_default=True)
+@click.option("--ngf", default=32, show_default=True, help="Filters of the U-Net's first layer.")
+@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--label-side",
+    default="B",
+    show_default=True,
+    type=click.Choice(["A", "B"]),
+    help="Aligned/paired data: the side holding CMP facade colour labels.",
+)
+@click.option(
+    "--score-split", help="Split for the ground-truth FCN-scores (default: val, else test, if any)."
+)
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+def segmenter_train(
+    data_root: Path,
+    out: Path,
+    split: str,
+    steps: int,
+    size: int,
+    batch_size: int,
+    ngf: int,
+    lr: float,
+    seed: int,
+    label_side: str,
+    score_split: str | None,
+    device: str,
+) -> None:
+    """Train a U-Net segmenter (cross-entropy) on the real photos and labels of --data."""
+    from pixforge.data import formats
+    from pixforge.metrics.segmenter import load_segmenter, score_segmenter, train_segmenter
+
+    result = train_segmenter(
+        data_root,
+        out,
+        split=split,
+        label_side=label_side,
+        device=device,
+        steps=steps,
+        size=size,
+        batch_size=batch_size,
+        ngf=ngf,
+        lr=lr,
+        seed=seed,
+    )
+    click.echo(
+        f"trained {result.steps} steps: loss {result.loss:.4f}, training pixel accuracy "
+        f"{result.pixel_accuracy:.4f}\nsegmenter: {result.path}"
+    )
+    splits = formats.available_splits(data_root, formats.resolve_format(data_root, "auto"))
+    held_out = score_split or next((s for s in ("val", "test") if s in splits), None)
+    if held_out is not None:
+        model = load_segmenter(result.path)
+        scores = score_segmenter(model, data_root, held_out, model.label_nc, label_side)
+        click.echo(
+            f"ground truth ({held_out} photos): pixel accuracy {scores['pixel_accuracy']:.4f}, mean class "
+            f"accuracy {scores['mean_class_accuracy']:.4f}, mean class IoU {scores['mean_class_iou']:.4f}"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -366,3 +542,20 @@ def main(argv: list[str] | None = None) -> None:
     except (click.Abort, KeyboardInterrupt):
         click.echo("aborted", err=True)
         sys.exit(130)
+
+
+@cli.group(name="pix2pixhd")
+def pix2pixhd_group() -> None:
+    """pix2pixHD tools: feature clusters for diverse outputs and editing."""
+
+
+@pix2pixhd_group.command(name="cluster")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--data", "data_root", type=click.Path(path_type=Path), help="Training data, if it moved.")
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+def pix2pixhd_cluster(run: Path, data_root: Path | None, device: str) -> None:
+    """K-means per class over the instance features of RUN's training set; rewrites its latest checkpoint."""
+    from pixforge.methods.pix2pixhd import cluster_run
+
+    folder, counts = cluster_run(run, data_root, device)
+    click.echo(f"{sum(counts.values())} clusters over {len(counts)} classes written to {folder}")

@@ -35,8 +35,14 @@ def test_load_accepts_checkpoint_folder_and_weights_file(run: Path) -> None:
 
 def test_unpadded_model_runs_at_native_non_square_size(synth_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "native"
-    pixforge.train("pix2pix", synth_root / "aligned", out, preset="tiny", steps=2,
-                   overrides={"preprocess": "none", "flip": "false"})
+    pixforge.train(
+        "pix2pix",
+        synth_root / "aligned",
+        out,
+        preset="tiny",
+        steps=2,
+        overrides={"preprocess": "none", "flip": "false"},
+    )
     translator = pixforge.load(out)
     image = Image.new("RGB", (40, 24), (200, 30, 30))
     maps = translator.translate(image)

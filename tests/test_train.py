@@ -112,8 +112,15 @@ def test_lr_schedule_constant_then_linear_decay() -> None:
 
 def test_epoch_schedule_counts_steps_from_the_dataset(synth_root: Path, tmp_path: Path) -> None:
     cfg = pixforge.api.resolve_config(
-        "pix2pix", preset="tiny", flags={"data.root": str(synth_root / "aligned"), "steps": 0, "epochs": 2,
-                                         "epochs_decay": 1, "batch_size": 4}
+        "pix2pix",
+        preset="tiny",
+        flags={
+            "data.root": str(synth_root / "aligned"),
+            "steps": 0,
+            "epochs": 2,
+            "epochs_decay": 1,
+            "batch_size": 4,
+        },
     )
     trainer = Trainer(cfg, tmp_path / "run")
     per_epoch = len(trainer.dataset) // 4
@@ -124,7 +131,9 @@ def test_epoch_schedule_counts_steps_from_the_dataset(synth_root: Path, tmp_path
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_bf16_and_channels_last_on_cuda(synth_root: Path, tmp_path: Path) -> None:
-    result = tiny(synth_root / "aligned", tmp_path / "run", steps=3, device="cuda", amp="bf16", channels_last=True)
+    result = tiny(
+        synth_root / "aligned", tmp_path / "run", steps=3, device="cuda", amp="bf16", channels_last=True
+    )
     assert result.step == 3 and all(map(lambda v: v == v, result.scalars.values()))
 
 

@@ -8,7 +8,13 @@ import importlib
 from pixforge.errors import PixforgeError
 from pixforge.methods.base import Method
 
-METHODS = {"pix2pix": "pixforge.methods.pix2pix:Pix2Pix"}
+METHODS = {
+    "pix2pix": "pixforge.methods.pix2pix:Pix2Pix",
+    "pix2pixhd": "pixforge.methods.pix2pixhd:Pix2PixHD",
+    "cyclegan": "pixforge.methods.cyclegan:CycleGAN",
+    "guidegan": "pixforge.methods.guidegan:GuideGAN",
+    "drpan": "pixforge.methods.drpan:DRPAN",
+}
 
 
 def get_method(name: str) -> type[Method]:

@@ -71,9 +71,14 @@ class Pix2Pix(Method):
         return self.nets["D"](torch.cat([a, b], dim=1))
 
     def loss_D(self, s: State) -> tuple[Tensor, Scalars]:
-        """0.5 * (log D(x, y) + log(1 - D(x, G(x)))) as a loss (eq. 1; halved, §3.3)."""
-        fake = self.gan_loss(self.discriminate(s["real_A"], s["fake_B"].detach()), False)
+        """0.5 * (log D(x, y) + log(1 - D(x, G(x)))) as a loss (eq. 1; halved, §3.3).
+
+        D's score map of the fake is kept in the state (``score_fake``) for methods that read it (DRPAN).
+        """
+        s["score_fake"] = self.discriminate(s["real_A"], s["fake_B"].detach())
+        fake = self.gan_loss(s["score_fake"], False)
         real = self.gan_loss(self.discriminate(s["real_A"], s["real_B"]), True)
+        s["score_fake"] = s["score_fake"].detach()
         return 0.5 * (fake + real), {"D_real": real.detach(), "D_fake": fake.detach()}
 
     def loss_G(self, s: State) -> tuple[Tensor, Scalars]:

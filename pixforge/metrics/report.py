@@ -84,6 +84,19 @@ def _finite_json(value: object) -> object:
     return value
 
 
+def parse_metrics(text: str) -> tuple[str, ...]:
+    """A comma-separated metric list ("psnr,ssim", or "all" for every metric) as names, checked."""
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    if names == ["all"]:
+        return (*PER_IMAGE, *SET_LEVEL)
+    unknown = [name for name in names if name not in PER_IMAGE and name not in SET_LEVEL]
+    if unknown or not names:
+        raise PixforgeError(
+            f"--metrics {text!r}: choose from {', '.join([*PER_IMAGE, *SET_LEVEL])} or all, comma-separated"
+        )
+    return tuple(names)
+
+
 def evaluate_dirs(
     fake: Path,
     real: Path,
@@ -168,12 +181,17 @@ def evaluate_dirs(
         values.update({f"fcn_{key}": scores[key] for key in FCN_MEANS})
         per_class = {f"fcn_{key}": scores[key].tolist() for key in ("class_accuracy", "class_iou")}
         settings["fcn"] = (
-            f"segmenter {getattr(segmenter, '__name__', type(segmenter).__name__)} on generated images vs "
+            f"segmenter {_describe(segmenter)} on generated images vs "
             f"labels in {labels}; {num_classes} classes, ignore index {ignore_index}; one confusion matrix "
             "over the set; classes absent from ground truth (accuracy) or from both maps (IoU) are NaN "
             "and left out of the means"
         )
     return Report(values=values, settings=settings, per_image=per_image, per_class=per_class)
+
+
+def _describe(segmenter: Callable[[torch.Tensor], torch.Tensor]) -> str:
+    """A segmenter's ``description`` attribute, else its function or class name."""
+    return getattr(segmenter, "description", None) or getattr(segmenter, "__name__", type(segmenter).__name__)
 
 
 def _check_fcn_options(

@@ -166,3 +166,211 @@ def build_generator(
         raise PixforgeError(f"unknown netG '{name}' (choose {', '.join(GENERATORS)})")
     init_weights(net)
     return net
+
+
+# pix2pixHD (Wang et al., CVPR 2018; papers/003_*): coarse-to-fine generator and feature encoder -----------
+
+
+def downsample_input(x: Tensor) -> Tensor:
+    """Halve an input for a coarser scale: 3x3 average pooling with stride 2, padding not counted (pix2pixHD)."""
+    return torch.nn.functional.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+
+
+def check_side(x: Tensor, multiple: int, name: str) -> None:
+    """Fail clearly unless both sides of ``x`` are multiples of ``multiple`` and at least twice it (the
+    bottleneck needs 2 px for reflection padding and instance normalisation)."""
+    h, w = x.shape[-2:]
+    if h % multiple or w % multiple or min(h, w) < 2 * multiple:
+        raise PixforgeError(
+            f"the {name} takes sides that are multiples of {multiple} and at least {2 * multiple} px "
+            f"(got {w}x{h}): use larger images or fewer downsamplings"
+        )
+
+
+def _c7s1(input_nc: int, k: int, norm: str, padding: str) -> list[nn.Module]:
+    """c7s1-k: 7x7 Convolution-InstanceNorm-ReLU with k filters and stride 1, reflection padding."""
+    return [pad_layer(padding, 3), nn.Conv2d(input_nc, k, 7), norm_layer(norm)(k), nn.ReLU(True)]
+
+
+def _down(input_nc: int, k: int, norm: str) -> list[nn.Module]:
+    """dk: 3x3 Convolution-InstanceNorm-ReLU with k filters and stride 2."""
+    return [nn.Conv2d(input_nc, k, 3, stride=2, padding=1), norm_layer(norm)(k), nn.ReLU(True)]
+
+
+def _up(input_nc: int, k: int, norm: str) -> list[nn.Module]:
+    """uk: 3x3 fractional-strided Convolution-InstanceNorm-ReLU with k filters and stride 1/2."""
+    return [
+        nn.ConvTranspose2d(input_nc, k, 3, stride=2, padding=1, output_padding=1),
+        norm_layer(norm)(k),
+        nn.ReLU(True),
+    ]
+
+
+def _to_image(input_nc: int, output_nc: int, padding: str) -> nn.Sequential:
+    """The final c7s1-3: a 7x7 convolution to the output channels, then Tanh."""
+    return nn.Sequential(pad_layer(padding, 3), nn.Conv2d(input_nc, output_nc, 7), nn.Tanh())
+
+
+class GlobalGenerator(nn.Module):
+    """G1 of pix2pixHD (appendix B): c7s1-64, d128, d256, d512, d1024, 9 x R1024, u512, u256, u128, u64,
+    c7s1-3 for ``ngf`` = 64, ``n_downsampling`` = 4, ``n_blocks`` = 9.
+
+    ``body`` ends at the last feature map (u64, ``ngf`` channels), which a local enhancer adds to its own
+    front-end output; ``head`` (the final c7s1-3 and Tanh) exists only when ``output_nc`` is given, i.e.
+    when G1 is the whole generator. Without a head, :meth:`forward` returns the feature map.
+    """
+
+    def __init__(
+        self,
+        input_nc: int,
+        output_nc: int | None,
+        ngf: int = 64,
+        n_downsampling: int = 4,
+        n_blocks: int = 9,
+        norm: str = "instance",
+        padding: str = "reflect",
+    ) -> None:
+        super().__init__()
+        layers = _c7s1(input_nc, ngf, norm, padding)
+        for i in range(n_downsampling):
+            layers += _down(ngf * 2**i, ngf * 2 ** (i + 1), norm)
+        dim = ngf * 2**n_downsampling
+        layers += [ResnetBlock(dim, norm=norm, padding=padding) for _ in range(n_blocks)]
+        for i in reversed(range(n_downsampling)):
+            layers += _up(ngf * 2 ** (i + 1), ngf * 2**i, norm)
+        self.body = nn.Sequential(*layers)
+        self.head = _to_image(ngf, output_nc, padding) if output_nc else None
+        self.size_multiple: int = 2**n_downsampling
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.body(x)
+        return h if self.head is None else self.head(h)
+
+
+class LocalEnhancer(nn.Module):
+    """G2 of pix2pixHD (appendix B): c7s1-32, d64, [+ the coarser generator's last feature map],
+    3 x R64, u32, c7s1-3 for ``ngf`` = 32 and ``n_blocks`` = 3.
+
+    The input of the residual blocks is the element-wise sum of the front-end output (2 ``ngf`` channels at
+    half the input resolution) and the last feature map of the coarser generator (§3.2, Fig. 2). Only the
+    finest enhancer has the c7s1-3 ``head``; the others return their last feature map (u32).
+    """
+
+    def __init__(
+        self,
+        input_nc: int,
+        output_nc: int | None,
+        ngf: int = 32,
+        n_blocks: int = 3,
+        norm: str = "instance",
+        padding: str = "reflect",
+    ) -> None:
+        super().__init__()
+        self.front = nn.Sequential(*_c7s1(input_nc, ngf, norm, padding), *_down(ngf, 2 * ngf, norm))
+        blocks: list[nn.Module] = [ResnetBlock(2 * ngf, norm=norm, padding=padding) for _ in range(n_blocks)]
+        self.body = nn.Sequential(*blocks, *_up(2 * ngf, ngf, norm))
+        self.head = _to_image(ngf, output_nc, padding) if output_nc else None
+
+    def forward(self, x: Tensor, coarser: Tensor) -> Tensor:
+        h = self.body(self.front(x) + coarser)
+        return h if self.head is None else self.head(h)
+
+
+class CoarseToFineGenerator(nn.Module):
+    """G = {G1, G2, ...} of pix2pixHD (§3.2, Fig. 2): a global generator and ``n_local_enhancers`` local
+    enhancers, each doubling the output resolution.
+
+    ``ngf`` is the global generator's width (c7s1-``ngf``); enhancer ``k`` (0 = coarsest) has
+    ``ngf / 2^(k+1)`` filters, so its d-layer matches the width of the coarser stage's last feature map.
+    The global generator sees the input downsampled ``n_local_enhancers`` times, enhancer ``k`` sees it
+    downsampled ``n_local_enhancers - 1 - k`` times. Any size that is a multiple of :attr:`size_multiple`
+    works, square or not. ``freeze_global`` runs G1 without gradients (the paper trains the enhancers
+    alone first, then all jointly).
+    """
+
+    def __init__(
+        self,
+        input_nc: int,
+        output_nc: int,
+        ngf: int = 64,
+        n_downsample_global: int = 4,
+        n_blocks_global: int = 9,
+        n_local_enhancers: int = 0,
+        n_blocks_local: int = 3,
+        norm: str = "instance",
+        padding: str = "reflect",
+    ) -> None:
+        super().__init__()
+        n = n_local_enhancers
+        if ngf % 2**n:
+            raise PixforgeError(f"option ngf: {ngf} must be divisible by 2^n_local_enhancers = {2**n}")
+        self.global_net = GlobalGenerator(
+            input_nc, None if n else output_nc, ngf, n_downsample_global, n_blocks_global, norm, padding
+        )
+        heads = [output_nc if k == n - 1 else None for k in range(n)]
+        self.enhancers = nn.ModuleList(
+            LocalEnhancer(input_nc, heads[k], ngf // 2 ** (k + 1), n_blocks_local, norm, padding)
+            for k in range(n)
+        )
+        self.size_multiple: int = 2 ** (n_downsample_global + n)
+        init_weights(self)
+
+    def forward(self, x: Tensor, freeze_global: bool = False) -> Tensor:
+        check_side(x, self.size_multiple, "generator")
+        pyramid = [x]
+        for _ in self.enhancers:
+            pyramid.append(downsample_input(pyramid[-1]))
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not freeze_global):
+            h = self.global_net(pyramid[-1])
+        for k, enhancer in enumerate(self.enhancers):
+            h = enhancer(pyramid[len(self.enhancers) - 1 - k], h)
+        return h
+
+
+def instance_average(x: Tensor, segments: Tensor) -> Tensor:
+    """Instance-wise average pooling (pix2pixHD §3.4): every pixel of ``x`` (N, C, H, W) gets the mean of
+    ``x`` over the pixels of its sample with the same id in ``segments`` (N, 1, H, W) (int64, >= 0).
+
+    Ids are grouped by sorting, so the number of instances never has to be read back to the host.
+    """
+    n, c, h, w = x.shape
+    sample = torch.arange(n, device=x.device).view(n, 1, 1, 1).expand(n, 1, h, w)
+    keys = (segments.to(torch.int64) * n + sample).reshape(-1)
+    sorted_keys, order = keys.sort()
+    starts = torch.ones_like(sorted_keys, dtype=torch.bool)
+    starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    group = torch.empty_like(order).scatter_(0, order, starts.cumsum(0) - 1)
+    flat = x.permute(0, 2, 3, 1).reshape(-1, c)
+    sums = flat.new_zeros(keys.numel(), c).index_add(0, group, flat)
+    counts = flat.new_zeros(keys.numel()).index_add(0, group, torch.ones_like(flat[:, 0]))
+    means = sums[group] / counts[group].unsqueeze(1)
+    return means.reshape(n, h, w, c).permute(0, 3, 1, 2)
+
+
+class FeatureEncoder(nn.Module):
+    """The feature encoder E of pix2pixHD (§3.4, Fig. 5): an encoder-decoder c7s1-``nef``,
+    ``n_downsampling`` x d, as many u, c7s1-``feat_num`` + Tanh, followed by instance-wise average pooling
+    so that the features are constant within each instance."""
+
+    def __init__(
+        self,
+        input_nc: int = 3,
+        feat_num: int = 3,
+        nef: int = 16,
+        n_downsampling: int = 4,
+        norm: str = "instance",
+        padding: str = "reflect",
+    ) -> None:
+        super().__init__()
+        layers = _c7s1(input_nc, nef, norm, padding)
+        for i in range(n_downsampling):
+            layers += _down(nef * 2**i, nef * 2 ** (i + 1), norm)
+        for i in reversed(range(n_downsampling)):
+            layers += _up(nef * 2 ** (i + 1), nef * 2**i, norm)
+        self.model = nn.Sequential(*layers, _to_image(nef, feat_num, padding))
+        self.size_multiple: int = 2**n_downsampling
+        init_weights(self)
+
+    def forward(self, image: Tensor, segments: Tensor) -> Tensor:
+        check_side(image, self.size_multiple, "feature encoder")
+        return instance_average(self.model(image), segments)

@@ -22,8 +22,12 @@ def batch(n: int = 2) -> dict[str, torch.Tensor]:
 
 
 def run_steps(m: Pix2Pix, b: dict, steps: int) -> list[float]:
-    opts = {p.name: torch.optim.Adam([q for n in p.nets for q in m.nets[n].parameters()], 2e-3, betas=(0.5, 0.999))
-            for p in m.phases()}
+    opts = {
+        p.name: torch.optim.Adam(
+            [q for n in p.nets for q in m.nets[n].parameters()], 2e-3, betas=(0.5, 0.999)
+        )
+        for p in m.phases()
+    }
     l1 = []
     for _ in range(steps):
         state = m.forward_step(b)

@@ -1,0 +1,467 @@
+"""DRPAN: discriminative region proposal adversarial networks (Wang et al., ECCV 2018; papers/000_*).
+
+Three networks (§3, Fig. 2): a generator G, the pix2pix patch discriminator D_p and a reviser R.
+
+- Region proposal (DRPnet, §3.1, eq. 1-4): D_p's score map of the current fake (ws x ws for a wi x wi
+  image) is searched for the w x w window with the lowest mean score, w = w* ws / wi (eq. 1), w* being
+  ``region_size`` in image pixels. The search is one ``avg_pool2d`` with stride 1 and an ``argmin`` over the
+  flattened map, per batch (:func:`find_window`). The window is mapped to an image region of w* x w* pixels
+  (:func:`map_window`), by default with D_p's receptive-field geometry so that the region is centred on the
+  pixels that produced the window's scores; ``region_mapping=tau`` uses the paper's scale instead.
+- Mask operation (§3.1): the masked fake is the real target with the region replaced by the generated pixels;
+  with ``mask_operation=false`` the reviser sees the cropped region pair instead.
+- Objective (§3.2): D_p is trained as in pix2pix (eq. 5). R, a DCGAN-like full-image discriminator
+  (``reviser=image``, §3.3) or a PatchGAN (``reviser=patch``), learns real vs masked fake with the DRAGAN
+  penalty (eq. 6). G minimises (1 - lambda) L_adv(D_p) + lambda L_adv(R) + beta L1 + gamma L1(region)
+  (eq. 7-9); lambda = 1 (reviser only) for low-level tasks such as de-raining (§4.3).
+
+Choices where the paper is silent: the region comes from D_p's score map of the fake computed in D_p's own
+phase (before its update, so no extra pass), one per image; the penalty perturbs the real pair concat(x, y); the
+sigmoid of §3.3 lives in the losses (``gan_mode=vanilla`` is BCE on logits); inference defaults to eval mode.
+The paper gives no values for beta and gamma; 100 and 10 are those of its public code. That code departs
+from the paper in ways this file does not follow: it searches 1x1 windows, maps score cells to image
+regions with a wrong offset, has a variant keeping the most real patch, and has no gradient penalty.
+
+The reviser is a component (:class:`Reviser`) that any method with a patch discriminator can switch on: it
+takes a score map and that discriminator's geometry, and knows nothing of which network produced them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pixforge.config import choice
+from pixforge.errors import PixforgeError
+from pixforge.losses import GAN_MODES, GANLoss, dragan_penalty
+from pixforge.methods.base import Batch, DataInfo, Phase, Scalars, State
+from pixforge.methods.pix2pix import TEST_MODES, Pix2Pix
+from pixforge.nets.blocks import NORMS
+from pixforge.nets.discriminators import Geometry, ImageDiscriminator, PatchDiscriminator, conv_geometry
+from pixforge.nets.generators import GENERATORS
+
+REVISERS = ("image", "patch")
+REGION_MAPPINGS = ("geometry", "tau")
+
+
+@dataclass
+class ReviserOptions:
+    """The reviser's settings (§3.1-3.3), shared by every method that switches the reviser on."""
+
+    ndf_reviser: int = 64
+    #: 0: from the reviser's input size (an image discriminator reduces it to 4x4, as DCGAN does)
+    n_layers_reviser: int = 0
+    #: no norm by default: the gradient penalty is per sample, which batch norm would couple
+    norm_reviser: str = choice("none", NORMS)
+    region_size: int = 64
+    region_mapping: str = choice("geometry", REGION_MAPPINGS)
+    mask_operation: bool = True
+    lambda_reviser: float = 0.5
+    gamma_region: float = 10.0
+    alpha_gp: float = 10.0
+
+    def validate_reviser(self) -> None:
+        if not 0 <= self.lambda_reviser <= 1:
+            raise PixforgeError(f"option lambda_reviser: must be in [0, 1] (got {self.lambda_reviser})")
+        if self.region_size < 1:
+            raise PixforgeError(f"option region_size: must be at least 1 pixel (got {self.region_size})")
+
+    def build_reviser(self, kind: str, input_nc: int, image_size: tuple[int, int], gan_mode: str) -> Reviser:
+        """The :class:`Reviser` these options describe, for pairs concat(x, y) of ``input_nc`` channels."""
+        return Reviser(
+            input_nc,
+            image_size,
+            kind=kind,
+            ndf=self.ndf_reviser,
+            n_layers=self.n_layers_reviser,
+            norm=self.norm_reviser,
+            region_size=self.region_size,
+            region_mapping=self.region_mapping,
+            mask_operation=self.mask_operation,
+            gan_mode=gan_mode,
+            alpha_gp=self.alpha_gp,
+            lambda_reviser=self.lambda_reviser,
+            gamma_region=self.gamma_region,
+        )
+
+
+@dataclass
+class DRPANConfig(ReviserOptions):
+    """Networks and objective of DRPAN (defaults: the paper's translation setting at 256 px, §3.3 and §4)."""
+
+    netG: str = choice("resnet_9blocks", GENERATORS)
+    ngf: int = 64
+    ndf: int = 64
+    n_layers: int = 3
+    norm: str = choice("batch", NORMS)
+    dropout: float = 0.0
+    gan_mode: str = choice("vanilla", GAN_MODES)
+    test_mode: str = choice("eval", TEST_MODES)
+    reviser: str = choice("image", REVISERS)
+    beta_l1: float = 100.0
+
+    def validate(self) -> None:
+        if not 0 <= self.dropout < 1:
+            raise PixforgeError(f"option dropout: must be in [0, 1) (got {self.dropout})")
+        self.validate_reviser()
+
+
+# the region proposal -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Region:
+    """One box per image: rows [top, top + height) and columns [left, left + width) of the image.
+
+    ``top`` and ``left`` are (N,) int64 tensors on the images' device; the size is the same for the batch.
+    """
+
+    top: Tensor
+    left: Tensor
+    height: int
+    width: int
+
+    def centre(self) -> Tensor:
+        """(N, 2) box centres (y, x) in pixels."""
+        return torch.stack([self.top + self.height / 2, self.left + self.width / 2], dim=1)
+
+    def mask(self, size: tuple[int, int]) -> Tensor:
+        """(N, 1, H, W) float mask: 1 inside the box, 0 outside."""
+        return self._box(size, 0).unsqueeze(1).float()
+
+    def outline(self, size: tuple[int, int], thickness: int) -> Tensor:
+        """(N, 1, H, W) bool mask of the box's border, ``thickness`` pixels wide, inside the box."""
+        return (self._box(size, 0) & ~self._box(size, thickness)).unsqueeze(1)
+
+    def _box(self, size: tuple[int, int], inset: int) -> Tensor:
+        rows = _inside(self.top + inset, self.height - 2 * inset, size[0])
+        cols = _inside(self.left + inset, self.width - 2 * inset, size[1])
+        return rows[:, :, None] & cols[:, None, :]
+
+    def crop(self, x: Tensor) -> Tensor:
+        """The boxes of ``x`` (N, C, H, W) as one (N, C, height, width) batch (differentiable gathers)."""
+        n, c, _, w = x.shape
+        rows = self.top[:, None] + torch.arange(self.height, device=x.device)
+        cols = self.left[:, None] + torch.arange(self.width, device=x.device)
+        x = x.gather(2, rows[:, None, :, None].expand(n, c, self.height, w))
+        return x.gather(3, cols[:, None, None, :].expand(n, c, self.height, self.width))
+
+
+def _inside(start: Tensor, length: int, size: int) -> Tensor:
+    """(N, size) bool: whether each index lies in [start, start + length)."""
+    index = torch.arange(size, device=start.device)
+    return (index >= start[:, None]) & (index < start[:, None] + length)
+
+
+def window_size(
+    score_size: tuple[int, int], image_size: tuple[int, int], region_size: int
+) -> tuple[int, int]:
+    """The score-map window w = w* ws / wi (eq. 1) per axis, rounded (half to even), between 1 and the map's side."""
+    h, w = (min(s, max(1, round(region_size * s / i))) for s, i in zip(score_size, image_size, strict=True))
+    return h, w
+
+
+def find_window(score: Tensor, window: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Top-left cell (row, col), (N,) each, of the window with the lowest mean score: the most fake (§3.1).
+
+    One ``avg_pool2d`` with stride 1 gives every window's mean; the argmin over the flattened map picks one
+    window per image. No loop over positions, no host synchronisation.
+    """
+    means = F.avg_pool2d(score.float().mean(1, keepdim=True), window, stride=1)
+    cols = means.shape[-1]
+    index = means.flatten(1).argmin(1)
+    return torch.div(index, cols, rounding_mode="floor"), index % cols
+
+
+def region_extent(region_size: int, image_size: tuple[int, int]) -> tuple[int, int]:
+    """The region's (height, width): ``region_size``, but no larger than the image."""
+    return min(region_size, image_size[0]), min(region_size, image_size[1])
+
+
+def map_window(
+    cell: Tensor,
+    window: int,
+    extent: int,
+    image: int,
+    score: int,
+    geometry: Geometry,
+    mapping: str = "geometry",
+) -> Tensor:
+    """First pixel of the region of ``extent`` pixels for windows starting at ``cell`` (one axis).
+
+    ``geometry``: score cell j is centred at pixel ``start + j * jump`` (:func:`conv_geometry`), so the window
+    of cells [cell, cell + window) is centred at ``start + (cell + (window - 1) / 2) * jump``; the region is
+    centred there, which is the centre of the union of the window cells' receptive fields.
+
+    ``tau`` (eq. 2-4): the window centre in score-map units, x_c = cell + window / 2, is scaled by
+    tau = (wi - w*) / (ws - w) and the region centred at tau * x_c. Tau stretches the range of window offsets
+    over the range of region offsets, ignoring where the cells look: for a 70x70 PatchGAN (jump 8, start 12)
+    on 256 px with w* = 64 (w = 8), the first window is seen by pixels centred at 40 and gets the region
+    [8, 72) by geometry but [3, 67) by tau; the last window (cell 22) gets [184, 248) by geometry and
+    [192, 256) by tau (clamped; unclamped [195, 259)). Over the 23 windows tau's region is off by -5 to
+    +10 pixels, and agrees with the geometry for one window only (cell 7). A window as large as the map
+    gives the image's centre. Near the image border neither mapping can centre the region on fake pixels:
+    by geometry no region is centred closer to the border than the first window's centre,
+    start + (w - 1) jump / 2 (40 pixels above).
+
+    Either way the region is clamped inside the image.
+    """
+    if mapping == "geometry":
+        centre = geometry.start + (cell.float() + (window - 1) / 2) * geometry.jump
+    elif mapping == "tau" and score > window:
+        centre = (image - extent) / (score - window) * (cell.float() + window / 2)
+    elif mapping == "tau":
+        centre = torch.full_like(cell, image / 2, dtype=torch.float32)
+    else:
+        raise PixforgeError(f"option region_mapping: '{mapping}' is not one of {', '.join(REGION_MAPPINGS)}")
+    return torch.round(centre - extent / 2).long().clamp(0, image - extent)
+
+
+def propose_region(
+    score: Tensor,
+    image_size: tuple[int, int],
+    region_size: int,
+    geometry: Geometry,
+    mapping: str = "geometry",
+) -> Region:
+    """DRPnet (§3.1, eq. 1-4): the most fake ``region_size`` box of each image from a patch score map.
+
+    ``score`` (N, 1, hs, ws) are raw discriminator scores (higher = more real) of images of ``image_size``
+    (H, W), which need not be square; ``geometry`` is that of the discriminator which produced the map.
+    """
+    score_size = (score.shape[-2], score.shape[-1])
+    window = window_size(score_size, image_size, region_size)
+    extent = region_extent(region_size, image_size)
+    rows, cols = find_window(score, window)
+    top, left = (
+        map_window(cell, w, e, i, s, geometry, mapping)
+        for cell, w, e, i, s in zip((rows, cols), window, extent, image_size, score_size, strict=True)
+    )
+    return Region(top, left, extent[0], extent[1])
+
+
+# visualisation ------------------------------------------------------------------------------------------------
+
+
+def score_heatmap(score: Tensor, image_size: tuple[int, int], geometry: Geometry, gan_mode: str) -> Tensor:
+    """Score map (N, 1, hs, ws) as an image-sized heat map in [-1, 1] (bright = real, dark = fake, Fig. 4).
+
+    Each pixel takes the score of the cell whose receptive field is centred nearest to it (the geometry
+    of :func:`map_window`). Scores become [-1, 1] as 2 sigmoid(s) - 1 (vanilla: 2 P(real) - 1), 2 s - 1
+    clamped (lsgan: targets 0 and 1) or s clamped (hinge: margins -1 and 1).
+    """
+    axes = []
+    for size, cells in zip(image_size, score.shape[-2:], strict=True):
+        pixel = torch.arange(size, device=score.device) + 0.5
+        axes.append(torch.round((pixel - geometry.start) / geometry.jump).long().clamp(0, cells - 1))
+    s = score.float()[:, :1, axes[0]][:, :, :, axes[1]]
+    if gan_mode == "vanilla":
+        return 2 * torch.sigmoid(s) - 1
+    if gan_mode == "lsgan":
+        return (2 * s - 1).clamp(-1, 1)
+    return s.clamp(-1, 1)
+
+
+def draw_region(image: Tensor, region: Region) -> Tensor:
+    """``image`` (N, C, H, W) in [-1, 1] with the region's box drawn on it (red for RGB, white otherwise)."""
+    size = (image.shape[-2], image.shape[-1])
+    border = region.outline(size, max(1, min(size) // 64))
+    colour = torch.full((1, image.shape[1], 1, 1), 1.0, device=image.device, dtype=image.dtype)
+    if image.shape[1] == 3:
+        colour[:, 1:] = -1.0
+    return torch.where(border, colour, image)
+
+
+# the reviser component -----------------------------------------------------------------------------------------
+
+
+def reviser_layers(kind: str, size: int) -> int:
+    """Depth of the reviser for inputs of ``size`` pixels: an image discriminator halves down to 4x4
+    (DCGAN); a PatchGAN takes up to the 70x70 depth of 3 layers that still leaves a score map."""
+    if kind == "image":
+        return max(1, int(math.log2(max(size, 8) / 4)))
+    return max(1, min(3, int(math.log2(max(size, 6) / 3))))
+
+
+class Reviser(nn.Module):
+    """DRPAN's reviser R with its region proposal, mask operation and losses (§3.1-3.2).
+
+    Any method with a patch discriminator can switch it on (the paper's own pix2pixHD variant did): register
+    it among the method's networks (its parameters are R's), and per iteration
+
+    1. ``region = reviser.propose(score.detach(), image_size, geometry)`` from that discriminator's score map
+       of the current fake and :func:`conv_geometry` of that discriminator;
+    2. a reviser phase with loss ``reviser.loss(x, y, fake, region)``;
+    3. add ``reviser.generator_loss(x, y, fake, region)`` to G's loss, and weight the method's own adversarial
+       term by ``1 - reviser.lambda_reviser`` (eq. 9).
+
+    ``input_nc`` is the channel count of the pair concat(x, y); ``image_size`` sets the automatic depth.
+    """
+
+    def __init__(
+        self,
+        input_nc: int,
+        image_size: tuple[int, int],
+        *,
+        kind: str = "image",
+        ndf: int = 64,
+        n_layers: int = 0,
+        norm: str = "none",
+        region_size: int = 64,
+        region_mapping: str = "geometry",
+        mask_operation: bool = True,
+        gan_mode: str = "vanilla",
+        alpha_gp: float = 10.0,
+        lambda_reviser: float = 0.5,
+        gamma_region: float = 10.0,
+    ) -> None:
+        super().__init__()
+        if kind not in REVISERS:
+            raise PixforgeError(f"option reviser: '{kind}' is not one of {', '.join(REVISERS)}")
+        if region_mapping not in REGION_MAPPINGS:
+            raise PixforgeError(
+                f"option region_mapping: '{region_mapping}' is not one of {', '.join(REGION_MAPPINGS)}"
+            )
+        self.region_size = region_size
+        self.region_mapping = region_mapping
+        self.mask_operation = mask_operation
+        self.alpha_gp = alpha_gp
+        self.lambda_reviser = lambda_reviser
+        self.gamma_region = gamma_region
+        seen = min(image_size) if mask_operation else region_size
+        depth = n_layers or reviser_layers(kind, seen)
+        if kind == "image":
+            self.net: nn.Module = ImageDiscriminator(input_nc, ndf, depth, norm)
+        else:
+            self.net = PatchDiscriminator(input_nc, ndf, depth, norm)
+        self.gan_loss = GANLoss(gan_mode)
+
+    def forward(self, pair: Tensor) -> Tensor:
+        """R's raw scores of a pair concat(x, y) as built by :meth:`pair`."""
+        return self.net(pair)
+
+    def propose(self, score: Tensor, image_size: tuple[int, int], geometry: Geometry) -> Region:
+        """The region of each image from a patch discriminator's (detached) score map (eq. 1-4)."""
+        return propose_region(score, image_size, self.region_size, geometry, self.region_mapping)
+
+    def iteration_region(self, s: State, fake: Tensor, geometry: Geometry) -> Region:
+        """The iteration's region, proposed once (then kept in the state) from ``s["score_fake"]``: the
+        discriminator's score map of the fake that its own phase computed before its update."""
+        if "region" not in s:
+            s["region"] = self.propose(s["score_fake"], (fake.shape[-2], fake.shape[-1]), geometry)
+        return s["region"]
+
+    @staticmethod
+    def masked_fake(real: Tensor, fake: Tensor, region: Region) -> Tensor:
+        """M(G(x)): the real image with the region replaced by the generated pixels (§3.1)."""
+        mask = region.mask((real.shape[-2], real.shape[-1])).to(fake.dtype)
+        return real * (1 - mask) + fake * mask
+
+    def pair(self, x: Tensor, y: Tensor, region: Region) -> Tensor:
+        """R's input for the condition ``x`` and an image ``y`` that is real or already masked: the whole
+        pair with the mask operation, else the region's crops (resized to ``region_size`` when the image
+        is smaller than the region)."""
+        if self.mask_operation:
+            return torch.cat([x, y], 1)
+        crops = torch.cat([region.crop(x), region.crop(y)], 1)
+        side = self.region_size
+        if crops.shape[-2:] != (side, side):
+            crops = F.interpolate(crops, size=(side, side), mode="bilinear", align_corners=False)
+        return crops
+
+    def _shown_fake(self, real: Tensor, fake: Tensor, region: Region) -> Tensor:
+        return self.masked_fake(real, fake, region) if self.mask_operation else fake
+
+    def loss(self, x: Tensor, real: Tensor, fake: Tensor, region: Region) -> tuple[Tensor, Scalars]:
+        """R's loss (eq. 6): real pair vs masked fake, plus alpha_gp times the DRAGAN penalty on the real pair."""
+        real_pair = self.pair(x, real, region)
+        fake_pair = self.pair(x, self._shown_fake(real, fake.detach(), region), region)
+        loss_real = self.gan_loss(self(real_pair), True)
+        loss_fake = self.gan_loss(self(fake_pair), False)
+        loss = loss_real + loss_fake
+        scalars = {"R_real": loss_real.detach(), "R_fake": loss_fake.detach()}
+        if self.alpha_gp > 0:
+            penalty = dragan_penalty(self.net, real_pair, self.alpha_gp)
+            loss = loss + penalty
+            scalars["R_gp"] = penalty.detach()
+        centre = region.centre().float().mean(0)
+        scalars.update(region_y=centre[0], region_x=centre[1])
+        return loss, scalars
+
+    def generator_loss(self, x: Tensor, real: Tensor, fake: Tensor, region: Region) -> tuple[Tensor, Scalars]:
+        """G's reviser terms: lambda_reviser L_adv(R) (eq. 8-9) + gamma_region ||y_r - G(x)_r||_1 (eq. 7)."""
+        fake_pair = self.pair(x, self._shown_fake(real, fake, region), region)
+        adv = self.gan_loss(self(fake_pair), True, for_discriminator=False)
+        l1_region = F.l1_loss(region.crop(fake), region.crop(real))
+        loss = self.lambda_reviser * adv + self.gamma_region * l1_region
+        return loss, {"G_R": adv.detach(), "G_region": l1_region.detach()}
+
+
+# the method -----------------------------------------------------------------------------------------------------
+
+
+class DRPAN(Pix2Pix):
+    """pix2pix's G and D_p (reused as they are, with D_p's loss of eq. 5) plus the :class:`Reviser`."""
+
+    name = "drpan"
+    config_type = DRPANConfig
+
+    def __init__(self, cfg: DRPANConfig, info: DataInfo) -> None:
+        super().__init__(cfg, info)  # type: ignore[arg-type]
+        self.geometry = conv_geometry(self.nets["D"])
+        self.nets["R"] = cfg.build_reviser(
+            cfg.reviser, info.input_nc + info.output_nc, info.size, cfg.gan_mode
+        )
+
+    def region(self, s: State) -> Region:
+        """This iteration's region, proposed once from D_p's score map of the fake (eq. 1-4).
+
+        The map is the one D_p's own phase computed (``score_fake``, before D_p's update), so the proposal
+        costs no extra discriminator pass.
+        """
+        return self.nets["R"].iteration_region(s, s["fake_B"], self.geometry)
+
+    def propose(self, x: Tensor, fake: Tensor) -> tuple[Tensor, Region]:
+        """D_p's score map of an output and the region it proposes (for inspection)."""
+        with torch.no_grad():
+            score = self.discriminate(x, fake)
+        return score, self.nets["R"].propose(score, (fake.shape[-2], fake.shape[-1]), self.geometry)
+
+    def phases(self) -> list[Phase]:
+        return [
+            Phase("D", ("D",), self.loss_D),
+            Phase("R", ("R",), self.loss_R),
+            Phase("G", ("G",), self.loss_G),
+        ]
+
+    def loss_R(self, s: State) -> tuple[Tensor, Scalars]:
+        """The reviser's loss L_R (eq. 6) on this iteration's region."""
+        return self.nets["R"].loss(s["real_A"], s["real_B"], s["fake_B"], self.region(s))
+
+    def loss_G(self, s: State) -> tuple[Tensor, Scalars]:
+        """G's side of eq. 9: (1 - lambda) L_adv(D_p) + lambda L_adv(R) + beta L1 + gamma L1(region) (eq. 7-8).
+
+        With lambda = 1 (the reviser only, §4.3) D_p is not run for G.
+        """
+        reviser = self.nets["R"]
+        loss, scalars = reviser.generator_loss(s["real_A"], s["real_B"], s["fake_B"], self.region(s))
+        if reviser.lambda_reviser < 1:
+            gan = self.gan_loss(self.discriminate(s["real_A"], s["fake_B"]), True, for_discriminator=False)
+            loss = loss + (1 - reviser.lambda_reviser) * gan
+            scalars["G_GAN"] = gan.detach()
+        l1 = F.l1_loss(s["fake_B"], s["real_B"])
+        return loss + self.cfg.beta_l1 * l1, {**scalars, "G_L1": l1.detach()}
+
+    def explain(self, batch: Batch, output: Tensor) -> dict[str, Tensor]:
+        """``score``: D_p's score map of the output as an image-sized heat map; ``region``: the output with the
+        region the proposal picks drawn on it."""
+        score, region = self.propose(batch["A"], output)
+        size = (output.shape[-2], output.shape[-1])
+        return {
+            "score": score_heatmap(score, size, self.geometry, self.cfg.gan_mode),
+            "region": draw_region(output, region),
+        }

@@ -1,0 +1,642 @@
+"""pix2pixHD: high-resolution synthesis and semantic manipulation (Wang et al., CVPR 2018; papers/003_*).
+
+What the paper adds to pix2pix, and where it is here:
+
+- Coarse-to-fine generator G = {G1, G2, ...} (§3.2, appendix B): ``CoarseToFineGenerator`` with
+  ``n_local_enhancers`` local enhancers. Training schedule: G1 alone at half resolution (a run with
+  ``n_local_enhancers=0``), then a run with an enhancer started from it (``--init-from``, see
+  :meth:`Pix2PixHD.load_init`) that trains the enhancer(s) with G1 frozen for ``niter_fix_global`` epochs
+  (or ``steps_fix_global`` steps), then everything jointly.
+- Multi-scale discriminators (§3.2, eq. 3): ``num_D`` PatchGANs on an image pyramid, LSGAN.
+- Feature matching (eq. 4-5, lambda_feat = 10) and the optional VGG19 perceptual loss (§4, lambda_vgg = 10).
+- Instance maps (§3.3): the boundary map (1 where the instance id differs from a 4-neighbour) is
+  concatenated to the one-hot labels for G and D. A sample without an instance map uses its label map
+  in its place (each class region one instance).
+- Instance-level feature embedding (§3.4): the encoder E maps the photo to ``feat_num`` channels averaged
+  over each instance, fed to G with the labels and trained jointly. After training, K-means per class
+  over the instances' features of the training set (:meth:`Pix2PixHD.cluster_features`; also
+  ``pixforge pix2pixhd cluster RUN``) gives ``n_clusters`` styles per class, stored with the checkpoint.
+- Diverse outputs and editing (§3.4, §4.3): :meth:`Pix2PixHD.generate` takes ``cluster``,
+  ``style_seed``, per-instance ``clusters`` and ``features``; :func:`edit` returns a :class:`Scene` whose
+  instances can change class, be painted in, and get a style each.
+
+An "instance" for pooling and styles is a pair (instance id, class), so an instance map whose ids do not
+encode the class (or an instance whose class was edited) still gives one class per instance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from pixforge.config import choice
+from pixforge.data.dataset import one_hot
+from pixforge.data.transforms import to_image
+from pixforge.errors import PixforgeError
+from pixforge.losses import GAN_MODES, GANLoss, VGGLoss, feature_matching_loss
+from pixforge.methods.base import Batch, DataInfo, Method, Phase, Scalars, State
+from pixforge.methods.drpan import REVISERS, Region, ReviserOptions
+from pixforge.nets.blocks import NORMS
+from pixforge.nets.discriminators import MultiScaleDiscriminator, conv_geometry
+from pixforge.nets.generators import CoarseToFineGenerator, FeatureEncoder
+
+if TYPE_CHECKING:
+    from pixforge.api import Translator
+    from pixforge.data.dataset import TranslationDataset
+
+log = logging.getLogger("pixforge")
+
+#: the options :meth:`Pix2PixHD.generate` accepts
+GENERATE_OPTIONS = ("cluster", "style_seed", "clusters", "features", "encode")
+
+
+@dataclass
+class Pix2PixHDConfig(ReviserOptions):
+    """Networks and objective of pix2pixHD (defaults: the paper's; ``ngf`` is the global generator's width,
+    enhancer k has ngf / 2^(k+1) filters)."""
+
+    ngf: int = 64
+    n_downsample_global: int = 4
+    n_blocks_global: int = 9
+    n_local_enhancers: int = 0
+    n_blocks_local: int = 3
+    niter_fix_global: int = 0
+    steps_fix_global: int = 0
+    ndf: int = 64
+    n_layers_D: int = 3
+    num_D: int = 3
+    norm: str = choice("instance", NORMS)
+    gan_mode: str = choice("lsgan", GAN_MODES)
+    lambda_feat: float = 10.0
+    vgg_loss: bool = True
+    lambda_vgg: float = 10.0
+    vgg_weights: str = ""
+    instances: bool = True
+    encoder: bool = True
+    feat_num: int = 3
+    nef: int = 16
+    n_downsample_E: int = 4
+    n_clusters: int = 10
+    #: DRPAN's reviser on the finest-scale discriminator's proposals (the DRPAN paper's pix2pixHD variant)
+    reviser: bool = False
+    reviser_net: str = choice("image", REVISERS)
+
+    def validate(self) -> None:
+        self.validate_reviser()
+        if self.ngf % 2**self.n_local_enhancers:
+            raise PixforgeError(
+                f"option ngf: {self.ngf} must be divisible by 2^n_local_enhancers = {2**self.n_local_enhancers}"
+            )
+        if self.num_D < 1:
+            raise PixforgeError("option num_D: at least one discriminator is needed")
+        if self.encoder and (self.feat_num < 1 or self.n_clusters < 1):
+            raise PixforgeError("options feat_num/n_clusters: must be at least 1 with the feature encoder")
+
+
+def boundary_map(instance: Tensor) -> Tensor:
+    """The instance boundary map of §3.3: 1 where a pixel's id differs from any of its 4-neighbours, else 0.
+
+    ``instance`` (N, 1, H, W) integer ids; returns (N, 1, H, W) float.
+    """
+    edge = torch.zeros_like(instance, dtype=torch.bool)
+    vertical = instance[..., 1:, :] != instance[..., :-1, :]
+    horizontal = instance[..., :, 1:] != instance[..., :, :-1]
+    edge[..., 1:, :] |= vertical
+    edge[..., :-1, :] |= vertical
+    edge[..., :, 1:] |= horizontal
+    edge[..., :, :-1] |= horizontal
+    return edge.float()
+
+
+class Pix2PixHD(Method):
+    """G = {G1, G2, ...}(labels, boundaries, E(photo)) against multi-scale D(labels, boundaries, image)."""
+
+    name = "pix2pixhd"
+    config_type = Pix2PixHDConfig
+
+    def __init__(self, cfg: Pix2PixHDConfig, info: DataInfo) -> None:
+        super().__init__(cfg, info)
+        self.use_boundary = cfg.instances and info.label_nc > 0
+        self.n_classes = max(info.label_nc, 1)
+        cond_nc = info.input_nc + int(self.use_boundary)
+        g_input = cond_nc + (cfg.feat_num if cfg.encoder else 0)
+        self.nets["G"] = CoarseToFineGenerator(
+            g_input,
+            info.output_nc,
+            cfg.ngf,
+            cfg.n_downsample_global,
+            cfg.n_blocks_global,
+            cfg.n_local_enhancers,
+            cfg.n_blocks_local,
+            cfg.norm,
+        )
+        self.nets["D"] = MultiScaleDiscriminator(
+            cond_nc + info.output_nc, cfg.ndf, cfg.n_layers_D, cfg.norm, cfg.num_D
+        )
+        if cfg.encoder:
+            self.nets["E"] = FeatureEncoder(
+                info.output_nc, cfg.feat_num, cfg.nef, cfg.n_downsample_E, cfg.norm
+            )
+        self.gan_loss = GANLoss(cfg.gan_mode)
+        if cfg.reviser:
+            self.nets["R"] = cfg.build_reviser(
+                cfg.reviser_net, cond_nc + info.output_nc, info.size, cfg.gan_mode
+            )
+            self.geometry = conv_geometry(self.nets["D"].discriminators[0])
+        #: K-means centres per class (n_classes, n_clusters, feat_num) and how many each class has
+        self.centres: Tensor | None = None
+        self.centre_counts: Tensor | None = None
+        #: networks that are used but not trained nor saved (the VGG19 of the perceptual loss)
+        self.frozen: dict[str, nn.Module] = {}
+        self._warned_no_instances = False
+
+    @property
+    def size_multiple(self) -> int:
+        multiples = [self.nets["G"].size_multiple]
+        if "E" in self.nets:
+            multiples.append(self.nets["E"].size_multiple)
+        return max(multiples)
+
+    # inputs ------------------------------------------------------------------------------------------------
+
+    def label_ids(self, batch: Batch) -> Tensor:
+        """Class ids (N, 1, H, W): the batch's ``label``, the argmax of one-hot ``A``, or 0 for RGB inputs."""
+        if "label" in batch:
+            return batch["label"].long()
+        a = batch["A"]
+        if self.info.label_nc:
+            return a.argmax(1, keepdim=True)
+        return torch.zeros_like(a[:, :1], dtype=torch.long)
+
+    def instance_ids(self, batch: Batch) -> Tensor:
+        """Instance ids (N, 1, H, W): the batch's ``instance`` map, else the label map (one instance per region)."""
+        if "instance" in batch:
+            return batch["instance"].long()
+        if self.training and self.use_boundary and not self._warned_no_instances:
+            self._warned_no_instances = True
+            log.warning(
+                "pix2pixhd: no instance maps in the data; boundaries and instance features use the label "
+                "regions (--set instances=false drops the boundary channel)"
+            )
+        return self.label_ids(batch)
+
+    def segments(self, batch: Batch) -> Tensor:
+        """One id per (instance, class) pair: instance * n_classes + class (the unit of pooling and style)."""
+        return self.instance_ids(batch) * self.n_classes + self.label_ids(batch)
+
+    def condition(self, batch: Batch) -> Tensor:
+        """What G and D are conditioned on: one-hot labels (or RGB) + the instance boundary map (§3.3)."""
+        a = batch["A"]
+        if not self.use_boundary:
+            return a
+        return torch.cat([a, boundary_map(self.instance_ids(batch)).to(a.dtype)], dim=1)
+
+    # training ----------------------------------------------------------------------------------------------
+
+    def global_frozen(self) -> bool:
+        """Whether this step trains the enhancers alone (§3.2): the first ``steps_fix_global`` steps, or
+        ``niter_fix_global`` epochs, of a run with local enhancers."""
+        if not self.cfg.n_local_enhancers or not self.training:
+            return False
+        limit = self.cfg.steps_fix_global or self.cfg.niter_fix_global * self.steps_per_epoch
+        return self.current_step < limit
+
+    def forward_step(self, batch: Batch) -> State:
+        cond = self.condition(batch)
+        self.nets["D"].check_size(cond.shape[-2], cond.shape[-1])
+        g_input = [cond]
+        if "E" in self.nets:
+            g_input.append(self.nets["E"](batch["B"], self.segments(batch)))
+        fake = self.nets["G"](torch.cat(g_input, dim=1), freeze_global=self.global_frozen())
+        return {"cond": cond, "real": batch["B"], "fake": fake}
+
+    def phases(self) -> list[Phase]:
+        """D, then G with E (trained jointly, §3.4). The VGG19 is loaded here: only training needs it."""
+        if self.cfg.vgg_loss and "vgg" not in self.frozen:
+            from pixforge.nets.vgg import load_vgg19
+
+            self.frozen["vgg"] = VGGLoss(load_vgg19(self.cfg.vgg_weights or None))
+        g_nets = ("G", "E") if "E" in self.nets else ("G",)
+        reviser = [Phase("R", ("R",), self.loss_R)] if "R" in self.nets else []
+        return [Phase("D", ("D",), self.loss_D), *reviser, Phase("G", g_nets, self.loss_G)]
+
+    def discriminate(self, cond: Tensor, image: Tensor) -> list[list[Tensor]]:
+        """Features and score maps of every D_k on concat(labels, boundaries, image)."""
+        return self.nets["D"](torch.cat([cond, image], dim=1))
+
+    def loss_D(self, s: State) -> tuple[Tensor, Scalars]:
+        """0.5 * sum_k LSGAN(D_k) on real and on detached fake pairs (eq. 3).
+
+        The finest D's score map of the fake is kept (``score_fake``) for the reviser's region proposal.
+        """
+        fake_scores = [f[-1] for f in self.discriminate(s["cond"], s["fake"].detach())]
+        s["score_fake"] = fake_scores[0].detach()
+        fake = self.gan_loss(fake_scores, False)
+        real = self.gan_loss([f[-1] for f in self.discriminate(s["cond"], s["real"])], True)
+        return 0.5 * (fake + real), {"D_real": real.detach(), "D_fake": fake.detach()}
+
+    def loss_G(self, s: State) -> tuple[Tensor, Scalars]:
+        """sum_k L_GAN(G, D_k) + lambda_feat * sum_k L_FM(G, D_k) (eq. 5) [+ lambda_vgg * L_VGG (§4)]."""
+        fake_features = self.discriminate(s["cond"], s["fake"])
+        with torch.no_grad():
+            real_features = self.discriminate(s["cond"], s["real"])
+        gan = self.gan_loss([f[-1] for f in fake_features], True, for_discriminator=False)
+        feat = feature_matching_loss(fake_features, real_features)
+        loss = gan + self.cfg.lambda_feat * feat
+        scalars = {"G_GAN": gan.detach(), "G_feat": feat.detach()}
+        if "R" in self.nets:
+            reviser = self.nets["R"]
+            revised, extra = reviser.generator_loss(s["cond"], s["real"], s["fake"], self.region(s))
+            loss = loss - reviser.lambda_reviser * gan + revised
+            scalars.update(extra)
+        if "vgg" in self.frozen:
+            vgg_loss = self.frozen["vgg"].to(s["fake"].device)
+            vgg = vgg_loss(s["fake"], s["real"])
+            loss = loss + self.cfg.lambda_vgg * vgg
+            scalars["G_VGG"] = vgg.detach()
+        return loss, scalars
+
+    def region(self, s: State) -> Region:
+        """The reviser's region for this iteration, from the finest D's score map of the fake (DRPAN eq. 1-4)."""
+        return self.nets["R"].iteration_region(s, s["fake"], self.geometry)
+
+    def loss_R(self, s: State) -> tuple[Tensor, Scalars]:
+        """The reviser's loss (DRPAN eq. 6) on the masked fake of this iteration's region."""
+        return self.nets["R"].loss(s["cond"], s["real"], s["fake"], self.region(s))
+
+    def load_init(self, weights: dict[str, Tensor]) -> list[str]:
+        """Start from another pix2pixHD run (``--init-from``): typically a trained global generator G1 put into
+        a model with local enhancers (§3.2). The tensors are matched by name and shape: G1 sits at
+        ``nets.G.global_net`` in both (its c7s1-3 head exists only without enhancers and is dropped), the
+        enhancers are numbered from the coarsest, D and E keep their names. Every G1 tensor must fit."""
+        copied = super().load_init(weights)
+        own = [k for k in self.state_dict() if k.startswith("nets.G.global_net.")]
+        missing = [k for k in own if k not in copied]
+        if missing:
+            raise PixforgeError(
+                f"--init-from: the run's global generator does not fit this model ({len(missing)} of {len(own)} "
+                f"tensors missing or mis-shaped, e.g. {missing[0]}); ngf, n_downsample_global, "
+                "n_blocks_global, label_nc, instances, encoder and feat_num must match"
+            )
+        return copied
+
+    # features and clusters ---------------------------------------------------------------------------------
+
+    def encode(self, batch: Batch) -> Tensor:
+        """E(photo) averaged per instance: (N, feat_num, H, W). Needs the batch's target ``B``."""
+        if "B" not in batch:
+            raise PixforgeError("pix2pixhd: encode needs the photo (B) of the input")
+        return self.nets["E"](batch["B"], self.segments(batch))
+
+    def after_training(self, dataset: Any, device: torch.device) -> None:
+        """Cluster the instance features of the training set once the schedule completes (§3.4)."""
+        if "E" not in self.nets:
+            return
+        from pixforge.data.dataset import TranslationDataset
+
+        plain = TranslationDataset(
+            dataset.root, "train", dataset.cfg, train=False, size_multiple=self.size_multiple, fmt=dataset.fmt
+        )
+        self.cluster_features(plain, device)
+
+    def instance_features(self, dataset: TranslationDataset, device: torch.device) -> dict[int, np.ndarray]:
+        """The encoded feature vector of every instance of every sample, grouped by class."""
+        found: dict[int, list[np.ndarray]] = {}
+        with self.inference():
+            for i in range(len(dataset)):
+                item = torch.utils.data.default_collate([dataset[i]])
+                batch = {k: v.to(device) for k, v in item.items() if isinstance(v, Tensor)}
+                segments = self.segments(batch).reshape(-1)
+                pooled = self.encode(batch).permute(0, 2, 3, 1).reshape(-1, self.cfg.feat_num)
+                keys, first = first_occurrences(segments)
+                for key, vector in zip(keys.tolist(), pooled[first].cpu().numpy(), strict=True):
+                    found.setdefault(key % self.n_classes, []).append(vector)
+        return {c: np.stack(v) for c, v in found.items()}
+
+    def cluster_features(self, dataset: TranslationDataset, device: torch.device) -> dict[int, int]:
+        """K-means (K = ``n_clusters``, scikit-learn) per class over the training set's instance features
+        (§3.4); the centres are kept for :meth:`generate` and saved with the checkpoint. Returns the number
+        of centres per class (fewer than K where a class has fewer distinct instances)."""
+        from sklearn.cluster import KMeans
+
+        k_max, feat_num = self.cfg.n_clusters, self.cfg.feat_num
+        centres = torch.zeros(self.n_classes, k_max, feat_num)
+        counts = torch.zeros(self.n_classes, dtype=torch.long)
+        for cls, vectors in sorted(self.instance_features(dataset, device).items()):
+            k = min(k_max, len(np.unique(vectors.round(6), axis=0)))
+            km = KMeans(n_clusters=k, n_init=3, random_state=0).fit(vectors)
+            centres[cls, :k] = torch.from_numpy(km.cluster_centers_).float()
+            counts[cls] = k
+        self.centres, self.centre_counts = centres, counts
+        log.info("pix2pixhd: %d feature clusters over %d classes", int(counts.sum()), int((counts > 0).sum()))
+        return {c: int(n) for c, n in enumerate(counts.tolist()) if n}
+
+    def extra_state(self) -> dict[str, Tensor]:
+        if self.centres is None or self.centre_counts is None:
+            return {}
+        return {"centres": self.centres, "centre_counts": self.centre_counts}
+
+    def load_extra_state(self, state: dict[str, Tensor]) -> None:
+        if "centres" in state:
+            self.centres, self.centre_counts = state["centres"].float(), state["centre_counts"].long()
+
+    # translation -------------------------------------------------------------------------------------------
+
+    def generate(self, batch: Batch, **options: Any) -> Tensor:
+        """Synthesise from labels (and instances). Style options (need the feature encoder):
+
+        - ``cluster=K``: every instance gets the K-th cluster centre of its class;
+        - ``style_seed=k``: every instance gets a centre of its class drawn with seed k (diverse outputs);
+        - ``clusters={instance_id: K}``: per-instance centre choice; ``features={instance_id: vector}``: an
+          explicit feature vector (``feat_num`` floats) per instance; both override the above;
+        - ``encode=True``: features encoded from the batch's photo ``B`` (the default when it has one;
+          otherwise the default is ``style_seed=0``).
+        """
+        unknown = sorted(set(options) - set(GENERATE_OPTIONS))
+        if unknown:
+            raise PixforgeError(
+                f"pix2pixhd: unknown translation option(s) {', '.join(unknown)} (use {', '.join(GENERATE_OPTIONS)})"
+            )
+        cond = self.condition(batch)
+        if "E" not in self.nets:
+            if any(v is not None for v in options.values()):
+                raise PixforgeError(
+                    "pix2pixhd: this model has no feature encoder (encoder=false), so no styles"
+                )
+            return self.nets["G"](cond)
+        features = self.style_features(batch, **options)
+        return self.nets["G"](torch.cat([cond, features.to(cond.dtype)], dim=1))
+
+    def style_features(
+        self,
+        batch: Batch,
+        cluster: int | None = None,
+        style_seed: int | None = None,
+        clusters: Mapping[int, int] | None = None,
+        features: Mapping[int, Sequence[float] | Tensor] | None = None,
+        encode: bool | None = None,
+    ) -> Tensor:
+        """The feature map fed to G (N, feat_num, H, W), one vector per instance (see :meth:`generate`)."""
+        if cluster is not None and style_seed is not None:
+            raise PixforgeError("pix2pixhd: choose cluster or style_seed, not both")
+        if encode and (cluster is not None or style_seed is not None):
+            raise PixforgeError("pix2pixhd: encode takes the styles from the photo; drop cluster/style_seed")
+        if cluster is not None and not 0 <= cluster < self.cfg.n_clusters:
+            raise PixforgeError(f"pix2pixhd: cluster must be in 0..{self.cfg.n_clusters - 1} (got {cluster})")
+        use_photo = (
+            encode if encode is not None else (cluster is None and style_seed is None and "B" in batch)
+        )
+        segments = self.segments(batch)
+        encoded = self.encode(batch) if use_photo else None
+        n, _, h, w = segments.shape
+        out = []
+        for i in range(n):
+            keys, inverse = torch.unique(segments[i].reshape(-1), return_inverse=True)
+            if encoded is not None:
+                _, first = first_occurrences(segments[i].reshape(-1))
+                table = encoded[i].reshape(self.cfg.feat_num, -1)[:, first].t()
+            else:
+                table = self._centre_table(keys.tolist(), cluster, style_seed)
+            table = self._override(table, keys.tolist(), clusters or {}, features or {})
+            out.append(table.to(segments.device)[inverse].t().reshape(self.cfg.feat_num, h, w))
+        return torch.stack(out)
+
+    def _need_centres(self) -> tuple[Tensor, Tensor]:
+        if self.centres is None or self.centre_counts is None:
+            raise PixforgeError(
+                "pix2pixhd: this model has no feature clusters yet; run `pixforge pix2pixhd cluster RUN` "
+                "(or translate with the photo: encode=True)"
+            )
+        return self.centres, self.centre_counts
+
+    def _centre_table(self, keys: list[int], cluster: int | None, style_seed: int | None) -> Tensor:
+        """One centre per (instance, class) key: the chosen cluster, or one drawn from (seed, instance, class)."""
+        centres, counts = self._need_centres()
+        seed = 0 if style_seed is None else style_seed
+        rows = []
+        for key in keys:
+            instance, cls = divmod(key, self.n_classes)
+            count = int(counts[cls])
+            if not count:
+                rows.append(torch.zeros(self.cfg.feat_num))
+                continue
+            if cluster is not None:
+                k = cluster % count
+            else:
+                k = int(np.random.default_rng([seed, abs(instance), cls]).integers(count))
+            rows.append(centres[cls, k])
+        return torch.stack(rows)
+
+    def _override(
+        self,
+        table: Tensor,
+        keys: list[int],
+        clusters: Mapping[int, int],
+        features: Mapping[int, Sequence[float] | Tensor],
+    ) -> Tensor:
+        """Replace the rows of the instances given an explicit cluster or feature vector."""
+        if not clusters and not features:
+            return table
+        table = table.clone()
+        for row, key in enumerate(keys):
+            instance, cls = divmod(key, self.n_classes)
+            if instance in features:
+                vector = torch.as_tensor(features[instance], dtype=torch.float32).reshape(-1)
+                if vector.numel() != self.cfg.feat_num:
+                    raise PixforgeError(
+                        f"pix2pixhd: features for instance {instance} need {self.cfg.feat_num} values, "
+                        f"got {vector.numel()}"
+                    )
+                table[row] = vector.to(table.device)
+            elif instance in clusters:
+                centres, counts = self._need_centres()
+                k = clusters[instance]
+                if not 0 <= k < int(counts[cls]):
+                    raise PixforgeError(
+                        f"pix2pixhd: instance {instance} (class {cls}) has clusters 0..{int(counts[cls]) - 1}, not {k}"
+                    )
+                table[row] = centres[cls, k].to(table.device)
+        return table
+
+    def visuals(self, batch: Batch) -> dict[str, Tensor]:
+        """Input, boundaries, encoded features, output from the photo's features, a sampled style, target."""
+        with self.inference():
+            out: dict[str, Tensor] = {"input": batch["A"]}
+            if self.use_boundary:
+                out["boundary"] = boundary_map(self.instance_ids(batch)) * 2 - 1
+            if "E" in self.nets:
+                features = self.encode(batch)
+                out["features"] = features[:, :3] if self.cfg.feat_num >= 3 else features[:, :1]
+                out["output"] = self.generate(batch, encode=True)
+                if self.centres is not None:
+                    out["sampled"] = self.generate(batch, style_seed=0)
+            else:
+                out["output"] = self.generate(batch)
+        out["target"] = batch["B"]
+        return out
+
+
+def first_occurrences(ids: Tensor) -> tuple[Tensor, Tensor]:
+    """The distinct values of a 1-D tensor (sorted) and the index of the first position of each."""
+    keys, inverse = torch.unique(ids, return_inverse=True)
+    positions = torch.arange(ids.numel(), device=ids.device)
+    first = torch.full((keys.numel(),), ids.numel(), dtype=torch.long, device=ids.device)
+    first = first.scatter_reduce(0, inverse, positions, reduce="amin")
+    return keys, first
+
+
+# editing (§4.3) -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scene:
+    """An editable scene (pix2pixHD §4.3): a label map, an instance map and a style per instance.
+
+    Maps are (1, 1, H, W) int64 at the model's input size. Styles are a cluster index of the instance's
+    class (``clusters``) or an explicit feature vector (``features``); other instances get a style drawn
+    from ``style_seed`` at :meth:`render`.
+
+    >>> scene = edit(pixforge.load("runs/hd"), Image.open("labels.png"), Image.open("instances.png"))  # doctest: +SKIP
+    >>> scene.set_style(26001, cluster=3); scene.set_class(26002, 27); scene.image().save("out.png")  # doctest: +SKIP
+    """
+
+    translator: Translator
+    label: Tensor
+    instance: Tensor
+    clusters: dict[int, int] = field(default_factory=dict)
+    features: dict[int, tuple[float, ...]] = field(default_factory=dict)
+
+    @property
+    def method(self) -> Pix2PixHD:
+        method = self.translator.method
+        if not isinstance(method, Pix2PixHD):
+            raise PixforgeError(f"scene editing needs a pix2pixhd model, not {method.name}")
+        return method
+
+    def instances(self) -> dict[int, int]:
+        """Every instance id and its class (the most frequent label under it)."""
+        out = {}
+        for instance in torch.unique(self.instance).tolist():
+            labels = self.label[self.instance == instance]
+            out[int(instance)] = int(torch.bincount(labels).argmax())
+        return out
+
+    def mask(self, instance_id: int) -> Tensor:
+        """Where instance ``instance_id`` is: (H, W) bool."""
+        found = self.instance[0, 0] == instance_id
+        if not bool(found.any()):
+            raise PixforgeError(f"no instance {instance_id} in this scene (ids: {sorted(self.instances())})")
+        return found
+
+    def _check_class(self, cls: int) -> None:
+        label_nc = self.method.info.label_nc
+        if not 0 <= cls < max(label_nc, 1):
+            raise PixforgeError(f"class {cls} is outside 0..{label_nc - 1}")
+
+    def set_class(self, instance_id: int, cls: int) -> None:
+        """Change the class of one instance (e.g. a tree into a building, Fig. 1b)."""
+        self._check_class(cls)
+        self.label[0, 0][self.mask(instance_id)] = cls
+
+    def paint(self, region: Tensor | np.ndarray, cls: int, instance_id: int | None = None) -> int:
+        """Give a region ((H, W) bool) of the label map class ``cls`` as one instance (a new id unless
+        ``instance_id`` is given); returns the instance id."""
+        self._check_class(cls)
+        where = torch.as_tensor(np.asarray(region, dtype=bool))
+        if tuple(where.shape) != tuple(self.label.shape[-2:]):
+            raise PixforgeError(
+                f"paint: the region is {tuple(where.shape)} but the scene is {tuple(self.label.shape[-2:])}"
+            )
+        new_id = int(self.instance.max()) + 1 if instance_id is None else instance_id
+        self.label[0, 0][where] = cls
+        self.instance[0, 0][where] = new_id
+        return new_id
+
+    def set_style(
+        self, instance_id: int, *, cluster: int | None = None, features: Sequence[float] | None = None
+    ) -> None:
+        """Choose the style of one instance: a cluster centre of its class or an explicit feature vector."""
+        if (cluster is None) == (features is None):
+            raise PixforgeError("set_style: give either cluster or features")
+        self.mask(instance_id)
+        self.clusters.pop(instance_id, None)
+        self.features.pop(instance_id, None)
+        if cluster is not None:
+            self.clusters[instance_id] = cluster
+        else:
+            self.features[instance_id] = tuple(float(v) for v in features or ())
+
+    def render(self, style_seed: int = 0) -> Tensor:
+        """Re-synthesise the scene: (1, 3, H, W) in [-1, 1]."""
+        maps = {
+            "A": one_hot(self.label, self.method.n_classes),
+            "label": self.label,
+            "instance": self.instance,
+        }
+        batch = {k: v.to(self.translator.device) for k, v in maps.items()}
+        options = {"style_seed": style_seed, "clusters": dict(self.clusters), "features": dict(self.features)}
+        return self.translator.translate_batch(batch, **options)["output"]
+
+    def image(self, style_seed: int = 0) -> Image.Image:
+        """:meth:`render` as a PIL image."""
+        return to_image(self.render(style_seed)[0])
+
+
+def edit(translator: Translator, label: Image.Image, instance: Image.Image | None = None) -> Scene:
+    """A :class:`Scene` of a label map (and instance map; without one, each class region is one instance)
+    for a pix2pixHD model loaded with ``pixforge.load(run)``."""
+    if not isinstance(translator.method, Pix2PixHD):
+        raise PixforgeError(f"scene editing needs a pix2pixhd model, not {translator.method.name}")
+    if not translator.label_nc:
+        raise PixforgeError("scene editing needs a model trained on label maps (label_nc > 0)")
+    batch = translator.batch_for(label, instance)
+    ids = batch["label"].cpu().clone()
+    return Scene(translator, ids, batch["instance"].cpu().clone() if "instance" in batch else ids.clone())
+
+
+# the `pixforge pix2pixhd cluster RUN` command ----------------------------------------------------------------
+
+
+def cluster_run(
+    run: str | Path, data: str | Path | None = None, device: str = "auto"
+) -> tuple[Path, dict[int, int]]:
+    """Cluster the instance features of a run's training set and rewrite its latest checkpoint with the
+    centres (atomically). Returns the checkpoint folder and the number of centres per class."""
+    from pixforge import checkpoint
+    from pixforge.config import from_dict
+    from pixforge.data.dataset import TranslationDataset
+    from pixforge.train import pick_device
+
+    latest = checkpoint.latest_checkpoint(Path(run))
+    if latest is None:
+        raise PixforgeError(f"{run}: not a run directory with a checkpoint")
+    loaded = checkpoint.read(latest)
+    if loaded.method != Pix2PixHD.name:
+        raise PixforgeError(f"{run}: a {loaded.method} run; clustering is for pix2pixhd runs")
+    cfg = from_dict(loaded.config, Pix2PixHDConfig)
+    if not cfg.model.encoder:
+        raise PixforgeError(f"{run}: the model has no feature encoder (encoder=false); nothing to cluster")
+    dev = pick_device(device)
+    method = Pix2PixHD(cfg.model, loaded.info)
+    method.load_state_dict(loaded.weights)
+    method.load_extra_state(loaded.extra)
+    method.to(dev)
+    data_cfg = dataclasses.replace(cfg.data, root=str(data)) if data else cfg.data
+    dataset = TranslationDataset(
+        Path(data_cfg.root), "train", data_cfg, train=False, size_multiple=method.size_multiple
+    )
+    counts = method.cluster_features(dataset, dev)
+    state = checkpoint.read_state(loaded.path)
+    folder = checkpoint.save_checkpoint(
+        Path(run), method, cfg.to_yaml(), loaded.step, state, cfg.train.keep_checkpoints
+    )
+    return folder, counts

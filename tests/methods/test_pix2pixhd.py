@@ -1,0 +1,367 @@
+"""pix2pixHD: inputs (labels, boundaries, features), objective, schedule, clusters, styles, editing, Cityscapes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import pixforge
+from pixforge import checkpoint
+from pixforge.cli import main
+from pixforge.config import DataConfig
+from pixforge.data.dataset import TranslationDataset, one_hot
+from pixforge.data.synth import synthesize
+from pixforge.errors import PixforgeError
+from pixforge.losses import VGGLoss
+from pixforge.methods.base import DataInfo
+from pixforge.methods.pix2pixhd import Pix2PixHD, Pix2PixHDConfig, boundary_map, edit
+
+LABEL_NC = 5
+TINY = {
+    "ngf": 8,
+    "n_downsample_global": 2,
+    "n_blocks_global": 1,
+    "n_blocks_local": 1,
+    "ndf": 4,
+    "n_layers_D": 2,
+    "num_D": 2,
+    "nef": 4,
+    "n_downsample_E": 2,
+    "vgg_loss": False,
+}
+
+
+def make(label_nc: int = LABEL_NC, **kw) -> Pix2PixHD:
+    torch.manual_seed(0)
+    cfg = Pix2PixHDConfig(**{**TINY, **kw})
+    return Pix2PixHD(cfg, DataInfo(label_nc or 3, 3, (32, 32), label_nc))
+
+
+def scene_batch(n: int = 2, size: int = 32) -> dict[str, torch.Tensor]:
+    """Class 1 background, two touching class-3 instances (ids 3000, 3001) and a class-4 block (id 4)."""
+    label = torch.ones(n, 1, size, size, dtype=torch.long)
+    instance = torch.ones(n, 1, size, size, dtype=torch.long)
+    label[..., 4:12, 4:12] = 3
+    instance[..., 4:12, 4:8] = 3000
+    instance[..., 4:12, 8:12] = 3001
+    label[..., 20:28, 16:30] = 4
+    instance[..., 20:28, 16:30] = 4
+    g = torch.Generator().manual_seed(1)
+    photo = torch.rand(n, 3, size, size, generator=g) * 2 - 1
+    return {"A": one_hot(label, LABEL_NC), "B": photo, "label": label, "instance": instance}
+
+
+def test_boundary_map_marks_pixels_with_a_different_4_neighbour() -> None:
+    ids = torch.tensor([[1, 1, 1, 1], [1, 2, 2, 1], [1, 1, 1, 1], [3, 1, 1, 1]]).view(1, 1, 4, 4)
+    expected = torch.tensor([[0, 1, 1, 0], [1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0]]).float()
+    assert torch.equal(boundary_map(ids)[0, 0], expected)
+
+
+def test_generator_and_discriminator_inputs() -> None:
+    m = make()
+    assert m.nets["G"].global_net.body[1].in_channels == LABEL_NC + 1 + 3
+    assert m.nets["D"].discriminators[0].blocks[0][0].in_channels == LABEL_NC + 1 + 3
+    cond = m.condition(scene_batch())
+    assert torch.equal(cond[:, -1], boundary_map(scene_batch()["instance"])[:, 0])
+    assert cond[0, -1, 8, 7] == 1 and cond[0, -1, 8, 8] == 1, "touching instances of one class are separated"
+    plain = make(instances=False, encoder=False)
+    assert plain.nets["G"].global_net.body[1].in_channels == LABEL_NC
+    rgb = make(label_nc=0)
+    assert rgb.nets["G"].global_net.body[1].in_channels == 3 + 3
+    assert rgb.nets["D"].discriminators[0].blocks[0][0].in_channels == 6
+
+
+def test_without_instance_maps_label_regions_serve_as_instances() -> None:
+    m = make()
+    b = scene_batch()
+    without = {k: v for k, v in b.items() if k != "instance"}
+    assert torch.equal(m.condition(without)[:, -1:], boundary_map(b["label"]))
+
+
+def test_objective_is_gan_plus_feature_matching_plus_vgg() -> None:
+    m = make(lambda_feat=10.0, lambda_vgg=10.0)
+    m.frozen["vgg"] = VGGLoss(lambda x: [x, x.mean(1, keepdim=True), x, x, x])
+    state = m.forward_step(scene_batch())
+    d_phase, g_phase = m.phases()
+    assert g_phase.nets == ("G", "E"), "the encoder trains jointly with G (§3.4)"
+    loss, s = g_phase.loss(state)
+    assert set(s) == {"G_GAN", "G_feat", "G_VGG"}
+    assert torch.allclose(loss, s["G_GAN"] + 10 * s["G_feat"] + 10 * s["G_VGG"])
+    loss.backward()
+    assert all(p.grad is not None for p in m.nets["E"].parameters())
+
+
+def test_d_phase_does_not_backprop_into_g_or_e() -> None:
+    m = make()
+    state = m.forward_step(scene_batch())
+    loss, scalars = m.phases()[0].loss(state)
+    loss.backward()
+    assert set(scalars) == {"D_real", "D_fake"}
+    assert all(p.grad is None for name in ("G", "E") for p in m.nets[name].parameters())
+
+
+def g_grads_after_step(m: Pix2PixHD, step: int) -> tuple[bool, bool]:
+    """(global generator got gradients, enhancer got gradients) from one G loss at ``step``."""
+    m.zero_grad(set_to_none=True)
+    m.current_step = step
+    m.phases()[1].loss(m.forward_step(scene_batch(1)))[0].backward()
+    g = m.nets["G"]
+    return (
+        all(p.grad is not None for p in g.global_net.parameters()),
+        all(p.grad is not None for p in g.enhancers.parameters()),
+    )
+
+
+def test_global_generator_is_frozen_for_the_first_steps_then_trained() -> None:
+    m = make(n_local_enhancers=1, steps_fix_global=3)
+    assert g_grads_after_step(m, 2) == (False, True)
+    assert g_grads_after_step(m, 3) == (True, True)
+    epochs = make(n_local_enhancers=1, niter_fix_global=2)
+    epochs.steps_per_epoch = 5
+    assert g_grads_after_step(epochs, 9) == (False, True)
+    assert g_grads_after_step(epochs, 10) == (True, True)
+
+
+def test_load_init_puts_a_global_generator_into_an_enhanced_model() -> None:
+    stage1 = make()
+    stage2 = make(n_local_enhancers=1)
+    copied = stage2.load_init(stage1.state_dict())
+    own = stage2.state_dict()
+    g1 = [k for k in own if k.startswith("nets.G.global_net.")]
+    assert set(g1) <= set(copied)
+    assert all(torch.equal(own[k], stage1.state_dict()[k]) for k in g1)
+    assert not any(k.startswith("nets.G.enhancers") for k in copied)
+    with pytest.raises(PixforgeError, match="global generator does not fit"):
+        make(n_local_enhancers=1, ngf=16).load_init(stage1.state_dict())
+
+
+def with_centres(m: Pix2PixHD) -> Pix2PixHD:
+    """Centres by hand: class c, cluster k has the vector (c, k, -1); classes 1 and 3 have 2 and 4 clusters."""
+    centres = torch.zeros(m.n_classes, m.cfg.n_clusters, m.cfg.feat_num)
+    counts = torch.zeros(m.n_classes, dtype=torch.long)
+    for cls, count in ((1, 2), (3, 4)):
+        counts[cls] = count
+        for k in range(count):
+            centres[cls, k] = torch.tensor([cls, k, -1.0])
+    m.load_extra_state({"centres": centres, "centre_counts": counts})
+    return m
+
+
+def test_styles_are_chosen_per_instance() -> None:
+    m = with_centres(make())
+    b = {k: v for k, v in scene_batch(1).items() if k != "B"}
+    f = m.style_features(b, cluster=3)
+    car_a, car_b = b["instance"][0, 0] == 3000, b["instance"][0, 0] == 3001
+    assert torch.equal(f[0][:, car_a].unique(dim=1).flatten(), torch.tensor([3.0, 3.0, -1.0]))
+    assert torch.equal(f[0][:, 0, 0], torch.tensor([1.0, 1.0, -1.0])), "cluster 3 wraps for a 2-cluster class"
+    assert torch.equal(f[0][:, 24, 20], torch.zeros(3)), "a class without clusters gets zero features"
+    one = m.style_features(b, style_seed=0, clusters={3001: 2}, features={3000: (0.5, 0.5, 0.5)})
+    assert torch.equal(one[0][:, car_b].unique(dim=1).flatten(), torch.tensor([3.0, 2.0, -1.0]))
+    assert torch.equal(one[0][:, car_a].unique(dim=1).flatten(), torch.tensor([0.5, 0.5, 0.5]))
+    seeds = [m.style_features(b, style_seed=s)[0][:, car_a][1, 0].item() for s in range(12)]
+    assert len(set(seeds)) > 1 and seeds == [
+        m.style_features(b, style_seed=s)[0][:, car_a][1, 0].item() for s in range(12)
+    ]
+
+
+def test_translation_options_are_checked() -> None:
+    m = make()
+    b = scene_batch(1)
+    with pytest.raises(PixforgeError, match="unknown translation option"):
+        m.generate(b, direction="AtoB")
+    with pytest.raises(PixforgeError, match="pix2pixhd cluster RUN"):
+        m.generate(b, cluster=0)
+    with_centres(m)
+    with pytest.raises(PixforgeError, match=r"0\.\.9"):
+        m.generate(b, cluster=10)
+    with pytest.raises(PixforgeError, match="has clusters 0..3"):
+        m.generate(b, clusters={3000: 5})
+    with pytest.raises(PixforgeError, match="need 3 values"):
+        m.generate(b, features={3000: (1.0,)})
+    with pytest.raises(PixforgeError, match="no feature encoder"):
+        make(encoder=False).generate(b, style_seed=1)
+    encoded = m.generate(b)
+    assert torch.equal(encoded, m.generate(b, encode=True)), "with a photo the default encodes it"
+
+
+# end to end -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hd_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny preset trained for 2 steps on the synthetic labeled data (instances, encoder, clusters).
+    ``preprocess=none`` keeps the input size at translation, so the model can render larger scenes."""
+    out = tmp_path_factory.mktemp("hd") / "run"
+    result = pixforge.train(
+        "pix2pixhd", synth_root / "labeled", out, preset="tiny", steps=2, log_every=1, preprocess="none"
+    )
+    assert result.step == 2
+    return out
+
+
+def test_tiny_preset_trains_and_stores_clusters(hd_run: Path) -> None:
+    loaded = checkpoint.read(hd_run)
+    assert {"centres", "centre_counts"} <= set(loaded.extra)
+    counts = loaded.extra["centre_counts"]
+    assert int((counts > 0).sum()) >= 8 and int(counts.max()) == 10
+    assert any(k.startswith("nets.E.") for k in loaded.weights)
+
+
+def test_cluster_command_rewrites_the_checkpoint(hd_run: Path, capsys: pytest.CaptureFixture) -> None:
+    translator = pixforge.load(hd_run, device="cpu")
+    expected = translator.method.centres.clone()
+    translator.method.centres = translator.method.centre_counts = None
+    latest = checkpoint.latest_checkpoint(hd_run)
+    state = checkpoint.read_state(latest / checkpoint.WEIGHTS)
+    checkpoint.save_checkpoint(hd_run, translator.method, translator.config.to_yaml(), 2, state, 3)
+    assert "centres" not in checkpoint.read(hd_run).extra
+    main(["pix2pixhd", "cluster", str(hd_run), "--device", "cpu"])
+    assert "clusters over" in capsys.readouterr().out
+    loaded = checkpoint.read(hd_run)
+    assert loaded.step == 2 and torch.allclose(loaded.extra["centres"], expected, atol=1e-5)
+    assert set(checkpoint.read_state(loaded.path)["optimizers"]) == {"D", "G"}
+
+
+def test_random_styles_give_diverse_outputs(hd_run: Path, synth_root: Path, tmp_path: Path) -> None:
+    main(["translate", str(hd_run), str(synth_root / "labeled"), "--split", "test", "--random-styles", "2",
+          "--out", str(tmp_path), "--device", "cpu"])  # fmt: skip
+    first = sorted(tmp_path.glob("*_style0.png"))[0]
+    a = np.asarray(Image.open(first), dtype=np.float32)
+    b = np.asarray(Image.open(str(first).replace("_style0", "_style1")), dtype=np.float32)
+    assert np.abs(a - b).mean() > 0.1
+
+
+def test_editing_one_instance_changes_that_instance(hd_run: Path, tmp_path: Path) -> None:
+    """Two different clusters for one window change its pixels far more than the rest of a 128 px scene."""
+    synthesize(tmp_path, count=1, size=128, seed=3)
+    folder = next(p for p in (tmp_path / "labeled").iterdir() if (p / "labels").is_dir())
+    name = next((folder / "labels").iterdir()).name
+    translator = pixforge.load(hd_run, device="cpu")
+    scene = edit(translator, Image.open(folder / "labels" / name), Image.open(folder / "instances" / name))
+    windows = [i for i, c in scene.instances().items() if c == 3]
+    window = max(windows, key=lambda i: int(scene.mask(i).sum()))
+    count = int(translator.method.centre_counts[3])
+    centres = translator.method.centres[3, :count]
+    a, b = divmod(int(torch.cdist(centres, centres).argmax()), count)
+    scene.set_style(window, cluster=a)
+    first = scene.render()
+    scene.set_style(window, cluster=b)
+    second = scene.render()
+    change = (first - second).abs().mean(1)[0]
+    mask = scene.mask(window)
+    assert change[mask].mean() > 3 * change[~mask].mean()
+    assert first.shape == (1, 3, 128, 128)
+
+
+def test_editing_classes_and_regions(hd_run: Path, synth_root: Path) -> None:
+    folder = synth_root / "labeled" / "train"
+    name = sorted((folder / "labels").iterdir())[0].name
+    translator = pixforge.load(hd_run, device="cpu")
+    scene = edit(translator, Image.open(folder / "labels" / name), Image.open(folder / "instances" / name))
+    window = next(i for i, c in scene.instances().items() if c == 3)
+    before = scene.image()
+    scene.set_class(window, 7)
+    assert scene.instances()[window] == 7
+    region = np.zeros((32, 32), dtype=bool)
+    region[:6, :6] = True
+    new_id = scene.paint(region, 12)
+    assert scene.instances()[new_id] == 12 and int(scene.label[0, 0, 0, 0]) == 12
+    scene.set_style(new_id, features=(0.9, -0.9, 0.9))
+    after = scene.image()
+    assert before.size == after.size == (32, 32)
+    assert np.abs(np.asarray(before, np.float32) - np.asarray(after, np.float32)).mean() > 0.5
+    with pytest.raises(PixforgeError, match="no instance 999"):
+        scene.set_style(999, cluster=0)
+    with pytest.raises(PixforgeError, match="outside"):
+        scene.set_class(window, 40)
+
+
+def test_enhancer_stage_starts_from_the_global_run(hd_run: Path, synth_root: Path, tmp_path: Path) -> None:
+    """Stage 2 of the schedule: --init-from the global run, the enhancer alone while G1 stays frozen."""
+    pixforge.train(
+        "pix2pixhd", synth_root / "labeled", tmp_path / "stage2", preset="tiny", steps=2, preprocess="none",
+        init_from=hd_run, overrides={"n_local_enhancers": "1", "steps_fix_global": "2"},
+    )  # fmt: skip
+    stage1, stage2 = checkpoint.read(hd_run).weights, checkpoint.read(tmp_path / "stage2").weights
+    g1 = [k for k in stage2 if k.startswith("nets.G.global_net.")]
+    assert g1 and all(torch.equal(stage1[k], stage2[k]) for k in g1)
+    assert any(k.startswith("nets.G.enhancers.0.") for k in stage2)
+
+
+# the Cityscapes layout ----------------------------------------------------------------------------------------
+
+
+def write_cityscapes_like(root: Path) -> None:
+    """Two 64x32 samples like Cityscapes: label ids 0-33 (uint8), instance ids in 16-bit PNGs where
+    id // 1000 is the class of countable objects (two touching cars 26000 and 26001) and stuff keeps its id."""
+    for split in ("train", "val"):
+        for folder in ("images", "labels", "instances"):
+            (root / split / folder).mkdir(parents=True, exist_ok=True)
+        for k in range(2):
+            label = np.full((32, 64), 7, dtype=np.uint8)
+            label[:10] = 23
+            label[10:16, 40:] = 11
+            label[18:28, 10:30] = 26
+            label[30:, :4] = 33
+            instance = label.astype(np.uint16)
+            instance[18:28, 10:20] = 26000
+            instance[18:28, 20:30] = 26001
+            photo = np.random.default_rng(k).integers(0, 256, (32, 64, 3), dtype=np.uint8)
+            Image.fromarray(photo).save(root / split / "images" / f"frankfurt_{k:06d}.png")
+            Image.fromarray(label).save(root / split / "labels" / f"frankfurt_{k:06d}.png")
+            Image.fromarray(instance).save(root / split / "instances" / f"frankfurt_{k:06d}.png")
+
+
+def test_cityscapes_layout_loads_and_trains(tmp_path: Path) -> None:
+    write_cityscapes_like(tmp_path)
+    cfg = DataConfig(root=str(tmp_path), preprocess="scale_width", load_size=64, label_nc=34, flip=False)
+    m = make(label_nc=34, n_downsample_E=3)
+    ds = TranslationDataset(tmp_path, "train", cfg, train=True, size_multiple=m.size_multiple)
+    item = ds[0]
+    assert item["A"].shape == (34, 32, 64) and item["B"].shape == (3, 32, 64)
+    assert int(item["label"].max()) == 33 and {26000, 26001, 7} <= set(item["instance"].unique().tolist())
+    batch = torch.utils.data.default_collate([ds[0], ds[1]])
+    edge = boundary_map(batch["instance"])[0, 0]
+    assert edge[22, 19] == 1 and edge[22, 20] == 1, "the border between the two cars"
+    assert boundary_map(batch["label"])[0, 0, 22, 19] == 0, "which the label map alone does not show"
+    assert edge[5, 30] == 0
+    state = m.forward_step(batch)
+    assert state["fake"].shape == (2, 3, 32, 64)
+    for phase in m.phases():
+        loss, _ = phase.loss(state)
+        loss.backward()
+        assert torch.isfinite(loss)
+
+
+def test_reviser_switches_on_in_pix2pixhd(synth_root: Path, tmp_path: Path) -> None:
+    """`--set reviser=true`: DRPAN's reviser on the finest D's proposals, its own phase, G's eq. 9 weighting."""
+    run = tmp_path / "hd_reviser"
+    main(
+        [
+            "train",
+            "pix2pixhd",
+            "--data",
+            str(synth_root / "labeled"),
+            "--out",
+            str(run),
+            "--preset",
+            "tiny",
+            "--steps",
+            "2",
+            "--set",
+            "reviser=true",
+            "--set",
+            "region_size=16",
+            "--set",
+            "vgg_loss=false",
+        ]
+    )
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"R_real", "R_fake", "R_gp", "G_R", "G_region", "G_GAN"} <= set(rows[-1])
+    translator = pixforge.load(run)
+    assert [p.name for p in translator.method.phases()] == ["D", "R", "G"]

