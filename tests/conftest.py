@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from pixforge.data.synth import synthesize
 
 SHARED_FACADES = Path(__file__).resolve().parents[2] / "shared" / "data" / "facades"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread() -> Iterator[None]:
+    """The tests' tiny nets run fastest on one thread (and many times slower on a loaded, shared CPU with more)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

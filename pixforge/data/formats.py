@@ -7,6 +7,9 @@
 | unaligned | ``trainA/ trainB/ testA/ testB/`` (CycleGAN datasets)                   |
 | labeled   | ``split/images/``, ``split/labels/`` (+ optional ``split/instances/``)  |
 
+Maps of one sample share a file stem; the Cityscapes suffixes (``_leftImg8bit``, ``_gtFine_labelIds``,
+``_gtFine_instanceIds``) are ignored when matching, so its files can be used as they are named.
+
 Splits are ``train``, ``val`` and ``test``. A folder that directly holds one split's layout is read as
 its ``train`` split. Labels are class ids (8-bit ``L``/``P`` PNGs, or 32-bit ``I``), or RGB colours decoded
 with a ``palette.json`` (a list of ``[r, g, b]``, index = class id) in the dataset root. The number of
@@ -118,9 +121,28 @@ class SplitData:
     problems: list[str] = field(default_factory=list)
 
 
+#: suffixes of the Cityscapes file names, dropped when matching a sample's maps by stem
+CITYSCAPES_SUFFIXES = (
+    "_leftImg8bit",
+    "_gtFine_labelIds",
+    "_gtFine_instanceIds",
+    "_gtCoarse_labelIds",
+    "_gtCoarse_instanceIds",
+)
+
+
+def sample_stem(path: Path) -> str:
+    """The stem that ties a sample's maps together (``aachen_000000_000019`` for every Cityscapes map)."""
+    stem = path.stem
+    for suffix in CITYSCAPES_SUFFIXES:
+        if stem.endswith(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
 def _match_by_stem(folders: dict[str, Path], required: tuple[str, ...]) -> tuple[list[Record], list[str]]:
     """Match files of several folders by stem; files present in only some required folders are problems."""
-    stems = {key: {p.stem: p for p in list_images(folder)} for key, folder in folders.items()}
+    stems = {key: {sample_stem(p): p for p in list_images(folder)} for key, folder in folders.items()}
     problems: list[str] = []
     all_stems = sorted(set().union(*(stems[k] for k in required)))
     records = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,6 @@ from pixforge.methods.base import DataInfo
 from pixforge.methods.cyclegan import CycleGAN, CycleGANConfig, ImagePool
 
 SIZE = 16
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny nets run fastest on one thread; on a shared, loaded CPU more threads are many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make(**kw) -> CycleGAN:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,15 +34,6 @@ from pixforge.nets.discriminators import AttentionPatchDiscriminator, PatchDiscr
 from pixforge.train import Trainer
 
 SIZE = 32
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny nets run fastest on one thread; on a shared, loaded CPU more threads are many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make(**kw) -> GuideGAN:

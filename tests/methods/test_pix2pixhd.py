@@ -297,8 +297,9 @@ def test_enhancer_stage_starts_from_the_global_run(hd_run: Path, synth_root: Pat
 
 
 def write_cityscapes_like(root: Path) -> None:
-    """Two 64x32 samples like Cityscapes: label ids 0-33 (uint8), instance ids in 16-bit PNGs where
-    id // 1000 is the class of countable objects (two touching cars 26000 and 26001) and stuff keeps its id."""
+    """Two 64x32 samples like Cityscapes, named as its files are: label ids 0-33 (uint8), instance ids in 16-bit
+    PNGs where id // 1000 is the class of countable objects (two touching cars 26000 and 26001) and stuff keeps
+    its id."""
     for split in ("train", "val"):
         for folder in ("images", "labels", "instances"):
             (root / split / folder).mkdir(parents=True, exist_ok=True)
@@ -312,9 +313,10 @@ def write_cityscapes_like(root: Path) -> None:
             instance[18:28, 10:20] = 26000
             instance[18:28, 20:30] = 26001
             photo = np.random.default_rng(k).integers(0, 256, (32, 64, 3), dtype=np.uint8)
-            Image.fromarray(photo).save(root / split / "images" / f"frankfurt_{k:06d}.png")
-            Image.fromarray(label).save(root / split / "labels" / f"frankfurt_{k:06d}.png")
-            Image.fromarray(instance).save(root / split / "instances" / f"frankfurt_{k:06d}.png")
+            stem = f"frankfurt_000000_{k:06d}"
+            Image.fromarray(photo).save(root / split / "images" / f"{stem}_leftImg8bit.png")
+            Image.fromarray(label).save(root / split / "labels" / f"{stem}_gtFine_labelIds.png")
+            Image.fromarray(instance).save(root / split / "instances" / f"{stem}_gtFine_instanceIds.png")
 
 
 def test_cityscapes_layout_loads_and_trains(tmp_path: Path) -> None:
@@ -322,6 +324,8 @@ def test_cityscapes_layout_loads_and_trains(tmp_path: Path) -> None:
     cfg = DataConfig(root=str(tmp_path), preprocess="scale_width", load_size=64, label_nc=34, flip=False)
     m = make(label_nc=34, n_downsample_E=3)
     ds = TranslationDataset(tmp_path, "train", cfg, train=True, size_multiple=m.size_multiple)
+    assert [r.stem for r in ds.data.records] == ["frankfurt_000000_000000", "frankfurt_000000_000001"]
+    assert not ds.data.problems
     item = ds[0]
     assert item["A"].shape == (34, 32, 64) and item["B"].shape == (3, 32, 64)
     assert int(item["label"].max()) == 33 and {26000, 26001, 7} <= set(item["instance"].unique().tolist())

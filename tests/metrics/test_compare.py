@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +17,6 @@ from pixforge.metrics.compare import compare_runs, evaluate_run, run_names, tran
 from pixforge.metrics.report import evaluate_dirs
 
 METRICS = ("psnr", "ssim", "reco")  # VIF needs 41 px, the test scenes have 32
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """The shared 2-core box is oversubscribed: one torch thread runs several times faster here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

