@@ -5,9 +5,12 @@ Bad input ends with one line on stderr and exit code 2; ``--debug`` shows the tr
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -311,7 +314,72 @@ def download(name: str, root: Path, sha256: str | None) -> None:
     click.echo(f"{name}: {path}")
 
 
-METRICS_HELP = "Comma-separated: psnr, ssim, vif, reco, kid, fid, or all (FCN-scores come with --segmenter)."
+@dataclass(frozen=True)
+class Scoring:
+    """What ``evaluate`` and ``compare`` score with: the metrics, a segmenter run, the feature network, KID settings."""
+
+    metrics: tuple[str, ...]
+    segmenter: Path | None
+    inception: Path | None
+    kid_subset_size: int
+    kid_subsets: int
+
+    def options(self) -> dict[str, Any]:
+        """The loaded segmenter (and its class count), feature network and KID settings, as scoring keywords."""
+        from pixforge.metrics.inception import InceptionFeatures
+        from pixforge.metrics.report import SET_LEVEL
+        from pixforge.metrics.segmenter import load_segmenter
+
+        segmenter = load_segmenter(self.segmenter) if self.segmenter is not None else None
+        wants_features = any(name in SET_LEVEL for name in self.metrics)
+        return {
+            "segmenter": segmenter,
+            "num_classes": segmenter.label_nc if segmenter is not None else None,
+            "features": InceptionFeatures(self.inception) if wants_features else None,
+            "kid_subset_size": self.kid_subset_size,
+            "kid_subsets": self.kid_subsets,
+        }
+
+
+def scoring_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Add the scoring options shared by ``evaluate`` and ``compare``; the command receives them as ``scoring``."""
+    from pixforge.metrics.report import parse_metrics
+
+    @functools.wraps(command)
+    def wrapper(
+        *,
+        metric_list: str,
+        segmenter_run: Path | None,
+        inception: Path | None,
+        kid_subset_size: int,
+        kid_subsets: int,
+        **kwargs: Any,
+    ) -> None:
+        scoring = Scoring(parse_metrics(metric_list), segmenter_run, inception, kid_subset_size, kid_subsets)
+        command(scoring=scoring, **kwargs)
+
+    help_metrics = (
+        "Comma-separated: psnr, ssim, vif, reco, kid, fid, or all (FCN-scores come with --segmenter)."
+    )
+    options = [
+        click.option(
+            "--metrics", "metric_list", default="psnr,ssim,vif,reco", show_default=True, help=help_metrics
+        ),
+        click.option(
+            "--segmenter",
+            "segmenter_run",
+            type=click.Path(path_type=Path),
+            help="Segmenter run for FCN-scores.",
+        ),
+        click.option(
+            "--inception", type=click.Path(path_type=Path), help="TF-Inception TorchScript file for KID/FID."
+        ),
+        click.option("--kid-subset-size", default=1000, show_default=True),
+        click.option("--kid-subsets", default=100, show_default=True),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
 
 
 @cli.command()
@@ -326,22 +394,14 @@ METRICS_HELP = "Comma-separated: psnr, ssim, vif, reco, kid, fid, or all (FCN-sc
 )
 @click.option("--split", default="test", show_default=True, help="With RUN: the split to translate.")
 @click.option("--labels", type=click.Path(path_type=Path), help="Class-id maps (by stem) for FCN-scores.")
-@click.option(
-    "--segmenter", "segmenter_run", type=click.Path(path_type=Path), help="Segmenter run for FCN-scores."
-)
-@click.option("--metrics", "metric_list", default="psnr,ssim,vif,reco", show_default=True, help=METRICS_HELP)
 @click.option("--out", type=click.Path(path_type=Path), help="Also write the report as JSON to this file.")
 @click.option(
     "--images",
     type=click.Path(path_type=Path),
     help="With RUN: folder for the translations (RUN/evaluation/SPLIT).",
 )
-@click.option(
-    "--inception", type=click.Path(path_type=Path), help="TF-Inception TorchScript file for KID/FID."
-)
-@click.option("--kid-subset-size", default=1000, show_default=True)
-@click.option("--kid-subsets", default=100, show_default=True)
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]), help="Device for RUN.")
+@scoring_options
 def evaluate(
     run: Path | None,
     fake: Path | None,
@@ -349,35 +409,30 @@ def evaluate(
     data_root: Path | None,
     split: str,
     labels: Path | None,
-    segmenter_run: Path | None,
-    metric_list: str,
     out: Path | None,
     images: Path | None,
-    inception: Path | None,
-    kid_subset_size: int,
-    kid_subsets: int,
     device: str,
+    scoring: Scoring,
 ) -> None:
     """Score generated images: --fake/--real folders, or RUN after translating --split of --data."""
     from pixforge.metrics.compare import evaluate_run
-    from pixforge.metrics.report import evaluate_dirs, parse_metrics
+    from pixforge.metrics.report import evaluate_dirs
 
-    metrics = parse_metrics(metric_list)
     if run is not None and (fake or real or labels):
         raise PixforgeError("evaluate: give RUN --data DIR, or --fake DIR --real DIR, not both")
     if run is not None and data_root is None:
         raise PixforgeError("evaluate RUN needs --data DIR: the dataset whose --split it translates")
     if run is None and (fake is None or real is None):
         raise PixforgeError("evaluate needs --fake DIR and --real DIR (or RUN --data DIR)")
-    if run is None and (labels is None) != (segmenter_run is None):
+    if run is None and (labels is None) != (scoring.segmenter is None):
         raise PixforgeError("FCN-scores need --labels DIR and --segmenter RUN together")
-    options = _evaluation_options(metrics, segmenter_run, inception, kid_subset_size, kid_subsets)
+    options = scoring.options()
     if run is not None:
         report = evaluate_run(
-            run, data_root, split=split, out=images, metrics=metrics, device=device, **options
+            run, data_root, split=split, out=images, metrics=scoring.metrics, device=device, **options
         )
     else:
-        report = evaluate_dirs(fake, real, metrics, labels=labels, **options)
+        report = evaluate_dirs(fake, real, scoring.metrics, labels=labels, **options)
     click.echo(report.to_markdown())
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -385,66 +440,35 @@ def evaluate(
         click.echo(f"wrote {out}")
 
 
-def _evaluation_options(
-    metrics: tuple[str, ...],
-    segmenter_run: Path | None,
-    inception: Path | None,
-    subset_size: int,
-    subsets: int,
-) -> dict[str, Any]:
-    """Segmenter (and its class count), feature network and KID settings shared by evaluate and compare."""
-    from pixforge.metrics.inception import InceptionFeatures
-    from pixforge.metrics.report import SET_LEVEL
-    from pixforge.metrics.segmenter import load_segmenter
-
-    segmenter = load_segmenter(segmenter_run) if segmenter_run is not None else None
-    wants_features = any(name in SET_LEVEL for name in metrics)
-    return {
-        "segmenter": segmenter,
-        "num_classes": segmenter.label_nc if segmenter is not None else None,
-        "features": InceptionFeatures(inception) if wants_features else None,
-        "kid_subset_size": subset_size,
-        "kid_subsets": subsets,
-    }
-
-
 @cli.command(name="compare")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="Dataset folder.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the comparison.")
 @click.option("--split", default="test", show_default=True)
-@click.option("--metrics", "metric_list", default="psnr,ssim,vif,reco", show_default=True, help=METRICS_HELP)
-@click.option(
-    "--segmenter", "segmenter_run", type=click.Path(path_type=Path), help="Segmenter run for FCN-scores."
-)
 @click.option("--samples", default=8, show_default=True, help="Rows of images shown side by side.")
-@click.option(
-    "--inception", type=click.Path(path_type=Path), help="TF-Inception TorchScript file for KID/FID."
-)
-@click.option("--kid-subset-size", default=1000, show_default=True)
-@click.option("--kid-subsets", default=100, show_default=True)
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+@scoring_options
 def compare_cmd(
     runs: tuple[Path, ...],
     data_root: Path,
     out: Path,
     split: str,
-    metric_list: str,
-    segmenter_run: Path | None,
     samples: int,
-    inception: Path | None,
-    kid_subset_size: int,
-    kid_subsets: int,
     device: str,
+    scoring: Scoring,
 ) -> None:
     """Evaluate RUNS on the same --split of --data: one table (markdown + HTML with samples and losses)."""
     from pixforge.metrics.compare import compare_runs
-    from pixforge.metrics.report import parse_metrics
 
-    metrics = parse_metrics(metric_list)
-    options = _evaluation_options(metrics, segmenter_run, inception, kid_subset_size, kid_subsets)
     comparison = compare_runs(
-        runs, data_root, out, split=split, metrics=metrics, device=device, samples=samples, **options
+        runs,
+        data_root,
+        out,
+        split=split,
+        metrics=scoring.metrics,
+        device=device,
+        samples=samples,
+        **scoring.options(),
     )
     click.echo(comparison.to_markdown())
     click.echo(f"wrote {out / 'compare.md'}, {out / 'compare.json'} and {out / 'index.html'}")

@@ -36,6 +36,20 @@ def choice(default: str, choices: tuple[str, ...]) -> Any:
     return field(default=default, metadata={"choices": choices})
 
 
+def bounded(default: float | None, low: float, high: float, *, include_high: bool = True) -> Any:
+    """A number field restricted to [low, high], or [low, high) (checked by :func:`validate`; None passes)."""
+    return field(default=default, metadata={"range": (low, high, include_high)})
+
+
+def _check_range(name: str, value: Any, bounds: tuple[float, float, bool]) -> None:
+    low, high, include_high = bounds
+    if value is None or low <= value <= high and (include_high or value < high):
+        return
+    raise PixforgeError(
+        f"option {name}: must be in [{low:g}, {high:g}{']' if include_high else ')'} (got {value})"
+    )
+
+
 @dataclass
 class DataConfig:
     """Where the data is and how it is read (DESIGN.md, "Data formats")."""
@@ -239,6 +253,8 @@ def validate(cfg: Config) -> None:
                 raise PixforgeError(
                     f"option {f.name}: '{value}' is not one of {', '.join(choices)}{_closest(str(value), list(choices))}"
                 )
+            if "range" in f.metadata:
+                _check_range(f.name, value, f.metadata["range"])
             if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
                 raise PixforgeError(f"option {f.name}: must not be negative (got {value})")
     if cfg.train.batch_size < 1:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from pixforge.data.synth import synthesize
 
@@ -36,3 +39,22 @@ def facades_root() -> Path:
     if not (SHARED_FACADES / "train").is_dir():
         pytest.skip("../shared/data/facades is not available")
     return SHARED_FACADES
+
+
+@pytest.fixture()
+def bad_label(synth_root: Path, tmp_path: Path) -> Callable[[str, str], tuple[Path, Path]]:
+    """A copy of the synthetic labeled data whose label map ``split/labels/STEM.png`` holds id 40 (of 13 classes).
+
+    Returns (dataset root, the broken label file).
+    """
+
+    def make(split: str, stem: str) -> tuple[Path, Path]:
+        root = tmp_path / "labeled"
+        shutil.copytree(synth_root / "labeled", root)
+        path = root / split / "labels" / f"{stem}.png"
+        ids = np.asarray(Image.open(path)).copy()
+        ids[3, 3] = 40
+        Image.fromarray(ids).save(path)
+        return root, path
+
+    return make

@@ -125,13 +125,9 @@ def test_label_id_outside_the_class_range(capsys, tmp_path, synth_root):
     assert str(bad) in line and "40" in line
 
 
-def test_label_id_outside_the_class_range_is_found_before_training(capsys, tmp_path, synth_root):
-    data = tmp_path / "labeled"
-    shutil.copytree(synth_root / "labeled", data)
-    bad = data / "train" / "labels" / "00007.png"
-    ids = np.asarray(Image.open(bad)).copy()
-    ids[0, 0] = 40
-    Image.fromarray(ids).save(bad)
+def test_label_id_outside_the_class_range_is_found_before_training(capsys, tmp_path, bad_label):
+    """A bad label map that sampling might not reach for hours still stops the run before its first step."""
+    data, bad = bad_label("train", "00007")
     line = fails(capsys, train_args(data, tmp_path / "run"))
     assert str(bad) in line and "40" in line
 

@@ -207,6 +207,16 @@ def test_ranges_are_validated(key, raw):
         validate(cfg)
 
 
+def test_bounded_fields_know_open_and_closed_ends():
+    """dropout lives in [0, 1), DRPAN's lambda_reviser in [0, 1]: the field's metadata decides, not the method."""
+    with pytest.raises(PixforgeError, match=r"option dropout: must be in \[0, 1\) \(got 1.0\)"):
+        api.resolve_config("pix2pix", overrides={"dropout": "1"})
+    assert api.resolve_config("drpan", overrides={"lambda_reviser": "1"}).model.lambda_reviser == 1.0
+    with pytest.raises(PixforgeError, match=r"option lambda_reviser: must be in \[0, 1\]"):
+        api.resolve_config("drpan", overrides={"lambda_reviser": "1.01"})
+    assert api.resolve_config("guidegan").model.dropout is None
+
+
 def test_set_needs_key_equals_value():
     assert parse_assignments(["ngf=16", " lr = 0.1 "]) == {"ngf": "16", "lr": "0.1"}
     with pytest.raises(PixforgeError, match="KEY=VALUE"):

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pixforge.config import DIRECTIONS, choice
+from pixforge.config import DIRECTIONS, bounded, choice
 from pixforge.errors import PixforgeError
 from pixforge.losses import GAN_MODES, GANLoss
 from pixforge.methods.base import Batch, DataInfo, Method, Phase, Scalars, State
@@ -46,16 +46,12 @@ class CycleGANConfig:
     ndf: int = 64
     n_layers: int = 3
     norm: str = choice("instance", NORMS)
-    dropout: float = 0.0
+    dropout: float = bounded(0.0, 0, 1, include_high=False)
     gan_mode: str = choice("lsgan", GAN_MODES)
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5
     pool_size: int = 50
     test_mode: str = choice("eval", TEST_MODES)
-
-    def validate(self) -> None:
-        if not 0 <= self.dropout < 1:
-            raise PixforgeError(f"option dropout: must be in [0, 1) (got {self.dropout})")
 
 
 class ImagePool:

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pixforge.config import choice
+from pixforge.config import bounded, choice
 from pixforge.errors import PixforgeError
 from pixforge.losses import GAN_MODES, GANLoss, dragan_penalty
 from pixforge.methods.base import Batch, DataInfo, Phase, Scalars, State
@@ -60,13 +60,11 @@ class ReviserOptions:
     region_size: int = 64
     region_mapping: str = choice("geometry", REGION_MAPPINGS)
     mask_operation: bool = True
-    lambda_reviser: float = 0.5
+    lambda_reviser: float = bounded(0.5, 0, 1)
     gamma_region: float = 10.0
     alpha_gp: float = 10.0
 
     def validate_reviser(self) -> None:
-        if not 0 <= self.lambda_reviser <= 1:
-            raise PixforgeError(f"option lambda_reviser: must be in [0, 1] (got {self.lambda_reviser})")
         if self.region_size < 1:
             raise PixforgeError(f"option region_size: must be at least 1 pixel (got {self.region_size})")
 
@@ -98,15 +96,13 @@ class DRPANConfig(ReviserOptions):
     ndf: int = 64
     n_layers: int = 3
     norm: str = choice("batch", NORMS)
-    dropout: float = 0.0
+    dropout: float = bounded(0.0, 0, 1, include_high=False)
     gan_mode: str = choice("vanilla", GAN_MODES)
     test_mode: str = choice("eval", TEST_MODES)
     reviser: str = choice("image", REVISERS)
     beta_l1: float = 100.0
 
     def validate(self) -> None:
-        if not 0 <= self.dropout < 1:
-            raise PixforgeError(f"option dropout: must be in [0, 1) (got {self.dropout})")
         self.validate_reviser()
 
 
@@ -316,7 +312,7 @@ class Reviser(nn.Module):
         mask_operation: bool = True,
         gan_mode: str = "vanilla",
         alpha_gp: float = 10.0,
-        lambda_reviser: float = 0.5,
+        lambda_reviser: float = bounded(0.5, 0, 1),
         gamma_region: float = 10.0,
     ) -> None:
         super().__init__()

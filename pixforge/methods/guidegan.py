@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pixforge.config import choice
+from pixforge.config import bounded, choice
 from pixforge.errors import PixforgeError
 from pixforge.losses import GAN_MODES, GANLoss
 from pixforge.methods.base import Batch, DataInfo, Method, Phase, State
@@ -223,7 +223,7 @@ class GuideGANConfig:
     ndf: int = 64
     n_layers: int = 3
     norm: str = choice(AUTO, (AUTO, *NORMS))
-    dropout: float | None = None
+    dropout: float | None = bounded(None, 0, 1, include_high=False)
     gan_mode: str = choice("lsgan", GAN_MODES)
     lambda_gan: float = 10.0
     lambda_l1: float = 10.0
@@ -233,8 +233,6 @@ class GuideGANConfig:
     test_mode: str = choice("paper", TEST_MODES)
 
     def validate(self) -> None:
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise PixforgeError(f"option dropout: must be in [0, 1) (got {self.dropout})")
         if self.attention == "trainable" and self.n_layers < 1:
             raise PixforgeError("option attention: trainable attention needs a PatchGAN with n_layers >= 1")
         convs = self.n_layers + 2 if self.n_layers else 3

@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pixforge.config import choice
-from pixforge.errors import PixforgeError
+from pixforge.config import bounded, choice
 from pixforge.losses import GAN_MODES, GANLoss
 from pixforge.methods.base import Batch, DataInfo, Method, Phase, Scalars, State
 from pixforge.nets.blocks import NORMS
@@ -35,14 +34,10 @@ class Pix2PixConfig:
     ndf: int = 64
     n_layers: int = 3
     norm: str = choice("batch", NORMS)
-    dropout: float = 0.5
+    dropout: float = bounded(0.5, 0, 1, include_high=False)
     gan_mode: str = choice("vanilla", GAN_MODES)
     lambda_l1: float = 100.0
     test_mode: str = choice("paper", TEST_MODES)
-
-    def validate(self) -> None:
-        if not 0 <= self.dropout < 1:
-            raise PixforgeError(f"option dropout: must be in [0, 1) (got {self.dropout})")
 
 
 class Pix2Pix(Method):

@@ -225,13 +225,8 @@ def test_too_many_truncated_images_while_loading(aligned_copy):
         ds[(0, 0)]
 
 
-def test_label_id_out_of_range_names_the_file(synth_root, tmp_path):
-    root = tmp_path / "labeled"
-    shutil.copytree(synth_root / "labeled", root)
-    path = root / "train" / "labels" / "00002.png"
-    ids = np.asarray(Image.open(path)).copy()
-    ids[3, 3] = 40
-    Image.fromarray(ids).save(path)
+def test_label_id_out_of_range_names_the_file(bad_label):
+    root, path = bad_label("train", "00002")
     with pytest.raises(PixforgeError, match="label id 40") as exc:
         ds = TranslationDataset(root, "train", DataConfig(**TINY), train=True)
         ds[(2, 0)]

@@ -295,13 +295,8 @@ def test_inspect_paired_problems(tmp_path):
     assert len(report.problems) == 2
 
 
-def test_inspect_label_out_of_range(synth_root, tmp_path):
-    root = tmp_path / "labeled"
-    shutil.copytree(synth_root / "labeled", root)
-    path = root / "val" / "labels" / "00021.png"
-    ids = np.asarray(Image.open(path)).copy()
-    ids[0, 0] = 40
-    save(ids, path)
+def test_inspect_label_out_of_range(bad_label):
+    root, _ = bad_label("val", "00021")
     report = formats.inspect(root)
     assert len(report.problems) == 1
     assert "00021.png" in report.problems[0] and "40" in report.problems[0]

@@ -286,7 +286,7 @@ def test_gan_term_is_weighted_by_lambda_gan() -> None:
 )
 def test_bad_options_are_refused(options, match) -> None:
     with pytest.raises(PixforgeError, match=match):
-        GuideGANConfig(**options).validate()
+        resolve_config("guidegan", overrides=options)
 
 
 def test_translation_options_are_refused() -> None:

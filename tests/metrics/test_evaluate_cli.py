@@ -42,13 +42,17 @@ def fails(args: list[str], capsys) -> str:
     return err
 
 
+def evaluate_report(fake: Path, real: Path, out: Path, *args: str) -> dict:
+    """Run ``pixforge evaluate --fake --real ... --out`` and read the JSON report back."""
+    main(["evaluate", "--fake", str(fake), "--real", str(real), *args, "--out", str(out)])
+    return json.loads(out.read_text())
+
+
 def test_folders_give_a_printed_table_and_a_json_report(folders, tmp_path: Path, capsys) -> None:
     fake, real = folders
-    out = tmp_path / "reports" / "report.json"
-    main(["evaluate", "--fake", str(fake), "--real", str(real), "--out", str(out)])
+    report = evaluate_report(fake, real, tmp_path / "reports" / "report.json")
     text = capsys.readouterr().out
     expected = evaluate_dirs(fake, real)
-    report = json.loads(out.read_text())
     assert report["values"] == pytest.approx(expected.values)
     assert set(report["values"]) == {"psnr", "ssim", "vif", "reco"}
     assert report["settings"]["resolution"] == "64x64" and report["settings"]["n_images"] == 2
@@ -84,25 +88,17 @@ def test_labels_and_a_segmenter_add_fcn_scores(folders, tmp_path: Path, capsys) 
         Image.fromarray(np.full((64, 64), 1, dtype=np.uint8)).save(labels / f"{stem}.png")
     torch.manual_seed(0)
     save_segmenter(Segmenter(SegmenterConfig(label_nc=3, size=16, ngf=4)).eval(), tmp_path / "seg")
-    out = tmp_path / "report.json"
-    main(
-        [
-            "evaluate",
-            "--fake",
-            str(fake),
-            "--real",
-            str(real),
-            "--labels",
-            str(labels),
-            "--segmenter",
-            str(tmp_path / "seg"),
-            "--metrics",
-            "psnr",
-            "--out",
-            str(out),
-        ]
+    report = evaluate_report(
+        fake,
+        real,
+        tmp_path / "report.json",
+        "--labels",
+        str(labels),
+        "--segmenter",
+        str(tmp_path / "seg"),
+        "--metrics",
+        "psnr",
     )
-    report = json.loads(out.read_text())
     assert 0.0 <= report["values"]["fcn_pixel_accuracy"] <= 1.0
     assert report["values"]["fcn_pixel_accuracy"] == report["values"]["fcn_mean_class_accuracy"]
     assert "U-Net segmenter (3 classes" in report["settings"]["fcn"]
@@ -153,23 +149,7 @@ def test_kid_needs_a_loadable_network(folders, tmp_path: Path, capsys) -> None:
 def test_kid_from_the_command_line(folders, tmp_path: Path) -> None:
     """KID on the standard network (FID's 2048 x 2048 matrix square root is too slow for a test)."""
     fake, real = folders
-    out = tmp_path / "report.json"
-    main(
-        [
-            "evaluate",
-            "--fake",
-            str(fake),
-            "--real",
-            str(real),
-            "--metrics",
-            "kid",
-            "--kid-subsets",
-            "3",
-            "--out",
-            str(out),
-        ]
-    )
-    report = json.loads(out.read_text())
+    report = evaluate_report(fake, real, tmp_path / "report.json", "--metrics", "kid", "--kid-subsets", "3")
     assert set(report["values"]) == {"KIDx100", "KIDx100_std"}
     assert report["values"]["KIDx100"] > 0
     assert "subset size 2, 3 subsets" in report["settings"]["kid"]
