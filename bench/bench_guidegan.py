@@ -24,7 +24,8 @@ import torch
 
 from pixforge.api import resolve_config
 from pixforge.data.synth import synthesize
-from pixforge.train import Trainer, pick_device
+from pixforge.devices import pick_device
+from pixforge.train import Trainer
 
 COMBINATIONS = [("posthoc", "rhp"), ("posthoc", "alpha"), ("trainable", "rhp"), ("trainable", "alpha")]
 

@@ -14,8 +14,9 @@ import time
 import torch
 
 from pixforge.api import resolve_config
+from pixforge.devices import pick_device
 from pixforge.methods.base import DataInfo
-from pixforge.train import build_method, pick_device
+from pixforge.train import build_method
 
 
 def bench(preset: str, steps: int, warmup: int, device: str, batch_size: int | None) -> dict[str, float]:

@@ -22,10 +22,11 @@ from pixforge.config import Config, apply_overrides, from_dict, load_preset, rea
 from pixforge.data import formats
 from pixforge.data.dataset import TranslationDataset, one_hot
 from pixforge.data.transforms import pad_to_multiple, to_image, to_tensor
+from pixforge.devices import pick_device
 from pixforge.errors import PixforgeError
 from pixforge.methods import get_method
 from pixforge.methods.base import Method
-from pixforge.train import Trainer, TrainResult, build_method, pick_device
+from pixforge.train import Trainer, TrainResult, build_method
 from pixforge.visual import label_palette
 
 

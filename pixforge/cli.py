@@ -415,7 +415,7 @@ def evaluate(
     scoring: Scoring,
 ) -> None:
     """Score generated images: --fake/--real folders, or RUN after translating --split of --data."""
-    from pixforge.metrics.compare import evaluate_run
+    from pixforge.evaluation import evaluate_run
     from pixforge.metrics.report import evaluate_dirs
 
     if run is not None and (fake or real or labels):
@@ -458,7 +458,7 @@ def compare_cmd(
     scoring: Scoring,
 ) -> None:
     """Evaluate RUNS on the same --split of --data: one table (markdown + HTML with samples and losses)."""
-    from pixforge.metrics.compare import compare_runs
+    from pixforge.evaluation import compare_runs
 
     comparison = compare_runs(
         runs,
@@ -579,7 +579,7 @@ def pix2pixhd_group() -> None:
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
 def pix2pixhd_cluster(run: Path, data_root: Path | None, device: str) -> None:
     """K-means per class over the instance features of RUN's training set; rewrites its latest checkpoint."""
-    from pixforge.methods.pix2pixhd import cluster_run
+    from pixforge.editing import cluster_run
 
     folder, counts = cluster_run(run, data_root, device)
     click.echo(f"{sum(counts.values())} clusters over {len(counts)} classes written to {folder}")

@@ -33,6 +33,7 @@ from pixforge import checkpoint, pages, visual
 from pixforge.config import Config, from_dict
 from pixforge.data import formats
 from pixforge.data.dataset import EpochSampler, TranslationDataset, data_channels
+from pixforge.devices import pick_device
 from pixforge.errors import PixforgeError
 from pixforge.methods import get_method
 from pixforge.methods.base import Batch, DataInfo, Method
@@ -66,14 +67,6 @@ class TrainResult:
     step: int
     scalars: dict[str, float]
     interrupted: bool
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise PixforgeError("option device: cuda requested but no CUDA device is available")
-    return torch.device(name)
 
 
 def build_method(cfg: Config, info: DataInfo) -> Method:

@@ -41,10 +41,10 @@ from pixforge.config import DataConfig
 from pixforge.data import formats, transforms
 from pixforge.data.dataset import TranslationDataset
 from pixforge.data.palette import FACADE_CLASSES, FACADE_LABEL_NC, colors_to_ids
+from pixforge.devices import pick_device
 from pixforge.errors import PixforgeError
 from pixforge.metrics.segmentation import ConfusionMatrix, fcn_scores
 from pixforge.nets.generators import UnetGenerator, unet_depth
-from pixforge.train import pick_device
 
 log = logging.getLogger("pixforge")
 

@@ -16,10 +16,11 @@ from pixforge.cli import main
 from pixforge.config import DataConfig
 from pixforge.data.dataset import TranslationDataset, one_hot
 from pixforge.data.synth import synthesize
+from pixforge.editing import edit
 from pixforge.errors import PixforgeError
 from pixforge.losses import VGGLoss
 from pixforge.methods.base import DataInfo
-from pixforge.methods.pix2pixhd import Pix2PixHD, Pix2PixHDConfig, boundary_map, edit
+from pixforge.methods.pix2pixhd import Pix2PixHD, Pix2PixHDConfig, boundary_map
 
 LABEL_NC = 5
 TINY = {

@@ -1,4 +1,5 @@
-"""Evaluate trained runs on a split of a dataset, and compare several runs in one table.
+"""Evaluate trained runs on a split of a dataset, and compare several runs in one table (orchestration:
+the pure metrics are in :mod:`pixforge.metrics`).
 
 :func:`evaluate_run` translates the split with a run's model (:func:`pixforge.load` and the dataset
 reading of ``pixforge translate``), writes the outputs, the references, viewable inputs and, for

@@ -13,7 +13,7 @@ from PIL import Image
 import pixforge
 from pixforge.cli import main
 from pixforge.errors import PixforgeError
-from pixforge.metrics.compare import compare_runs, evaluate_run, run_names, translate_split
+from pixforge.evaluation import compare_runs, evaluate_run, run_names, translate_split
 from pixforge.metrics.report import evaluate_dirs
 
 METRICS = ("psnr", "ssim", "reco")  # VIF needs 41 px, the test scenes have 32
