@@ -323,6 +323,8 @@ class Scoring:
     inception: Path | None
     kid_subset_size: int
     kid_subsets: int
+    color: str
+    fcn_absent: str
 
     def options(self) -> dict[str, Any]:
         """The loaded segmenter (and its class count), feature network and KID settings, as scoring keywords."""
@@ -338,6 +340,8 @@ class Scoring:
             "features": InceptionFeatures(self.inception) if wants_features else None,
             "kid_subset_size": self.kid_subset_size,
             "kid_subsets": self.kid_subsets,
+            "color": self.color,
+            "fcn_absent": self.fcn_absent,
         }
 
 
@@ -353,9 +357,19 @@ def scoring_options(command: Callable[..., None]) -> Callable[..., None]:
         inception: Path | None,
         kid_subset_size: int,
         kid_subsets: int,
+        color: str,
+        fcn_absent: str,
         **kwargs: Any,
     ) -> None:
-        scoring = Scoring(parse_metrics(metric_list), segmenter_run, inception, kid_subset_size, kid_subsets)
+        scoring = Scoring(
+            parse_metrics(metric_list),
+            segmenter_run,
+            inception,
+            kid_subset_size,
+            kid_subsets,
+            color,
+            fcn_absent,
+        )
         command(scoring=scoring, **kwargs)
 
     help_metrics = (
@@ -376,6 +390,20 @@ def scoring_options(command: Callable[..., None]) -> Callable[..., None]:
         ),
         click.option("--kid-subset-size", default=1000, show_default=True),
         click.option("--kid-subsets", default=100, show_default=True),
+        click.option(
+            "--color",
+            default="rgb",
+            show_default=True,
+            type=click.Choice(["rgb", "y"]),
+            help="PSNR/SSIM on RGB, or on BT.601 luma Y as MATLAB rgb2ycbcr (the de-raining protocol).",
+        ),
+        click.option(
+            "--fcn-absent",
+            default="zero",
+            show_default=True,
+            type=click.Choice(["zero", "nan"]),
+            help="FCN-scores of classes absent from the labels: 0 as the pix2pix script, or NaN (left out).",
+        ),
     ]
     for option in reversed(options):
         wrapper = option(wrapper)

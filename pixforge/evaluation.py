@@ -29,8 +29,10 @@ from pixforge import pages
 from pixforge.api import dataset_items, load, viewable
 from pixforge.data.palette import colors_to_ids
 from pixforge.errors import PixforgeError
+from pixforge.metrics.image import Color
 from pixforge.metrics.inception import FeatureExtractor, InceptionFeatures
 from pixforge.metrics.report import SET_LEVEL, Report, evaluate_dirs
+from pixforge.metrics.segmentation import AbsentClasses
 
 DEFAULT_METRICS = ("psnr", "ssim", "vif", "reco")
 FOLDERS = ("fake", "real", "inputs", "labels")
@@ -173,6 +175,8 @@ def score_split(
     kid_subset_size: int = 1000,
     kid_subsets: int = 100,
     kid_seed: int = 0,
+    color: Color = "rgb",
+    fcn_absent: AbsentClasses = "zero",
 ) -> Report:
     """Score a translated split (outputs vs targets; FCN-scores when a segmenter is given)."""
     report = evaluate_dirs(
@@ -186,6 +190,8 @@ def score_split(
         kid_subset_size=kid_subset_size,
         kid_subsets=kid_subsets,
         kid_seed=kid_seed,
+        color=color,
+        fcn_absent=fcn_absent,
     )
     report.settings = {**translated.settings, **report.settings}
     return report
@@ -205,6 +211,8 @@ def evaluate_run(
     kid_subset_size: int = 1000,
     kid_subsets: int = 100,
     kid_seed: int = 0,
+    color: Color = "rgb",
+    fcn_absent: AbsentClasses = "zero",
 ) -> Report:
     """Translate ``split`` of ``data`` with ``run`` and score the outputs against the targets.
 
@@ -226,6 +234,8 @@ def evaluate_run(
         kid_subset_size=kid_subset_size,
         kid_subsets=kid_subsets,
         kid_seed=kid_seed,
+        color=color,
+        fcn_absent=fcn_absent,
     )
 
 
@@ -386,6 +396,8 @@ def compare_runs(
     kid_subset_size: int = 1000,
     kid_subsets: int = 100,
     kid_seed: int = 0,
+    color: Color = "rgb",
+    fcn_absent: AbsentClasses = "zero",
 ) -> Comparison:
     """Evaluate every run on ``split`` of ``data`` and write the comparison into ``out``.
 
@@ -412,8 +424,13 @@ def compare_runs(
         "kid_subset_size": kid_subset_size,
         "kid_subsets": kid_subsets,
         "kid_seed": kid_seed,
+        "color": color,
     }
-    fcn = {"segmenter": segmenter, "num_classes": _num_classes(segmenter, num_classes)}
+    fcn = {
+        "segmenter": segmenter,
+        "num_classes": _num_classes(segmenter, num_classes),
+        "fcn_absent": fcn_absent,
+    }
     reports = {name: score_split(t, metrics, **fcn, **options) for name, t in translated.items()}
     first = translated[names[0]]
     if first.input_is_image:
@@ -421,7 +438,9 @@ def compare_runs(
     per_image = [name for name in metrics if name not in SET_LEVEL]
     if per_image or segmenter is not None:
         labels = first.labels if segmenter is not None else None
-        reports[TRUTH_ROW] = evaluate_dirs(first.real, first.real, per_image, labels=labels, **fcn)
+        reports[TRUTH_ROW] = evaluate_dirs(
+            first.real, first.real, per_image, labels=labels, color=color, **fcn
+        )
     comparison = Comparison(
         out, dict(zip(names, map(Path, runs), strict=True)), reports, first.stems[: max(samples, 0)]
     )

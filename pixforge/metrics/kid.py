@@ -36,6 +36,20 @@ def _check_features(feats_fake: np.ndarray, feats_real: np.ndarray) -> tuple[np.
     return fake, real
 
 
+def subset_size_for(n_fake: int, n_real: int, subset_size: int = 1000) -> int:
+    """The KID subset size m for sets of n_fake and n_real feature vectors.
+
+    ``subset_size`` when both sets hold at least that many; otherwise half the smaller set (at least 2,
+    the fewest the unbiased MMD^2 takes). Drawing the whole set in every round, as m = min(N, subset_size)
+    would, gives every round the same value and a standard deviation of 0, so the "mean ± std over
+    subsets" the GuideGAN tables report would say nothing; half-size subsets vary between rounds.
+    """
+    smaller = min(n_fake, n_real)
+    if smaller >= subset_size:
+        return subset_size
+    return max(2, smaller // 2)
+
+
 def kid(
     feats_fake: np.ndarray,
     feats_real: np.ndarray,
@@ -45,13 +59,13 @@ def kid(
 ) -> tuple[float, float]:
     """Kernel Inception Distance: mean and standard deviation of the unbiased MMD^2 over subsets.
 
-    Each of ``num_subsets`` rounds draws m = min(N_fake, N_real, subset_size) rows from each set without
-    replacement (independently per round, ``numpy.random.default_rng(seed)``) and evaluates
-    :func:`mmd2_unbiased`. The std is the population std (ddof 0) over the rounds. Reports multiply both
-    by 100.
+    Each of ``num_subsets`` rounds draws m = :func:`subset_size_for` (N_fake, N_real, subset_size)
+    rows from each set without replacement (independently per round, ``numpy.random.default_rng(seed)``)
+    and evaluates :func:`mmd2_unbiased`. The std is the population std (ddof 0) over the rounds.
+    Reports multiply both by 100.
     """
     fake, real = _check_features(feats_fake, feats_real)
-    m = min(len(fake), len(real), subset_size)
+    m = subset_size_for(len(fake), len(real), subset_size)
     rng = np.random.default_rng(seed)
     values = [
         mmd2_unbiased(

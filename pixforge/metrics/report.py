@@ -1,8 +1,9 @@
 """Evaluate a folder of generated images against a folder of references, with every setting stated.
 
-Files are matched by stem. Per-image metrics (PSNR, SSIM, VIF, RECO) are averaged over the set;
-KID/FID compare the two sets' feature distributions; FCN-scores segment the generated images and
-compare with label maps (pix2pix sec. 4.2, DRPAN sec. 4.1).
+Files are matched by stem. Per-image metrics (PSNR, SSIM, VIF, RECO) are averaged over the set, and
+RECO is also given as a ratio of sums over the set (``reco_set``); KID/FID compare the two sets'
+feature distributions; FCN-scores segment the generated images and compare with label maps
+(pix2pix sec. 4.2, DRPAN sec. 4.1).
 """
 
 import json
@@ -17,39 +18,63 @@ from PIL import Image, UnidentifiedImageError
 
 from pixforge.errors import PixforgeError
 from pixforge.metrics import image, kid, reco
+from pixforge.metrics.image import Color
 from pixforge.metrics.inception import FeatureExtractor, InceptionFeatures, distance_names
-from pixforge.metrics.segmentation import ConfusionMatrix, fcn_scores
+from pixforge.metrics.segmentation import AbsentClasses, ConfusionMatrix, fcn_scores
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-PER_IMAGE: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "psnr": image.psnr,
-    "ssim": image.ssim,
-    "vif": image.vif,
-    "reco": reco.reco,
-}
+PER_IMAGE = ("psnr", "ssim", "vif", "reco")
 SET_LEVEL = ("kid", "fid")
 MAX_LISTED = 5
 FCN_MEANS = ("pixel_accuracy", "mean_class_accuracy", "mean_class_iou")
 CHUNK = 32
 
-SETTINGS = {
-    "colour_space": "RGB, 8 bit, as stored (images are never resized for the per-image metrics)",
-    "data_range": 255,
-    "psnr": "10 log10(255^2 / MSE), MSE over all pixels and RGB channels; inf for identical images",
-    "ssim": (
-        f"skimage structural_similarity: Gaussian window sigma {image.SSIM_SIGMA} (11x11), K1 0.01, "
-        "K2 0.03, population covariance, data range 255; mean over R, G, B of per-channel mean SSIM"
-    ),
-    "vif": (
-        "VIFp (Sheikh & Bovik 2006, pixel domain): 4 scales, Gaussian windows 17/9/5/3 with sigma N/5, "
-        f"valid filtering, sigma_nsq {image.VIF_SIGMA_NSQ}, on BT.601 luminance 0..255 (torchmetrics)"
-    ),
-    "reco": (
-        f"RECO (Baroncini et al. 2009): Laguerre-Gauss n=1 (c=1), n=3 (c=1/6), sigma {reco.SIGMA}, "
-        f"{reco.SUPPORT}x{reco.SUPPORT} support, valid region, C {reco.C}, eps {reco.EPS}, "
-        "BT.601 luminance 0..255"
-    ),
+Y_LUMA = "Y of BT.601 as MATLAB rgb2ycbcr (16 + (65.481 R + 128.553 G + 24.966 B) / 255, 16..235, unrounded)"
+COLOUR_SPACE: dict[str, str] = {
+    "rgb": "RGB, 8 bit, as stored; PSNR and SSIM on R, G, B",
+    "y": f"8-bit RGB as stored; PSNR and SSIM on {Y_LUMA}",
 }
+PSNR: dict[str, str] = {
+    "rgb": "10 log10(255^2 / MSE), MSE over all pixels and RGB channels; inf for identical images",
+    "y": "10 log10(255^2 / MSE), MSE over the pixels of Y; inf for identical images",
+}
+SSIM_WINDOW = (
+    f"skimage structural_similarity: Gaussian window sigma {image.SSIM_SIGMA} (11x11), K1 0.01, "
+    "K2 0.03, population covariance, data range 255"
+)
+SSIM: dict[str, str] = {
+    "rgb": f"{SSIM_WINDOW}; mean over R, G, B of per-channel mean SSIM",
+    "y": f"{SSIM_WINDOW}; mean SSIM of Y",
+}
+VIF = (
+    "VIFp (Sheikh & Bovik 2006, pixel domain): 4 scales, Gaussian windows 17/9/5/3 with sigma N/5, "
+    f"valid filtering, sigma_nsq {image.VIF_SIGMA_NSQ}, on BT.601 luminance 0..255 (torchmetrics)"
+)
+RECO = (
+    f"RECO (Baroncini et al. 2009): Laguerre-Gauss n=1 (c=1), n=3 (c=1/6), sigma {reco.SIGMA}, "
+    f"{reco.SUPPORT}x{reco.SUPPORT} support, valid region, C {reco.C}, eps {reco.EPS}, "
+    "BT.601 luminance scaled to [0, 1]; reco = mean of per-image (ECO_fake + C) / (ECO_real + C), "
+    "reco_set = sum(ECO_fake + C) / sum(ECO_real + C) over the set; ECO has no fixed sign"
+)
+FCN_ABSENT: dict[str, str] = {
+    "zero": "classes absent from ground truth (accuracy) or from both maps (IoU) score 0 and count in "
+    "the means (the pix2pix FCN-score script's convention)",
+    "nan": "classes absent from ground truth (accuracy) or from both maps (IoU) are NaN and left out of "
+    "the means (the Cityscapes benchmark convention)",
+}
+
+
+def _image_settings(metrics: Sequence[str], color: Color) -> dict[str, object]:
+    """The colour space and data range, and the settings of the per-image metrics in ``metrics``."""
+    if color not in COLOUR_SPACE:
+        raise PixforgeError(f"--color {color!r}: choose from {', '.join(COLOUR_SPACE)}")
+    settings: dict[str, object] = {
+        "colour_space": f"{COLOUR_SPACE[color]} (images are never resized for the per-image metrics)",
+        "data_range": 255,
+    }
+    described = {"psnr": PSNR[color], "ssim": SSIM[color], "vif": VIF, "reco": RECO}
+    settings.update({name: text for name, text in described.items() if name in metrics})
+    return settings
 
 
 @dataclass
@@ -110,16 +135,24 @@ def evaluate_dirs(
     kid_subset_size: int = 1000,
     kid_subsets: int = 100,
     kid_seed: int = 0,
+    color: Color = "rgb",
+    fcn_absent: AbsentClasses = "zero",
 ) -> Report:
     """Compare generated images in ``fake`` with references in ``real`` (matched by file stem).
 
-    ``metrics`` may name "psnr", "ssim", "vif", "reco" (per image, averaged) and "kid", "fid" (over the
-    set, on ``features``, by default the standard TF-Inception pool3 network; KID is reported x100 with
-    its std over subsets). With ``labels`` (a folder of single-channel class-id PNGs matched by stem),
-    ``segmenter`` and ``num_classes``, FCN-scores are added: the segmenter gets each generated image as a
-    1 x 3 x H x W float32 CPU tensor in [-1, 1] (under ``torch.inference_mode``; put it in eval mode
-    yourself) and returns 1 x H x W class ids or 1 x C x H x W scores (argmax over C); label pixels equal
-    to ``ignore_index`` are skipped and other ids must lie in 0..num_classes-1.
+    ``metrics`` may name "psnr", "ssim", "vif", "reco" (per image, averaged; RECO also as ``reco_set``,
+    :func:`pixforge.metrics.reco.set_reco`) and "kid", "fid" (over the set, on ``features``, by default
+    the standard TF-Inception pool3 network; KID is reported x100 with its std over subsets, see
+    :func:`pixforge.metrics.kid.subset_size_for`). ``color`` is "rgb" or "y" for PSNR and SSIM
+    (:mod:`pixforge.metrics.image`). With ``labels`` (a folder of single-channel class-id PNGs matched
+    by stem), ``segmenter`` and ``num_classes``, FCN-scores are added at the label maps' resolution, as
+    the pix2pix FCN-score script scores them: a generated image of another size is first resized to its
+    label map's (PIL bilinear, what that script's ``scipy.misc.imresize`` does). The segmenter gets it
+    as a 1 x 3 x H x W float32 CPU tensor in [-1, 1] (under ``torch.inference_mode``; put it in eval
+    mode yourself) and returns 1 x H x W class ids or 1 x C x H x W scores (argmax over C); label pixels
+    equal to ``ignore_index`` are skipped and other ids must lie in 0..num_classes-1. ``fcn_absent``
+    ("zero", the script's convention, or "nan") is passed to
+    :func:`pixforge.metrics.segmentation.fcn_scores`.
     """
     unknown = sorted(set(metrics) - set(PER_IMAGE) - set(SET_LEVEL))
     if unknown:
@@ -127,6 +160,7 @@ def evaluate_dirs(
             f"unknown metric(s) {', '.join(unknown)}: choose from {', '.join([*PER_IMAGE, *SET_LEVEL])}"
         )
     fcn = _check_fcn_options(labels, segmenter, num_classes)
+    image_settings = _image_settings(metrics, color)
     fake_files, real_files = _image_files(Path(fake)), _image_files(Path(real))
     stems = _matched_stems(Path(fake), fake_files, Path(real), real_files)
     label_files = _label_files(Path(labels), stems) if fcn else {}
@@ -147,7 +181,7 @@ def evaluate_dirs(
             fake_image, real_image = _load_pair(fake_files[stem], real_files[stem])
             sizes.add(real_image.shape[:2])
             per_image.append(
-                {"stem": stem, **_per_image_metrics(fake_files[stem], fake_image, real_image, metrics)}
+                {"stem": stem, **_per_image_metrics(fake_files[stem], fake_image, real_image, metrics, color)}
             )
             if confusion is not None:
                 _segment(segmenter, fake_image, label_files[stem], confusion)
@@ -158,10 +192,14 @@ def evaluate_dirs(
             real_feats.append(features(reals))
 
     values = {name: float(np.mean([row[name] for row in per_image])) for name in PER_IMAGE if name in metrics}
+    if "reco" in metrics:
+        values["reco_set"] = reco.set_reco(
+            [row["eco_fake"] for row in per_image], [row["eco_real"] for row in per_image]
+        )
     settings: dict[str, object] = {
         "n_images": len(stems),
         "resolution": ", ".join(sorted(f"{w}x{h}" for h, w in sizes)),
-        **{key: value for key, value in SETTINGS.items() if key in ("colour_space", "data_range", *metrics)},
+        **image_settings,
     }
     if set_level:
         distance_values, distance_settings = _distances(
@@ -177,16 +215,29 @@ def evaluate_dirs(
         settings.update(distance_settings)
     per_class: dict[str, list[float]] = {}
     if confusion is not None:
-        scores = fcn_scores(confusion)
+        if fcn_absent not in FCN_ABSENT:
+            raise PixforgeError(f"--fcn-absent {fcn_absent!r}: choose from {', '.join(FCN_ABSENT)}")
+        scores = fcn_scores(confusion, absent=fcn_absent)
         values.update({f"fcn_{key}": scores[key] for key in FCN_MEANS})
         per_class = {f"fcn_{key}": scores[key].tolist() for key in ("class_accuracy", "class_iou")}
         settings["fcn"] = (
             f"segmenter {_describe(segmenter)} on generated images vs "
-            f"labels in {labels}; {num_classes} classes, ignore index {ignore_index}; one confusion matrix "
-            "over the set; classes absent from ground truth (accuracy) or from both maps (IoU) are NaN "
-            "and left out of the means"
+            f"labels in {labels}; {num_classes} classes, ignore index {ignore_index}; scored at the label "
+            "maps' resolution (generated images of another size resized to it, PIL bilinear); one "
+            f"confusion matrix over the set; {FCN_ABSENT[fcn_absent]}"
         )
     return Report(values=values, settings=settings, per_image=per_image, per_class=per_class)
+
+
+def _kid_subsets(n_fake: int, n_real: int, subset_size: int) -> str:
+    """The KID subset size, and why when it is not the requested one."""
+    size = kid.subset_size_for(n_fake, n_real, subset_size)
+    if size == subset_size:
+        return f"subset size {size}"
+    return (
+        f"subset size {size} (the smaller set, {min(n_fake, n_real)} images, is smaller than the requested "
+        f"{subset_size}: subsets of half of it, at least 2, so that they differ and the std means something)"
+    )
 
 
 def _describe(segmenter: Callable[[torch.Tensor], torch.Tensor]) -> str:
@@ -278,13 +329,28 @@ def _load_pair(fake_path: Path, real_path: Path) -> tuple[np.ndarray, np.ndarray
     return fake, real
 
 
+def _reco_row(fake: np.ndarray, real: np.ndarray) -> dict[str, float]:
+    """RECO of a pair with the two ECO values it comes from (the set-level ratio sums them)."""
+    eco_fake, eco_real = reco.eco(fake), reco.eco(real)
+    return {"reco": reco.ratio(eco_fake, eco_real), "eco_fake": eco_fake, "eco_real": eco_real}
+
+
 def _per_image_metrics(
-    path: Path, fake: np.ndarray, real: np.ndarray, metrics: Sequence[str]
+    path: Path, fake: np.ndarray, real: np.ndarray, metrics: Sequence[str], color: Color
 ) -> dict[str, float]:
+    row: dict[str, float] = {}
     try:
-        return {name: fn(fake, real) for name, fn in PER_IMAGE.items() if name in metrics}
+        if "psnr" in metrics:
+            row["psnr"] = image.psnr(fake, real, color=color)
+        if "ssim" in metrics:
+            row["ssim"] = image.ssim(fake, real, color=color)
+        if "vif" in metrics:
+            row["vif"] = image.vif(fake, real)
+        if "reco" in metrics:
+            row.update(_reco_row(fake, real))
     except ValueError as error:
         raise PixforgeError(f"{path}: {error}") from None
+    return row
 
 
 def _segment(
@@ -298,11 +364,13 @@ def _segment(
             label = np.asarray(handle)
     except (OSError, UnidentifiedImageError) as error:
         raise PixforgeError(f"cannot read label map {label_path} ({error}): replace or remove it") from None
-    if label.ndim != 2 or label.shape != fake.shape[:2]:
+    if label.ndim != 2:
         raise PixforgeError(
-            f"label map {label_path} has shape {label.shape}, expected single-channel class ids of "
-            f"{fake.shape[0]}x{fake.shape[1]} (height x width)"
+            f"label map {label_path} has shape {label.shape}, expected single-channel class ids "
+            "(height x width)"
         )
+    if label.shape != fake.shape[:2]:
+        fake = np.asarray(Image.fromarray(fake).resize(label.shape[::-1], Image.Resampling.BILINEAR))
     tensor = torch.from_numpy(np.array(fake, dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1.0
     with torch.inference_mode():
         output = segmenter(tensor)
@@ -334,8 +402,8 @@ def _distances(
         values[f"{kid_name}x100"] = 100.0 * mean
         values[f"{kid_name}x100_std"] = 100.0 * std
         settings["kid"] = (
-            f"unbiased MMD^2, kernel (x.y/d + 1)^3, x100, std over subsets (ddof 0); subset size "
-            f"{min(len(fake_feats), len(real_feats), subset_size)}, {subsets} subsets, seed {seed}"
+            "unbiased MMD^2, kernel (x.y/d + 1)^3, x100, std over subsets (ddof 0); "
+            f"{_kid_subsets(len(fake_feats), len(real_feats), subset_size)}, {subsets} subsets, seed {seed}"
         )
     if "fid" in wanted:
         values[fid_name] = kid.fid(fake_feats, real_feats)

@@ -53,7 +53,7 @@ class ConfusionMatrix:
         self.matrix += counts.reshape(self.num_classes, self.num_classes)
 
 
-def fcn_scores(cm: ConfusionMatrix | np.ndarray, absent: AbsentClasses = "nan") -> dict[str, object]:
+def fcn_scores(cm: ConfusionMatrix | np.ndarray, absent: AbsentClasses = "zero") -> dict[str, object]:
     """Per-pixel accuracy, mean per-class accuracy and mean class IoU of a confusion matrix.
 
     With M[i, j] the number of pixels of true class i predicted as j, TP_i = M[i, i], GT_i = sum_j M[i, j]
@@ -61,14 +61,15 @@ def fcn_scores(cm: ConfusionMatrix | np.ndarray, absent: AbsentClasses = "nan") 
 
     - ``pixel_accuracy`` = sum_i TP_i / sum_ij M[i, j];
     - ``class_accuracy[i]`` = TP_i / GT_i and ``class_iou[i]`` = TP_i / (GT_i + P_i - TP_i);
-    - ``mean_class_accuracy`` and ``mean_class_iou`` are their ``np.nanmean``.
+    - ``mean_class_accuracy`` and ``mean_class_iou`` are their means over the classes.
 
-    ``absent`` decides the classes whose denominator is 0. With ``"nan"`` (default, the Cityscapes
-    convention) a class absent from the ground truth gets NaN accuracy, a class absent from both ground
-    truth and prediction gets NaN IoU, and nanmean leaves them out of the means; a class that is only
-    predicted gets IoU 0 and counts. ``"zero"`` reproduces the pix2pix ``eval_cityscapes`` script
-    exactly: it adds 1e-12 to every denominator, so such classes score 0 and are averaged in (its
-    nanmean then never sees a NaN).
+    ``absent`` decides the classes whose denominator is 0. ``"zero"`` (default) is the convention of
+    the pix2pix FCN-score script (junyanz/pytorch-CycleGAN-and-pix2pix, ``scripts/eval_cityscapes``,
+    ``get_scores``), which produced the FCN-score tables of pix2pix and the papers that compare with
+    it: it adds 1e-12 to every denominator, so a class absent from the ground truth (accuracy) or from
+    both maps (IoU) scores 0 and is averaged in over all ``num_classes`` classes. ``"nan"`` is the
+    Cityscapes benchmark convention: such a class gets NaN and is left out of the means; a class that
+    is only predicted gets IoU 0 and counts in both conventions.
     """
     matrix = np.asarray(cm.matrix if isinstance(cm, ConfusionMatrix) else cm, dtype=np.float64)
     tp = np.diag(matrix)

@@ -302,7 +302,7 @@ def score_segmenter(
     """FCN-scores of ``model`` on the real photos of a split at their own size: the "ground truth" row.
 
     One confusion matrix over the split (:func:`pixforge.metrics.segmentation.fcn_scores`, absent
-    classes NaN and left out of the means).
+    classes score 0 as in the pix2pix FCN-score script).
     """
     photos = LabeledPhotos(Path(data), split, label_side=label_side)
     confusion = ConfusionMatrix(label_nc)

@@ -54,7 +54,7 @@ def test_folders_give_a_printed_table_and_a_json_report(folders, tmp_path: Path,
     text = capsys.readouterr().out
     expected = evaluate_dirs(fake, real)
     assert report["values"] == pytest.approx(expected.values)
-    assert set(report["values"]) == {"psnr", "ssim", "vif", "reco"}
+    assert set(report["values"]) == {"psnr", "ssim", "vif", "reco", "reco_set"}
     assert report["settings"]["resolution"] == "64x64" and report["settings"]["n_images"] == 2
     assert f"| ssim | {expected.values['ssim']:.4f} |" in text and "| data_range | 255 |" in text
 
@@ -81,6 +81,7 @@ def test_bad_arguments_are_one_line_errors(args: list[str], message: str, capsys
 
 
 def test_labels_and_a_segmenter_add_fcn_scores(folders, tmp_path: Path, capsys) -> None:
+    """Every label pixel is class 1 of 3: classes 0 and 2 are absent from the ground truth."""
     fake, real = folders
     labels = tmp_path / "labels"
     labels.mkdir()
@@ -88,19 +89,17 @@ def test_labels_and_a_segmenter_add_fcn_scores(folders, tmp_path: Path, capsys) 
         Image.fromarray(np.full((64, 64), 1, dtype=np.uint8)).save(labels / f"{stem}.png")
     torch.manual_seed(0)
     save_segmenter(Segmenter(SegmenterConfig(label_nc=3, size=16, ngf=4)).eval(), tmp_path / "seg")
-    report = evaluate_report(
-        fake,
-        real,
-        tmp_path / "report.json",
-        "--labels",
-        str(labels),
-        "--segmenter",
-        str(tmp_path / "seg"),
-        "--metrics",
-        "psnr",
-    )
-    assert 0.0 <= report["values"]["fcn_pixel_accuracy"] <= 1.0
-    assert report["values"]["fcn_pixel_accuracy"] == report["values"]["fcn_mean_class_accuracy"]
+    args = ["--labels", str(labels), "--segmenter", str(tmp_path / "seg"), "--metrics", "psnr"]
+    report = evaluate_report(fake, real, tmp_path / "report.json", *args)
+    cityscapes = evaluate_report(fake, real, tmp_path / "nan.json", *args, "--fcn-absent", "nan")
+    pixel_accuracy = report["values"]["fcn_pixel_accuracy"]
+    assert 0.0 < pixel_accuracy <= 1.0
+    # the pix2pix script's convention (default): the two absent classes score 0 and are averaged in
+    assert report["values"]["fcn_mean_class_accuracy"] == pytest.approx(pixel_accuracy / 3)
+    assert report["per_class"]["fcn_class_accuracy"][0] == 0.0
+    assert "score 0 and count in the means" in report["settings"]["fcn"]
+    assert cityscapes["values"]["fcn_mean_class_accuracy"] == pytest.approx(pixel_accuracy)
+    assert cityscapes["per_class"]["fcn_class_accuracy"][0] == "nan"
     assert "U-Net segmenter (3 classes" in report["settings"]["fcn"]
     assert len(report["per_class"]["fcn_class_iou"]) == 3
 
@@ -152,5 +151,8 @@ def test_kid_from_the_command_line(folders, tmp_path: Path) -> None:
     report = evaluate_report(fake, real, tmp_path / "report.json", "--metrics", "kid", "--kid-subsets", "3")
     assert set(report["values"]) == {"KIDx100", "KIDx100_std"}
     assert report["values"]["KIDx100"] > 0
-    assert "subset size 2, 3 subsets" in report["settings"]["kid"]
+    assert (
+        "subset size 2 (the smaller set, 2 images, is smaller than the requested 1000"
+        in report["settings"]["kid"]
+    )
     assert report["settings"]["feature_network"].startswith("inception_tf_pool3 (2048-d)")
