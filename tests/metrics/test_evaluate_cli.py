@@ -59,6 +59,14 @@ def test_folders_give_a_printed_table_and_a_json_report(folders, tmp_path: Path,
     assert f"| ssim | {expected.values['ssim']:.4f} |" in text and "| data_range | 255 |" in text
 
 
+def test_color_y_from_the_command_line(folders, tmp_path: Path, capsys) -> None:
+    fake, real = folders
+    report = evaluate_report(fake, real, tmp_path / "y.json", "--metrics", "psnr,ssim", "--color", "y")
+    assert report["values"] == pytest.approx(evaluate_dirs(fake, real, ("psnr", "ssim"), color="y").values)
+    assert "rgb2ycbcr" in report["settings"]["colour_space"]
+    assert "rgb2ycbcr" in capsys.readouterr().out
+
+
 def test_mismatched_folders_list_what_is_missing(folders, capsys) -> None:
     fake, real = folders
     (fake / "b.png").rename(fake / "c.png")

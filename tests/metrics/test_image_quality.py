@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 from scipy.signal import correlate2d
+from skimage.color import rgb2ycbcr
 from skimage.metrics import structural_similarity
 
 from pixforge.metrics import image, reco
@@ -46,6 +47,38 @@ def test_psnr_of_a_constant_offset(clean):
     shifted = clean.astype(np.int16) + 10
     assert image.psnr(shifted.astype(np.float64), clean) == pytest.approx(10 * math.log10(255**2 / 100))
     assert image.psnr(clean, clean) == math.inf
+
+
+def test_y_is_the_luma_of_matlab_rgb2ycbcr_in_16_to_235():
+    pixels = np.array([[[100, 50, 200], [255, 255, 255], [0, 0, 0]]], dtype=np.uint8)
+    # 16 + (65.481 * 100 + 128.553 * 50 + 24.966 * 200) / 255, white 235, black 16
+    np.testing.assert_allclose(image.ycbcr_luma(pixels)[0], [86.46647059, 235.0, 16.0], rtol=1e-9)
+
+
+def test_psnr_on_y_sees_the_luma_of_an_offset(clean):
+    """+10 on R, G and B moves Y by 10 * (65.481 + 128.553 + 24.966) / 255 = 10 * 219 / 255."""
+    shifted = clean.astype(np.float64) + 10
+    expected = 10 * math.log10(255**2 / (10 * 219 / 255) ** 2)
+    assert image.psnr(shifted, clean, color="y") == pytest.approx(expected, rel=1e-9)
+    assert image.psnr(shifted, clean, color="rgb") == pytest.approx(10 * math.log10(255**2 / 100))
+
+
+def test_ssim_on_y_is_single_channel_ssim_of_skimage_rgb2ycbcr(clean):
+    tinted = clean.astype(np.float64)
+    tinted[..., 2] = np.clip(tinted[..., 2] * 0.6 + 40, 0, 255)  # a blue cast, little change in Y
+    noisy = np.clip(tinted + np.random.default_rng(3).normal(0, 8, clean.shape), 0, 255).astype(np.uint8)
+    expected = structural_similarity(
+        rgb2ycbcr(noisy)[..., 0],
+        rgb2ycbcr(clean)[..., 0],
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=255,
+    )
+    assert image.ssim(noisy, clean, color="y") == pytest.approx(expected, rel=1e-9)
+    assert image.ssim(noisy, clean, color="y") > image.ssim(noisy, clean)  # the cast is chroma
+    with pytest.raises(ValueError, match="color must be one of rgb, y"):
+        image.ssim(noisy, clean, color="ycbcr")
 
 
 def test_shape_mismatch_is_rejected(clean):

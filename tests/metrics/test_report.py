@@ -50,6 +50,22 @@ def test_evaluate_dirs_averages_the_per_image_metrics(pair_dirs):
     assert "psnr" not in report.values and "psnr" not in report.settings
 
 
+def test_color_y_scores_psnr_and_ssim_on_luma_and_says_so(pair_dirs):
+    fake, real = pair_dirs
+    report = evaluate_dirs(fake, real, ("psnr", "ssim", "vif"), color="y")
+    rainy_b = np.asarray(Image.open(fake / "b.png"))
+    clean_b = np.asarray(Image.open(real / "b.png"))
+    assert report.per_image[1]["psnr"] == pytest.approx(image.psnr(rainy_b, clean_b, color="y"))
+    assert report.values["ssim"] == pytest.approx((1.0 + image.ssim(rainy_b, clean_b, color="y")) / 2)
+    assert report.per_image[1]["psnr"] != pytest.approx(image.psnr(rainy_b, clean_b))
+    assert "PSNR and SSIM on Y of BT.601 as MATLAB rgb2ycbcr" in report.settings["colour_space"]
+    assert "over the pixels of Y" in report.settings["psnr"] and "mean SSIM of Y" in report.settings["ssim"]
+    rgb = evaluate_dirs(fake, real, ("psnr",))
+    assert "PSNR and SSIM on R, G, B" in rgb.settings["colour_space"]
+    with pytest.raises(PixforgeError, match="--color 'yuv'"):
+        evaluate_dirs(fake, real, ("psnr",), color="yuv")
+
+
 def test_json_and_markdown_state_values_and_settings(pair_dirs):
     report = evaluate_dirs(*pair_dirs, ("psnr", "ssim"))
     assert report.values["psnr"] == math.inf  # image "a" is identical to its reference
@@ -121,3 +137,74 @@ def test_fcn_scores_from_a_segmenter(pair_dirs):
     assert report.per_class["fcn_class_iou"][1] == pytest.approx(tp1 / (tp1 + gt0 - tp0))
     with pytest.raises(PixforgeError, match="segmenter, num_classes missing"):
         evaluate_dirs(fake, real, labels=labels)
+
+
+def test_fcn_scores_at_the_label_maps_resolution(tmp_path, clean):
+    """As the pix2pix script: a 64 x 64 output is resized (PIL bilinear) to its 24 x 32 label map first."""
+    fake, real, labels = tmp_path / "fake", tmp_path / "real", tmp_path / "labels"
+    photo = np.zeros((64, 64, 3), dtype=np.uint8)
+    photo[:, 32:] = 255
+    save(fake, "a", photo)
+    save(real, "a", photo)
+    truth = np.zeros((24, 32), dtype=np.uint8)
+    truth[:, 16:] = 1
+    save(labels, "a", truth)
+    seen: list[torch.Tensor] = []
+
+    def bright(batch: torch.Tensor) -> torch.Tensor:
+        seen.append(batch)
+        return (batch.mean(dim=1) > 0).long()
+
+    report = evaluate_dirs(fake, real, ("psnr",), labels=labels, segmenter=bright, num_classes=2)
+    resized = np.asarray(Image.fromarray(photo).resize((32, 24), Image.Resampling.BILINEAR), np.float32)
+    assert seen[0].shape == (1, 3, 24, 32)
+    torch.testing.assert_close(seen[0][0], torch.from_numpy(resized).permute(2, 0, 1) / 127.5 - 1)
+    assert report.values["fcn_pixel_accuracy"] == pytest.approx(1.0)
+    assert "scored at the label maps' resolution" in report.settings["fcn"]
+
+
+def test_fcn_absent_classes_count_zero_unless_nan_is_asked(pair_dirs):
+    fake, real = pair_dirs
+    labels = fake.parent / "labels"
+    for stem in ("a", "b"):
+        save(labels, stem, np.zeros((64, 64), dtype=np.uint8))
+
+    def zeros(batch: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(batch.shape[0], 64, 64, dtype=torch.long)
+
+    fcn = {"labels": labels, "segmenter": zeros, "num_classes": 4}
+    script = evaluate_dirs(fake, real, (), **fcn)
+    cityscapes = evaluate_dirs(fake, real, (), **fcn, fcn_absent="nan")
+    assert script.values["fcn_mean_class_accuracy"] == pytest.approx(0.25)  # 1, 0, 0, 0
+    assert script.values["fcn_mean_class_iou"] == pytest.approx(0.25)
+    assert cityscapes.values["fcn_mean_class_accuracy"] == 1.0
+    assert "pix2pix FCN-score script" in script.settings["fcn"]
+    assert "Cityscapes benchmark convention" in cityscapes.settings["fcn"]
+    with pytest.raises(PixforgeError, match="--fcn-absent 'none'"):
+        evaluate_dirs(fake, real, (), **fcn, fcn_absent="none")
+
+
+def test_reco_is_reported_per_image_and_as_a_ratio_of_sums(pair_dirs):
+    fake, real = pair_dirs
+    report = evaluate_dirs(fake, real, ("reco",))
+    rainy_b = np.asarray(Image.open(fake / "b.png"))
+    clean_b = np.asarray(Image.open(real / "b.png"))
+    eco_clean, eco_rainy = reco.eco(clean_b), reco.eco(rainy_b)  # image a: clean_b mirrored, same ECO
+    assert report.per_image[1]["eco_fake"] == pytest.approx(eco_rainy)
+    assert report.values["reco_set"] == pytest.approx((eco_clean + eco_rainy + 2) / (2 * eco_clean + 2))
+    assert "reco_set = sum(ECO_fake + C) / sum(ECO_real + C)" in report.settings["reco"]
+    assert "ECO has no fixed sign" in report.settings["reco"]
+
+
+def test_kid_of_a_small_set_uses_half_size_subsets_and_says_so(tmp_path, clean, rainy):
+    fake, real = tmp_path / "fake", tmp_path / "real"
+    for k in range(8):
+        reference = np.ascontiguousarray(np.rot90(clean, k % 4))
+        save(real, f"s{k}", reference if k < 4 else 255 - reference)
+        save(fake, f"s{k}", rainy(reference, veil=0.1 * (k % 3), streak=30.0, seed=k))
+    report = evaluate_dirs(fake, real, ("kid",), features=MeanColour(), kid_subsets=10)
+    assert report.values["KD_meancolourx100_std"] > 0
+    assert (
+        "subset size 4 (the smaller set, 8 images, is smaller than the requested 1000"
+        in report.settings["kid"]
+    )
