@@ -316,7 +316,8 @@ def download(name: str, root: Path, sha256: str | None) -> None:
 
 @dataclass(frozen=True)
 class Scoring:
-    """What ``evaluate`` and ``compare`` score with: the metrics, a segmenter run, the feature network, KID settings."""
+    """What ``evaluate`` and ``compare`` score with: the metrics, a segmenter run, the feature network, KID
+    settings, the colour of PSNR/SSIM and the FCN-score convention for absent classes."""
 
     metrics: tuple[str, ...]
     segmenter: Path | None

@@ -69,7 +69,7 @@ def _image_settings(metrics: Sequence[str], color: Color) -> dict[str, object]:
     if color not in COLOUR_SPACE:
         raise PixforgeError(f"--color {color!r}: choose from {', '.join(COLOUR_SPACE)}")
     settings: dict[str, object] = {
-        "colour_space": f"{COLOUR_SPACE[color]} (images are never resized for the per-image metrics)",
+        "colour_space": f"{COLOUR_SPACE[color]}; images are never resized for the per-image metrics",
         "data_range": 255,
     }
     described = {"psnr": PSNR[color], "ssim": SSIM[color], "vif": VIF, "reco": RECO}
