@@ -161,6 +161,8 @@ def evaluate_dirs(
         )
     fcn = _check_fcn_options(labels, segmenter, num_classes)
     image_settings = _image_settings(metrics, color)
+    if fcn_absent not in FCN_ABSENT:
+        raise PixforgeError(f"--fcn-absent {fcn_absent!r}: choose from {', '.join(FCN_ABSENT)}")
     fake_files, real_files = _image_files(Path(fake)), _image_files(Path(real))
     stems = _matched_stems(Path(fake), fake_files, Path(real), real_files)
     label_files = _label_files(Path(labels), stems) if fcn else {}
@@ -215,8 +217,6 @@ def evaluate_dirs(
         settings.update(distance_settings)
     per_class: dict[str, list[float]] = {}
     if confusion is not None:
-        if fcn_absent not in FCN_ABSENT:
-            raise PixforgeError(f"--fcn-absent {fcn_absent!r}: choose from {', '.join(FCN_ABSENT)}")
         scores = fcn_scores(confusion, absent=fcn_absent)
         values.update({f"fcn_{key}": scores[key] for key in FCN_MEANS})
         per_class = {f"fcn_{key}": scores[key].tolist() for key in ("class_accuracy", "class_iou")}
