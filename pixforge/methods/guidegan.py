@@ -357,13 +357,18 @@ class GuideGAN(Method):
             guide.cache.reserve(sizes[self.index_keys[direction]])
 
     def extra_state(self) -> dict[str, Tensor]:
+        """The base method's state (CycleGAN's image pools) and each guide's attention cache."""
         return {
-            f"attention_{d}{suffix}": t
-            for d, g in self.guides.items()
-            for suffix, t in g.cache.state().items()
+            **super().extra_state(),
+            **{
+                f"attention_{d}{suffix}": t
+                for d, g in self.guides.items()
+                for suffix, t in g.cache.state().items()
+            },
         }
 
     def load_extra_state(self, state: dict[str, Tensor]) -> None:
+        super().load_extra_state(state)
         for direction, guide in self.guides.items():
             maps, seen = state.get(f"attention_{direction}"), state.get(f"attention_{direction}_seen")
             if maps is not None and seen is not None:

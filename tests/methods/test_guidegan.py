@@ -368,3 +368,9 @@ def test_translator_gives_attention_for_the_chosen_direction() -> None:
     maps = {d: translator.translate(image, direction=d) for d in ("AtoB", "BtoA")}
     assert all(set(v) == {"output", "attention", "attention_output"} for v in maps.values())
     assert maps["AtoB"]["attention_output"].tobytes() != maps["BtoA"]["attention_output"].tobytes()
+
+
+def test_unpaired_resume_is_exact_past_the_pool_filling(
+    synth_root: Path, tmp_path: Path, resume_check
+) -> None:
+    resume_check("guidegan", synth_root / "unaligned", tmp_path)
