@@ -150,6 +150,11 @@ class CycleGAN(Method):
         """
         return self.nets[GENERATOR_OF[direction]](x)
 
+    def translate_other(self, direction: str, x: Tensor) -> Tensor:
+        """The generator on an image that is not a sample's own input: a fake to reconstruct from, or the other
+        domain's image for the identity term. Plain :meth:`translate` here; GuideGAN feeds it unguided."""
+        return self.translate(direction, x)
+
     def forward_step(self, batch: Batch) -> State:
         real_A, real_B = batch["A"], batch["B"]
         fake_B = self.translate("AtoB", real_A, batch)
@@ -159,8 +164,8 @@ class CycleGAN(Method):
             "real_B": real_B,
             "fake_B": fake_B,
             "fake_A": fake_A,
-            "rec_A": self.translate("BtoA", fake_B),
-            "rec_B": self.translate("AtoB", fake_A),
+            "rec_A": self.translate_other("BtoA", fake_B),
+            "rec_B": self.translate_other("AtoB", fake_A),
         }
 
     def phases(self) -> list[Phase]:
@@ -179,8 +184,8 @@ class CycleGAN(Method):
         loss = gan_A + gan_B + self.cfg.lambda_cycle * (cycle_A + cycle_B)
         scalars = {"G_A": gan_A, "G_B": gan_B, "cycle_A": cycle_A, "cycle_B": cycle_B}
         if self.cfg.lambda_identity > 0:
-            idt_A = F.l1_loss(self.translate("AtoB", s["real_B"]), s["real_B"])
-            idt_B = F.l1_loss(self.translate("BtoA", s["real_A"]), s["real_A"])
+            idt_A = F.l1_loss(self.translate_other("AtoB", s["real_B"]), s["real_B"])
+            idt_B = F.l1_loss(self.translate_other("BtoA", s["real_A"]), s["real_A"])
             loss = loss + self.cfg.lambda_identity * self.cfg.lambda_cycle * (idt_A + idt_B)
             scalars.update(idt_A=idt_A, idt_B=idt_B)
         return loss, {k: v.detach() for k, v in scalars.items()}
@@ -223,9 +228,9 @@ class CycleGAN(Method):
             return {
                 "input": batch["A"],
                 "output": fake_B,
-                "reconstruction": self.translate("BtoA", fake_B),
+                "reconstruction": self.translate_other("BtoA", fake_B),
                 "B": batch["B"],
                 "B_output": fake_A,
-                "B_reconstruction": self.translate("AtoB", fake_A),
+                "B_reconstruction": self.translate_other("AtoB", fake_A),
                 **extras,
             }

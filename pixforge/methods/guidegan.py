@@ -19,10 +19,16 @@ without gradients, right after G's (in train mode, so a batch-norm D also update
 on it); D stays conditioned on the raw input x, never on x'.
 
 Supervised (default): pix2pix with the paper's appendix settings, UNet-128 + PatchGAN, LSGAN,
-10 * L_GAN + 10 * L_L1. Unpaired (``unpaired=true``): CycleGAN (ResNet 9 blocks by default) with attention
-from both discriminators, each direction guided by the D that judges its outputs, and one shared learned
-transfer (§3.1's T), the GAN terms weighted by 10 as well. Both variants subclass their base method; the
-guidance itself is the component :class:`AttentionGuide`.
+10 * L_GAN + 10 * L_L1 (appendix A: "G* = arg min max 10Lgan(G, D) + 10Ll1(G)"), instance norm as the
+authors' pix2pix_attn (the paper names a norm for its unsupervised runs only; batch norm is an option).
+Unpaired (``unpaired=true``): CycleGAN (ResNet 9 blocks by default) with attention from both discriminators,
+each direction guided by the D that judges its outputs, and one shared learned transfer (§3.1's T). Its
+objective is eq. 11, "L_GAN(G_X, D_Y) + L_GAN(G_Y, D_X) + λL_cyc(G_X, G_Y)": GAN weight 1 and no identity
+term, as the authors' ``backward_G`` (ASGIT, lambda_identity 0). Appendix A's "For all the experiments, we
+simply set the weight factor of the GAN loss to 10" is stated with the supervised objective as its example
+and is ``lambda_gan=10`` here. The cycle's reconstructions (eq. 10, ||G_Y(G_X(x')) - x||_1: G_Y sees G_X's
+output, not a blend of it) and the identity terms feed the generators unguided, as ASGIT does. Both variants
+subclass their base method; the guidance itself is the component :class:`AttentionGuide`.
 """
 
 from __future__ import annotations
@@ -194,6 +200,11 @@ class AttentionGuide:
         maps, seen = cached
         return torch.where(seen.view(-1, 1, 1, 1), self.upsample(maps, x.shape[-2:]).to(x.dtype), ones)
 
+    def unguided(self, x: Tensor) -> Tensor:
+        """G's input for an image with no attention of its own (a reconstruction, an identity input): ``x``
+        itself under RHP, concat(x, ones) under alpha blending (the authors' ones placeholder)."""
+        return x if self.blend_mode == "rhp" else self.blend(x, x.new_ones(x.shape[0], 1, *x.shape[-2:]))
+
     def guide(self, x: Tensor, index: Tensor | None = None, flip: Tensor | None = None) -> Tensor:
         """The generator's input x' for ``x``: blended with :meth:`map_for`."""
         return self.blend(x, self.map_for(x, index, flip))
@@ -209,9 +220,10 @@ def _auto(value: str, default: str) -> str:
 
 @dataclass
 class GuideGANConfig:
-    """GuideGAN options (defaults: the paper's, appendix A). ``auto`` picks the base method's choice for the
-    variant, supervised | unpaired: netG unet_128 | resnet_9blocks, norm batch | instance, dropout 0.5 | 0.
-    Supervised runs use lambda_l1 and test_mode; unpaired runs lambda_cycle, lambda_identity and pool_size."""
+    """GuideGAN options (defaults: the paper's, appendix A). ``auto`` (or None) picks the choice for the
+    variant, supervised | unpaired: netG unet_128 | resnet_9blocks, norm instance | instance, dropout 0.5 | 0,
+    lambda_gan 10 (appendix A) | 1 (eq. 11, ASGIT). Supervised runs use lambda_l1 and test_mode; unpaired runs
+    lambda_cycle, lambda_identity (0: eq. 11 has no identity term, ASGIT's default) and pool_size."""
 
     unpaired: bool = False
     attention: str = choice("posthoc", ATTENTIONS)
@@ -225,10 +237,10 @@ class GuideGANConfig:
     norm: str = choice(AUTO, (AUTO, *NORMS))
     dropout: float | None = bounded(None, 0, 1, include_high=False)
     gan_mode: str = choice("lsgan", GAN_MODES)
-    lambda_gan: float = 10.0
+    lambda_gan: float | None = None
     lambda_l1: float = 10.0
     lambda_cycle: float = 10.0
-    lambda_identity: float = 0.5
+    lambda_identity: float = 0.0
     pool_size: int = 50
     test_mode: str = choice("paper", TEST_MODES)
 
@@ -241,6 +253,13 @@ class GuideGANConfig:
                 f"option attention_layer: D has {convs} convs with n_layers={self.n_layers}; choose 1..{convs}"
             )
 
+    @property
+    def gan_weight(self) -> float:
+        """lambda_gan, or by default 10 supervised (appendix A) and 1 unpaired (eq. 11)."""
+        if self.lambda_gan is not None:
+            return self.lambda_gan
+        return 1.0 if self.unpaired else 10.0
+
     def pix2pix(self) -> Pix2PixConfig:
         """The supervised base: pix2pix's networks with these options."""
         return Pix2PixConfig(
@@ -248,7 +267,7 @@ class GuideGANConfig:
             ngf=self.ngf,
             ndf=self.ndf,
             n_layers=self.n_layers,
-            norm=_auto(self.norm, "batch"),
+            norm=_auto(self.norm, "instance"),
             dropout=0.5 if self.dropout is None else self.dropout,
             gan_mode=self.gan_mode,
             lambda_l1=self.lambda_l1,
@@ -273,7 +292,7 @@ class GuideGANConfig:
 
 
 class WeightedGANLoss(GANLoss):
-    """lambda_gan * L_GAN: the paper weights the adversarial term by 10 in every experiment (appendix A).
+    """lambda_gan * L_GAN: 10 for the supervised objective (appendix A), 1 in the unpaired eq. 11.
 
     The weight applies to D's loss as well (the min-max objective is scaled); logged GAN losses include it.
     """
@@ -318,7 +337,7 @@ class GuideGAN(Method):
             d: AttentionGuide(cfg.attention, cfg.attention_layer, cfg.blend, transfer)
             for d in self.index_keys
         }
-        self.gan_loss = WeightedGANLoss(cfg.gan_mode, cfg.lambda_gan)
+        self.gan_loss = WeightedGANLoss(cfg.gan_mode, cfg.gan_weight)
 
     @property
     def extra_channels(self) -> int:
@@ -411,8 +430,9 @@ class SupervisedGuideGAN(GuideGAN, Pix2Pix):
 class UnpairedGuideGAN(GuideGAN, CycleGAN):
     """CycleGAN with attention from both discriminators: G_A is guided by D_A, G_B by D_B.
 
-    Reconstructions and identity terms feed the generators images that have no cached map, so they get the
-    all-ones map, as at test time.
+    Reconstructions and identity terms feed the generators unguided inputs (:meth:`AttentionGuide.unguided`):
+    eq. 10 reconstructs from G_X's output itself, and ASGIT feeds the raw fake (RHP) or concat(fake, ones)
+    (alpha); a blend with the all-ones map would feed 2 * x under RHP.
     """
 
     index_keys: ClassVar[dict[str, str]] = {"AtoB": "index_A", "BtoA": "index_B"}
@@ -434,6 +454,9 @@ class UnpairedGuideGAN(GuideGAN, CycleGAN):
         if batch is None:
             return super().translate(direction, guide.guide(x))
         return super().translate(direction, guide.guide(x, batch[self.index_keys[direction]], batch["flip"]))
+
+    def translate_other(self, direction: str, x: Tensor) -> Tensor:
+        return CycleGAN.translate(self, direction, self.guides[direction].unguided(x))
 
     def forward_step(self, batch: Batch) -> State:
         """CycleGAN's forward pass on guided inputs; each D's view of its generator's output is cached."""

@@ -259,9 +259,11 @@ def test_unaligned_items_say_which_b_image_they_carry(synth_root: Path) -> None:
 def test_variants_and_auto_choices() -> None:
     supervised = GuideGAN(GuideGANConfig(ngf=4, ndf=4), DataInfo(3, 3, (128, 128)))
     assert isinstance(supervised, SupervisedGuideGAN) and supervised.name == "guidegan"
-    assert (supervised.cfg.netG, supervised.cfg.norm, supervised.cfg.dropout) == ("unet_128", "batch", 0.5)
+    assert (supervised.cfg.netG, supervised.cfg.norm, supervised.cfg.dropout) == ("unet_128", "instance", 0.5)
+    assert supervised.gan_loss.weight == 10.0
     cfg = GuideGANConfig(unpaired=True).cyclegan()
     assert (cfg.netG, cfg.norm, cfg.dropout, cfg.lambda_cycle) == ("resnet_9blocks", "instance", 0.0, 10.0)
+    assert cfg.lambda_identity == 0.0, "eq. 11 has no identity term (ASGIT lambda_identity 0)"
     unpaired = make(unpaired=True, attention="trainable")
     assert isinstance(unpaired, UnpairedGuideGAN)
     assert isinstance(unpaired.nets["D_A"], AttentionPatchDiscriminator)
@@ -374,3 +376,51 @@ def test_unpaired_resume_is_exact_past_the_pool_filling(
     synth_root: Path, tmp_path: Path, resume_check
 ) -> None:
     resume_check("guidegan", synth_root / "unaligned", tmp_path)
+
+
+def test_unpaired_objective_is_eq_11_gan_weight_one_and_no_identity() -> None:
+    m = make(unpaired=True, norm="instance")
+    assert m.gan_loss.weight == 1.0
+    loss, s = m.phases()[0].loss(m.forward_step(batch()))
+    assert set(s) == {"G_A", "G_B", "cycle_A", "cycle_B"}
+    pred = m.nets["D_A"](m.forward_step(batch())["fake_B"])
+    assert torch.allclose(
+        m.gan_loss(pred, True, for_discriminator=False), GANLoss("lsgan")(pred, True, False)
+    )
+    assert torch.allclose(loss, s["G_A"] + s["G_B"] + 10 * (s["cycle_A"] + s["cycle_B"]))
+    assert make(unpaired=True, norm="instance", lambda_gan=10.0).gan_loss.weight == 10.0
+
+
+@pytest.mark.parametrize("blend", ["rhp", "alpha"])
+def test_reconstruction_and_identity_passes_feed_the_generators_unguided(blend) -> None:
+    m = make(unpaired=True, norm="instance", blend=blend, lambda_identity=0.5)
+    inputs = {g: capture_inputs(m.nets[g]) for g in ("G_A", "G_B")}
+    b = batch()
+    state = m.forward_step(b)
+    m.phases()[0].loss(state)
+    ones = torch.ones(2, 1, SIZE, SIZE)
+
+    def raw(x: torch.Tensor) -> torch.Tensor:
+        return x if blend == "rhp" else torch.cat([x, ones], 1)
+
+    guided_a, rec_b, idt_a = inputs["G_A"]
+    guided_b, rec_a, idt_b = inputs["G_B"]
+    assert torch.equal(guided_a, m.guides["AtoB"].blend(b["A"], ones)), "first visit: the all-ones map"
+    assert torch.equal(rec_a, raw(state["fake_B"].detach())), "eq. 10: G_B reconstructs from G_A's output"
+    assert torch.equal(rec_b, raw(state["fake_A"].detach()))
+    assert torch.equal(idt_a, raw(b["B"])) and torch.equal(idt_b, raw(b["A"]))
+    assert torch.equal(guided_b, m.guides["BtoA"].blend(b["B"], ones))
+
+
+@pytest.mark.parametrize(
+    ("preset", "gan_weight", "identity", "norm"),
+    [
+        ("horse2zebra", 1.0, 0.0, "instance"),
+        ("cityscapes_unpaired", 1.0, 0.0, "instance"),
+        ("cityscapes", 10.0, 0.0, "instance"),
+        ("facades", 10.0, 0.0, "instance"),
+    ],
+)
+def test_presets_follow_the_paper_and_the_authors_code(preset, gan_weight, identity, norm) -> None:
+    model = resolve_config("guidegan", preset=preset).model
+    assert (model.gan_weight, model.lambda_identity, model.norm) == (gan_weight, identity, norm)
