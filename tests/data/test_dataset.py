@@ -14,6 +14,7 @@ from PIL import Image
 
 from pixforge.config import DataConfig
 from pixforge.data.dataset import EpochSampler, TranslationDataset, data_channels, one_hot
+from pixforge.data.transforms import to_tensor
 from pixforge.errors import PixforgeError
 
 TINY = {"load_size": 36, "crop_size": 32}
@@ -321,3 +322,18 @@ def test_padding_treats_one_hot_labels_ids_and_instances_alike(synth_root):
         band = item["label"][0, 29:, :]
         mismatched += int((band != item["label"][0, 28, :]).sum())
     assert mismatched > 0, "the band differs from replication, so the test can tell the modes apart"
+
+
+def test_box_says_where_the_tensor_lies_in_the_loaded_image(synth_root):
+    ds = TranslationDataset(synth_root / "aligned", "train", DataConfig(**TINY), train=True)
+    boxes = set()
+    for key in range(8):
+        item = ds[(2, key)]
+        x, y, w, h, fw, fh = (int(v) for v in item["box_A"].tolist())
+        assert (w, h, fw, fh) == (32, 32, 36, 36) and torch.equal(item["box_A"], item["box_B"])
+        loaded = ds.raw_maps(2)["A"].resize((36, 36), Image.BICUBIC).crop((x, y, x + 32, y + 32))
+        if item["flip_A"]:
+            loaded = loaded.transpose(Image.FLIP_LEFT_RIGHT)
+        assert torch.equal(item["A"], to_tensor(loaded))
+        boxes.add((x, y))
+    assert len(boxes) > 1
