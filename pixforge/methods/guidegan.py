@@ -204,11 +204,15 @@ class AttentionCache:
         return maps, seen[where.index]
 
     def state(self) -> dict[str, Tensor]:
+        """The cache as tensors: ``""`` the canvases (rows, 1, Hc, Wc) float32 and ``"_seen"`` (rows,) bool;
+        empty before the first store. Rows are dataset indices, so caches of disjoint samples merge row-wise
+        (take each row from the holder whose ``_seen`` is set)."""
         if self.maps is None or self.seen is None:
             return {}
         return {"": self.maps, "_seen": self.seen}
 
     def load(self, maps: Tensor, seen: Tensor) -> None:
+        """Restore what :meth:`state` returned; tensors move to the batch's device at the next use."""
         self.maps, self.seen = maps.float(), seen.bool()
 
 
@@ -445,7 +449,9 @@ class GuideGAN(Method):
             guide.cache.reserve(sizes[self.index_keys[direction]])
 
     def extra_state(self) -> dict[str, Tensor]:
-        """The base method's state (CycleGAN's image pools) and each guide's attention cache."""
+        """Everything besides the weights that decides the next step: the base method's state (unpaired:
+        CycleGAN's ``pool_A.<slot>`` / ``pool_B.<slot>``) and each guide's cache, ``attention_<direction>``
+        (rows, 1, Hc, Wc) and ``attention_<direction>_seen`` (rows,) (:meth:`AttentionCache.state`)."""
         return {
             **super().extra_state(),
             **{
