@@ -169,7 +169,10 @@ class AttentionCache:
         box = where.boxes(size)
         if self.maps is None or self.seen is None:
             frame = box[0, 4:].tolist()
-            canvas = (round(frame[1] * maps.shape[-2] / size[0]), round(frame[0] * maps.shape[-1] / size[1]))
+            canvas = (
+                max(1, round(frame[1] * maps.shape[-2] / size[0])),
+                max(1, round(frame[0] * maps.shape[-1] / size[1])),
+            )
             self.maps = maps.new_ones(0, 1, *canvas, dtype=torch.float32)
             self.seen = torch.zeros(0, dtype=torch.bool, device=maps.device)
         cache, seen = self._fit(where.index, self.maps, self.seen)
@@ -533,7 +536,7 @@ class UnpairedGuideGAN(GuideGAN, CycleGAN):
         return super().translate(direction, guide.guide(x, self.where(batch, direction)))
 
     def translate_other(self, direction: str, x: Tensor) -> Tensor:
-        return CycleGAN.translate(self, direction, self.guides[direction].unguided(x))
+        return super().translate(direction, self.guides[direction].unguided(x))
 
     def forward_step(self, batch: Batch) -> State:
         """CycleGAN's forward pass on guided inputs; each D's view of its generator's output is cached."""
