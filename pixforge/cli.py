@@ -294,7 +294,9 @@ def inspect_cmd(root: Path, data_format: str) -> None:
     click.echo(f"{report.root}: {report.fmt} format")
     for split, count in report.counts.items():
         sizes = ", ".join(f"{s} x{n}" for s, n in report.sizes.get(split, {}).items())
-        notes = [sizes] * bool(sizes) + ["labels only"] * (split in report.labels_only)
+        notes = [sizes] if sizes else []
+        if split in report.labels_only:
+            notes.append("labels only")
         click.echo(f"  {split}: {count} samples" + (f" ({'; '.join(notes)})" if notes else ""))
     click.echo(f"{len(report.problems)} problem(s)")
     for problem in report.problems:
