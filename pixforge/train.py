@@ -247,7 +247,7 @@ class Trainer:
     def _sample_batch(self) -> Batch:
         """A fixed batch for sample grids, from the val or test split when there is one."""
         split = next(
-            (s for s in ("val", "test") if formats.split_folder(Path(self.cfg.data.root), self.fmt, s)),
+            (s for s in ("val", "test") if formats.has_targets(Path(self.cfg.data.root), self.fmt, s)),
             "train",
         )
         ds = TranslationDataset(
