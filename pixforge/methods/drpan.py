@@ -248,7 +248,9 @@ def map_window(
     pixels from the geometry's, and agrees with it for one of them only (cell 7).
     A window as large as the map gives the image's centre.
 
-    Either way the region is clamped inside the image.
+    The default is the extended geometry, not tau: tau's regions are off-centre by up to 10 pixels and, with
+    eq. 1's rounding, never reach the first 3 pixels at 256 px. Either way the region is clamped inside the
+    image.
     """
     if mapping == "geometry":
         centre = geometry.start + (cell.float() + (window - 1) / 2) * geometry.jump
