@@ -1,6 +1,6 @@
 """Adversarial losses shared by all methods."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -52,10 +52,13 @@ class GANLoss(nn.Module):
         return -sign * pred.mean()
 
 
-def dragan_penalty(net: nn.Module, inputs: Tensor, alpha: float, noise: float = 0.5) -> Tensor:
+def dragan_penalty(
+    net: Callable[[Tensor], Tensor], inputs: Tensor, alpha: float, noise: float = 0.5
+) -> Tensor:
     """DRAGAN-style gradient penalty alpha * E[(||grad R(x + delta)|| - 1)^2] (DRPAN eq. 6; Kodali et al. 2017).
 
-    ``inputs`` is the real input of ``net`` (for a conditional discriminator the concat(x, y) pair); delta is
+    ``inputs`` is the real input of ``net`` (a network or any function of it, e.g. a conditional
+    discriminator's probability as a function of its condition with the image fixed); delta is
     uniform noise scaled by ``noise`` times the standard deviation of ``inputs``, as in DRAGAN. The gradient is
     that of each sample's mean score (one score for an image discriminator, the mean of a patch map), its norm
     taken per sample over all input dimensions. The graph is kept so the penalty trains ``net``.

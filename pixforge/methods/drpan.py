@@ -2,25 +2,32 @@
 
 Three networks (§3, Fig. 2): a generator G, the pix2pix patch discriminator D_p and a reviser R.
 
-- Region proposal (DRPnet, §3.1, eq. 1-4): D_p's score map of the current fake (ws x ws for a wi x wi
-  image) is searched for the w x w window with the lowest mean score, w = w* ws / wi (eq. 1), w* being
-  ``region_size`` in image pixels. The search is one ``avg_pool2d`` with stride 1 and an ``argmin`` over the
-  flattened map, per batch (:func:`find_window`). The window is mapped to an image region of w* x w* pixels
-  (:func:`map_window`), by default with D_p's receptive-field geometry so that the region is centred on the
-  pixels that produced the window's scores; ``region_mapping=tau`` uses the paper's scale instead.
+- Region proposal (DRPnet, §3.1, eq. 1-4): D_p turns the current fake (wi x wi) into "a probability score
+  map with size ws x ws" (§3.1): the sigmoid of its logits with ``gan_mode=vanilla`` (§3.3 "we adopt Sigmoid
+  as activation function to output probability"), its raw scores with lsgan or hinge. That map is searched
+  for the w x w window with the lowest mean, w = w* ws / wi (eq. 1), w* being ``region_size`` in image
+  pixels: one ``avg_pool2d`` with stride 1 and an ``argmin`` over the flattened map (:func:`find_window`).
+  The window is mapped to an image region of w* x w* pixels (:func:`map_window`), by default with D_p's
+  receptive-field geometry, extended at the border so that every pixel can be proposed; ``region_mapping=tau``
+  uses the paper's scale tau (eq. 2-4) instead.
 - Mask operation (§3.1): the masked fake is the real target with the region replaced by the generated pixels;
   with ``mask_operation=false`` the reviser sees the cropped region pair instead.
 - Objective (§3.2): D_p is trained as in pix2pix (eq. 5). R, a DCGAN-like full-image discriminator
   (``reviser=image``, §3.3) or a PatchGAN (``reviser=patch``), learns real vs masked fake with the DRAGAN
-  penalty (eq. 6). G minimises (1 - lambda) L_adv(D_p) + lambda L_adv(R) + beta L1 + gamma L1(region)
-  (eq. 7-9); lambda = 1 (reviser only) for low-level tasks such as de-raining (§4.3).
+  penalty of eq. 6, taken on R's probability with "δ is random noise on x" (``gp_variant``). G minimises
+  (1 - lambda) L_adv(D_p) + lambda L_adv(R) + beta L1 + gamma L1(region) (eq. 7-9); lambda = 1 (reviser only)
+  for low-level tasks such as de-raining (§4.3).
 
 Choices where the paper is silent: the region comes from D_p's score map of the fake computed in D_p's own
-phase (before its update, so no extra pass), one per image; the penalty perturbs the real pair concat(x, y); the
-sigmoid of §3.3 lives in the losses (``gan_mode=vanilla`` is BCE on logits); inference defaults to eval mode.
-The paper gives no values for beta and gamma; 100 and 10 are those of its public code. That code departs
-from the paper in ways this file does not follow: it searches 1x1 windows, maps score cells to image
-regions with a wrong offset, has a variant keeping the most real patch, and has no gradient penalty.
+phase (before its update, so no extra pass), one per image; the sigmoid of §3.3 lives in the losses
+(``gan_mode=vanilla`` is BCE on logits, the proposal and the penalty apply it); inference defaults to eval
+mode. The paper gives no values for lambda (except lambda = 1 for low-level tasks), beta, gamma and alpha:
+see :class:`ReviserOptions` and :class:`DRPANConfig` for where each default comes from.
+
+The authors' code (godisboy/DRPAN) departs from the paper: it searches 1x1 windows, maps score cells to image
+regions with a wrong offset, has a variant keeping the most real patch, has no gradient penalty, and trains G
+in two steps per iteration (L_adv(D_p) + 100 L1, then a new fake, its region, R's step and
+L_adv(R) + 10 L1(region)). The last is available as ``g_schedule=two_step``; the others are not followed.
 
 The reviser is a component (:class:`Reviser`) that any method with a patch discriminator can switch on: it
 takes a score map and that discriminator's geometry, and knows nothing of which network produced them.
@@ -46,23 +53,42 @@ from pixforge.nets.generators import GENERATORS
 
 REVISERS = ("image", "patch")
 REGION_MAPPINGS = ("geometry", "tau")
+GP_VARIANTS = ("paper", "pair")
+G_SCHEDULES = ("joint", "two_step")
 
 
 @dataclass
 class ReviserOptions:
-    """The reviser's settings (§3.1-3.3), shared by every method that switches the reviser on."""
+    """The reviser's settings (§3.1-3.3), shared by every method that switches the reviser on.
+
+    Sources of the defaults the paper does not give: ``lambda_reviser`` 0.5 weighs D_p's and R's adversarial
+    terms equally, as the authors' code does (each of its two G steps has weight 1 on its adversarial term; the
+    paper gives lambda only for low-level tasks, lambda = 1, §4.3); ``gamma_region`` 10 is the authors' code's
+    weight of the region L1 (``errGAN_r + 10 * errL1_r``); ``alpha_gp`` 10 is the penalty weight of DRAGAN
+    (Kodali et al. 2017, the penalty eq. 6 modifies), since neither the paper nor its code gives one (the code
+    has no penalty). ``region_size`` 64 is one of Table 1's sizes (16 to 128).
+    No experiment of ours chose these values.
+    """
 
     ndf_reviser: int = 64
     #: 0: from the reviser's input size (an image discriminator reduces it to 4x4, as DCGAN does)
     n_layers_reviser: int = 0
     #: no norm by default: the gradient penalty is per sample, which batch norm would couple
     norm_reviser: str = choice("none", NORMS)
+    #: w* of eq. 1 in image pixels (Table 1: 16, 32, 64, 128)
     region_size: int = 64
+    #: geometry: D_p's receptive fields, extended to the border; tau: the paper's eq. 2-4
     region_mapping: str = choice("geometry", REGION_MAPPINGS)
     mask_operation: bool = True
+    #: lambda of eq. 9 (equal weights, as the authors' code; the paper: 1 for low-level tasks)
     lambda_reviser: float = bounded(0.5, 0, 1)
+    #: gamma of eq. 7 (the authors' code: 10)
     gamma_region: float = 10.0
+    #: alpha of eq. 6 (DRAGAN's penalty weight, 10; DRPAN gives none)
     alpha_gp: float = 10.0
+    #: paper: eq. 6 on R's probability, noise on x, gradient w.r.t. x; pair: on R's raw score, noise on and
+    #: gradient w.r.t. the whole real pair concat(x, y) (DRAGAN's form for an unconditional critic)
+    gp_variant: str = choice("paper", GP_VARIANTS)
 
     def validate_reviser(self) -> None:
         if self.region_size < 1:
@@ -82,6 +108,7 @@ class ReviserOptions:
             mask_operation=self.mask_operation,
             gan_mode=gan_mode,
             alpha_gp=self.alpha_gp,
+            gp_variant=self.gp_variant,
             lambda_reviser=self.lambda_reviser,
             gamma_region=self.gamma_region,
         )
@@ -89,7 +116,11 @@ class ReviserOptions:
 
 @dataclass
 class DRPANConfig(ReviserOptions):
-    """Networks and objective of DRPAN (defaults: the paper's translation setting at 256 px, §3.3 and §4)."""
+    """Networks and objective of DRPAN (defaults: the paper's translation setting at 256 px, §3.3 and §4).
+
+    ``beta_l1`` 100 is the authors' code's weight of the whole-image L1 (``errGAN + 100 * errL1``), which is
+    also pix2pix's lambda; the paper gives no beta.
+    """
 
     netG: str = choice("resnet_9blocks", GENERATORS)
     ngf: int = 64
@@ -100,10 +131,19 @@ class DRPANConfig(ReviserOptions):
     gan_mode: str = choice("vanilla", GAN_MODES)
     test_mode: str = choice("eval", TEST_MODES)
     reviser: str = choice("image", REVISERS)
+    #: beta of eq. 7 (the authors' code: 100)
     beta_l1: float = 100.0
+    #: joint: one G step on eq. 9; two_step: the authors' code, L_adv(D_p) + beta L1, then a new fake, its
+    #: region and R's step, then L_adv(R) + gamma L1(region), each adversarial term with weight 1
+    g_schedule: str = choice("joint", G_SCHEDULES)
 
     def validate(self) -> None:
         self.validate_reviser()
+        if self.g_schedule == "two_step" and self.lambda_reviser != 0.5:
+            raise PixforgeError(
+                "option g_schedule: two_step weighs D_p's and R's adversarial terms 1 each, as the authors' "
+                f"code, and takes no lambda_reviser (leave it at 0.5; got {self.lambda_reviser})"
+            )
 
 
 # the region proposal -----------------------------------------------------------------------------------------
@@ -191,30 +231,53 @@ def map_window(
 
     ``geometry``: score cell j is centred at pixel ``start + j * jump`` (:func:`conv_geometry`), so the window
     of cells [cell, cell + window) is centred at ``start + (cell + (window - 1) / 2) * jump``; the region is
-    centred there, which is the centre of the union of the window cells' receptive fields.
+    centred there, which is the centre of the union of the window cells' receptive fields. Extended at the
+    border: a window that touches the map's first (last) cell gets the region that touches the image's first
+    (last) pixel, for those cells are the ones that see the outer pixels. Without it no region would reach the
+    outer 8 pixels at 256 px (a 70x70 PatchGAN, w* = 64: the first window is centred at pixel 40, region
+    [8, 72); the last at 216, region [184, 248)). With it the regions of all windows cover the whole image
+    whenever the region is at least one jump wide (8 px for a 70x70 PatchGAN). A window as large as the map
+    keeps its centred region.
 
     ``tau`` (eq. 2-4): the window centre in score-map units, x_c = cell + window / 2, is scaled by
-    tau = (wi - w*) / (ws - w) and the region centred at tau * x_c. Tau stretches the range of window offsets
-    over the range of region offsets, ignoring where the cells look: for a 70x70 PatchGAN (jump 8, start 12)
-    on 256 px with w* = 64 (w = 8), the first window is seen by pixels centred at 40 and gets the region
-    [8, 72) by geometry but [3, 67) by tau; the last window (cell 22) gets [184, 248) by geometry and
-    [192, 256) by tau (clamped; unclamped [195, 259)). Over the 23 windows tau's region is off by -5 to
-    +10 pixels, and agrees with the geometry for one window only (cell 7). A window as large as the map
-    gives the image's centre. Near the image border neither mapping can centre the region on fake pixels:
-    by geometry no region is centred closer to the border than the first window's centre,
-    start + (w - 1) jump / 2 (40 pixels above).
+    tau = (wi - w*) / (ws - w) and the region centred at tau * x_c. With w exactly w* ws / wi, tau = wi / ws
+    and the regions run from the image's first pixel to its last; eq. 1 rounds w, though: on 256 px with
+    w* = 64, w = 7.5 becomes 8 and the first window gets [3, 67) (the outer 3 pixels are never proposed), the
+    last (cell 22) [192, 256) (clamped; unclamped [195, 259)). Tau stretches the window offsets over the
+    region offsets, ignoring where the cells look: over the 21 inner windows tau's region is off by -4 to +10
+    pixels from the geometry's, and agrees with it for one of them only (cell 7).
+    A window as large as the map gives the image's centre.
 
-    Either way the region is clamped inside the image.
+    The default is the extended geometry, not tau: tau's regions are off-centre by up to 10 pixels and, with
+    eq. 1's rounding, never reach the first 3 pixels at 256 px. Either way the region is clamped inside the
+    image.
     """
     if mapping == "geometry":
         centre = geometry.start + (cell.float() + (window - 1) / 2) * geometry.jump
-    elif mapping == "tau" and score > window:
-        centre = (image - extent) / (score - window) * (cell.float() + window / 2)
+        first = torch.round(centre - extent / 2).long()
+        if score > window:
+            first = torch.where(cell == 0, 0, first)
+            first = torch.where(cell == score - window, image - extent, first)
     elif mapping == "tau":
-        centre = torch.full_like(cell, image / 2, dtype=torch.float32)
+        if score > window:
+            centre = (image - extent) / (score - window) * (cell.float() + window / 2)
+        else:
+            centre = torch.full_like(cell, image / 2, dtype=torch.float32)
+        first = torch.round(centre - extent / 2).long()
     else:
         raise PixforgeError(f"option region_mapping: '{mapping}' is not one of {', '.join(REGION_MAPPINGS)}")
-    return torch.round(centre - extent / 2).long().clamp(0, image - extent)
+    return first.clamp(0, image - extent)
+
+
+def score_probability(score: Tensor, gan_mode: str) -> Tensor:
+    """D's raw scores as the "probability score map" of §3.1 (higher = more real).
+
+    ``vanilla`` scores are logits of a BCE loss, the sigmoid of §3.3 being in the loss: their sigmoid. The
+    lsgan (targets 0 and 1) and hinge scores have no sigmoid in their losses and are taken as they are.
+    The mean of probabilities is not the mean of logits: a window of a few very fake cells among confident
+    real ones has a low mean logit but not a low mean probability.
+    """
+    return torch.sigmoid(score) if gan_mode == "vanilla" else score
 
 
 def propose_region(
@@ -226,8 +289,9 @@ def propose_region(
 ) -> Region:
     """DRPnet (§3.1, eq. 1-4): the most fake ``region_size`` box of each image from a patch score map.
 
-    ``score`` (N, 1, hs, ws) are raw discriminator scores (higher = more real) of images of ``image_size``
-    (H, W), which need not be square; ``geometry`` is that of the discriminator which produced the map.
+    ``score`` (N, 1, hs, ws) is the map to search (higher = more real; :func:`score_probability` of the
+    discriminator's scores) of images of ``image_size`` (H, W), which need not be square; ``geometry`` is that
+    of the discriminator which produced the map.
     """
     score_size = (score.shape[-2], score.shape[-1])
     window = window_size(score_size, image_size, region_size)
@@ -289,8 +353,8 @@ class Reviser(nn.Module):
     Any method with a patch discriminator can switch it on (the paper's own pix2pixHD variant did): register
     it among the method's networks (its parameters are R's), and per iteration
 
-    1. ``region = reviser.propose(score.detach(), image_size, geometry)`` from that discriminator's score map
-       of the current fake and :func:`conv_geometry` of that discriminator;
+    1. ``region = reviser.propose(score.detach(), image_size, geometry)`` from that discriminator's raw score
+       map of the current fake and :func:`conv_geometry` of that discriminator;
     2. a reviser phase with loss ``reviser.loss(x, y, fake, region)``;
     3. add ``reviser.generator_loss(x, y, fake, region)`` to G's loss, and weight the method's own adversarial
        term by ``1 - reviser.lambda_reviser`` (eq. 9).
@@ -312,20 +376,24 @@ class Reviser(nn.Module):
         mask_operation: bool = True,
         gan_mode: str = "vanilla",
         alpha_gp: float = 10.0,
-        lambda_reviser: float = bounded(0.5, 0, 1),
+        gp_variant: str = "paper",
+        lambda_reviser: float = 0.5,
         gamma_region: float = 10.0,
     ) -> None:
         super().__init__()
-        if kind not in REVISERS:
-            raise PixforgeError(f"option reviser: '{kind}' is not one of {', '.join(REVISERS)}")
-        if region_mapping not in REGION_MAPPINGS:
-            raise PixforgeError(
-                f"option region_mapping: '{region_mapping}' is not one of {', '.join(REGION_MAPPINGS)}"
-            )
+        for option, value, allowed in [
+            ("reviser", kind, REVISERS),
+            ("region_mapping", region_mapping, REGION_MAPPINGS),
+            ("gp_variant", gp_variant, GP_VARIANTS),
+        ]:
+            if value not in allowed:
+                raise PixforgeError(f"option {option}: '{value}' is not one of {', '.join(allowed)}")
         self.region_size = region_size
         self.region_mapping = region_mapping
         self.mask_operation = mask_operation
+        self.gan_mode = gan_mode
         self.alpha_gp = alpha_gp
+        self.gp_variant = gp_variant
         self.lambda_reviser = lambda_reviser
         self.gamma_region = gamma_region
         seen = min(image_size) if mask_operation else region_size
@@ -341,8 +409,10 @@ class Reviser(nn.Module):
         return self.net(pair)
 
     def propose(self, score: Tensor, image_size: tuple[int, int], geometry: Geometry) -> Region:
-        """The region of each image from a patch discriminator's (detached) score map (eq. 1-4)."""
-        return propose_region(score, image_size, self.region_size, geometry, self.region_mapping)
+        """The region of each image from a patch discriminator's (detached) raw score map (eq. 1-4), searched
+        on its probabilities (:func:`score_probability`)."""
+        probability = score_probability(score, self.gan_mode)
+        return propose_region(probability, image_size, self.region_size, geometry, self.region_mapping)
 
     def iteration_region(self, s: State, fake: Tensor, geometry: Geometry) -> Region:
         """The iteration's region, proposed once (then kept in the state) from ``s["score_fake"]``: the
@@ -372,8 +442,27 @@ class Reviser(nn.Module):
     def _shown_fake(self, real: Tensor, fake: Tensor, region: Region) -> Tensor:
         return self.masked_fake(real, fake, region) if self.mask_operation else fake
 
+    def penalty(self, real_pair: Tensor, x_nc: int) -> Tensor:
+        """alpha times the DRAGAN-style penalty of eq. 6 on the real pair (x, y), x its first ``x_nc`` channels.
+
+        ``paper``: "alpha E_{x,delta}[||grad_x R(x + delta)|| - 1]^2 ... where alpha is hyper parameter, delta is
+        random noise on x" (eq. 6), R being the probability of §3.3 ("we adopt Sigmoid as activation function
+        to output probability"): the noise perturbs x, y stays real, and the gradient of R's probability
+        (:func:`score_probability`) is taken w.r.t. x. ``pair``: noise on, and gradient w.r.t., the whole pair,
+        of R's raw score (pixforge's earlier variant, DRAGAN's form for an unconditional critic). Either way
+        delta is DRAGAN's (:func:`dragan_penalty`).
+        """
+        if self.gp_variant == "pair":
+            return dragan_penalty(self.net, real_pair, self.alpha_gp)
+        image = real_pair[:, x_nc:].detach()
+
+        def probability(x: Tensor) -> Tensor:
+            return score_probability(self.net(torch.cat([x, image], 1)), self.gan_mode)
+
+        return dragan_penalty(probability, real_pair[:, :x_nc], self.alpha_gp)
+
     def loss(self, x: Tensor, real: Tensor, fake: Tensor, region: Region) -> tuple[Tensor, Scalars]:
-        """R's loss (eq. 6): real pair vs masked fake, plus alpha_gp times the DRAGAN penalty on the real pair."""
+        """R's loss (eq. 6): real pair vs masked fake, plus the DRAGAN-style penalty (:meth:`penalty`)."""
         real_pair = self.pair(x, real, region)
         fake_pair = self.pair(x, self._shown_fake(real, fake.detach(), region), region)
         loss_real = self.gan_loss(self(real_pair), True)
@@ -381,18 +470,22 @@ class Reviser(nn.Module):
         loss = loss_real + loss_fake
         scalars = {"R_real": loss_real.detach(), "R_fake": loss_fake.detach()}
         if self.alpha_gp > 0:
-            penalty = dragan_penalty(self.net, real_pair, self.alpha_gp)
+            penalty = self.penalty(real_pair, x.shape[1])
             loss = loss + penalty
             scalars["R_gp"] = penalty.detach()
         centre = region.centre().float().mean(0)
         scalars.update(region_y=centre[0], region_x=centre[1])
         return loss, scalars
 
-    def generator_loss(self, x: Tensor, real: Tensor, fake: Tensor, region: Region) -> tuple[Tensor, Scalars]:
-        """G's reviser terms: lambda_reviser L_adv(R) (eq. 8-9) + gamma_region ||y_r - G(x)_r||_1 (eq. 7)."""
+    def generator_terms(self, x: Tensor, real: Tensor, fake: Tensor, region: Region) -> tuple[Tensor, Tensor]:
+        """G's adversarial loss against R on the masked fake (eq. 8) and ||y_r - G(x)_r||_1 (eq. 7)."""
         fake_pair = self.pair(x, self._shown_fake(real, fake, region), region)
         adv = self.gan_loss(self(fake_pair), True, for_discriminator=False)
-        l1_region = F.l1_loss(region.crop(fake), region.crop(real))
+        return adv, F.l1_loss(region.crop(fake), region.crop(real))
+
+    def generator_loss(self, x: Tensor, real: Tensor, fake: Tensor, region: Region) -> tuple[Tensor, Scalars]:
+        """G's reviser terms: lambda_reviser L_adv(R) (eq. 8-9) + gamma_region ||y_r - G(x)_r||_1 (eq. 7)."""
+        adv, l1_region = self.generator_terms(x, real, fake, region)
         loss = self.lambda_reviser * adv + self.gamma_region * l1_region
         return loss, {"G_R": adv.detach(), "G_region": l1_region.detach()}
 
@@ -428,6 +521,18 @@ class DRPAN(Pix2Pix):
         return score, self.nets["R"].propose(score, (fake.shape[-2], fake.shape[-1]), self.geometry)
 
     def phases(self) -> list[Phase]:
+        """D_p, R, G (eq. 9); with ``g_schedule=two_step`` the authors' D_p, G, R, G.
+
+        The two G phases share the name "G", so the trainer gives them one Adam, stepped twice per iteration
+        as the authors' code steps its one G optimiser.
+        """
+        if self.cfg.g_schedule == "two_step":
+            return [
+                Phase("D", ("D",), self.loss_D),
+                Phase("G", ("G",), self.loss_G_patch),
+                Phase("R", ("R",), self.loss_R_revised),
+                Phase("G", ("G",), self.loss_G_revised),
+            ]
         return [
             Phase("D", ("D",), self.loss_D),
             Phase("R", ("R",), self.loss_R),
@@ -451,6 +556,30 @@ class DRPAN(Pix2Pix):
             scalars["G_GAN"] = gan.detach()
         l1 = F.l1_loss(s["fake_B"], s["real_B"])
         return loss + self.cfg.beta_l1 * l1, {**scalars, "G_L1": l1.detach()}
+
+    def loss_G_patch(self, s: State) -> tuple[Tensor, Scalars]:
+        """Two-step schedule, G's first step: L_adv(D_p) + beta L1 (the authors' ``errGAN + 100 * errL1``)."""
+        gan = self.gan_loss(self.discriminate(s["real_A"], s["fake_B"]), True, for_discriminator=False)
+        l1 = F.l1_loss(s["fake_B"], s["real_B"])
+        return gan + self.cfg.beta_l1 * l1, {"G_GAN": gan.detach(), "G_L1": l1.detach()}
+
+    def loss_R_revised(self, s: State) -> tuple[Tensor, Scalars]:
+        """Two-step schedule, R's step: a new fake from G after its first step, its region from the updated
+        D_p's score map of it, and R's loss (eq. 6) on them."""
+        with torch.no_grad():
+            fake = self.nets["G"](s["real_A"])
+            score = self.discriminate(s["real_A"], fake)
+        s["region_revised"] = self.nets["R"].propose(score, (fake.shape[-2], fake.shape[-1]), self.geometry)
+        return self.nets["R"].loss(s["real_A"], s["real_B"], fake, s["region_revised"])
+
+    def loss_G_revised(self, s: State) -> tuple[Tensor, Scalars]:
+        """Two-step schedule, G's second step: L_adv(R) + gamma L1(region) (the authors' ``errGAN_r + 10 *
+        errL1_r``) on the new fake, recomputed with gradients (one more G pass than the authors' code; with
+        dropout it is a new draw)."""
+        fake = self.nets["G"](s["real_A"])
+        adv, l1_region = self.nets["R"].generator_terms(s["real_A"], s["real_B"], fake, s["region_revised"])
+        loss = adv + self.nets["R"].gamma_region * l1_region
+        return loss, {"G_R": adv.detach(), "G_region": l1_region.detach()}
 
     def explain(self, batch: Batch, output: Tensor) -> dict[str, Tensor]:
         """``score``: D_p's score map of the output as an image-sized heat map; ``region``: the output with the

@@ -4,10 +4,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from click.testing import CliRunner
 from PIL import Image
 from torch import nn
 
+from pixforge import checkpoint
 from pixforge.api import resolve_config, train
 from pixforge.cli import cli
 from pixforge.errors import PixforgeError
@@ -49,9 +51,9 @@ def test_known_minimum_gives_expected_region():
     score[1, :, 13, 29] = -3.0  # a single cell is less fake than the whole first window on average
     region = propose_region(score, (128, 256), 64, PATCH70)
     # centre y = 12 + (5 + 3) * 8 = 76 -> top 44; centre x = 12 + (20 + 3.5) * 8 = 200 -> left 168
-    # image 1: centre y = 12 + 3 * 8 = 36 -> top 4; centre x = 12 + 3.5 * 8 = 40 -> left 8
-    assert region.top.tolist() == [44, 4]
-    assert region.left.tolist() == [168, 8]
+    # image 1: the first window touches the map's border, so its region touches the image's (not [4, 8))
+    assert region.top.tolist() == [44, 0]
+    assert region.left.tolist() == [168, 0]
     assert (region.height, region.width) == (64, 64)
     assert region.top.dtype == torch.int64
 
@@ -66,6 +68,18 @@ def test_window_search_matches_brute_force():
         )
         best = int(means.argmin())
         assert (rows[n].item(), cols[n].item()) == divmod(best, 9)
+
+
+def test_vanilla_proposal_searches_probabilities_not_logits():
+    """§3.1's "probability score map": windows of 2 x 2 cells on a 2 x 4 map. One very fake cell among
+    confident real ones (cols 0-1) has the lowest mean logit (-1.25) but a mean probability of 0.75; the
+    undecided window (cols 2-3) has mean logit 0 and probability 0.5, the lowest."""
+    score = torch.tensor([[[[-20.0, 5.0, 0.0, 0.0], [5.0, 5.0, 0.0, 0.0]]]])
+    geometry = Geometry(10, 8, 4.0)
+    vanilla = Reviser(6, (16, 32), ndf=2, region_size=16, gan_mode="vanilla")
+    assert vanilla.propose(score, (16, 32), geometry).left.item() == 16  # the last window
+    lsgan = Reviser(6, (16, 32), ndf=2, region_size=16, gan_mode="lsgan")
+    assert lsgan.propose(score, (16, 32), geometry).left.item() == 0  # lsgan scores are taken as they are
 
 
 def test_region_clamped_inside_small_image():
@@ -84,11 +98,11 @@ def test_tau_mapping_compared_with_geometry():
     cells = torch.arange(23)
     geometry = map_window(cells, 8, 64, 256, 30, PATCH70, "geometry")
     tau = map_window(cells, 8, 64, 256, 30, PATCH70, "tau")
-    assert geometry.tolist() == list(range(8, 185, 8))
+    assert geometry.tolist() == [0, *range(16, 177, 8), 192]
     assert (tau[0].item(), tau[22].item()) == (3, 192)
-    diff = tau - geometry
-    assert (diff.min().item(), diff.max().item()) == (-5, 10)
-    assert torch.nonzero(diff == 0).flatten().tolist() == [7]
+    diff = (tau - geometry)[1:-1]
+    assert (diff.min().item(), diff.max().item()) == (-4, 10)
+    assert torch.nonzero(diff == 0).flatten().tolist() == [6]  # cell 7
 
 
 def interior_boxes(geometry: Geometry, cells: int, image: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,12 +149,15 @@ def monotone_patch_discriminator() -> PatchDiscriminator:
 
 
 def test_geometry_centres_region_on_the_fake_area_and_tau_does_not():
-    """A bright 8x8 area on a dark 128 x 160 image is the 'most fake' (score = -D); the geometry puts the
-    region's centre within half a jump of the area's centre, the paper's tau up to a jump away."""
+    """A bright 8x8 area on a dark 128 x 160 image is the 'most fake' (score = -D). Where the most fake window
+    is an inner one, the geometry puts the region's centre within half a jump of the area's centre, the
+    paper's tau up to a jump away; near the border (windows on the map's edge, their regions moved to the
+    image's edge) the region still contains the area."""
     net = monotone_patch_discriminator()
     geometry = conv_geometry(net)
     errors = {"geometry": [], "tau": []}
-    for y, x in [(24, 24), (40, 100), (60, 60), (100, 136), (104, 32)]:
+    inner = [(40, 100), (60, 60), (88, 120), (48, 128), (80, 36)]
+    for y, x in [*inner, (24, 24), (100, 136), (104, 32)]:
         image = torch.zeros(1, 1, 128, 160, dtype=torch.float64)
         image[..., y - 4 : y + 4, x - 4 : x + 4] = 1.0
         with torch.no_grad():
@@ -150,8 +167,32 @@ def test_geometry_centres_region_on_the_fake_area_and_tau_does_not():
             found.append((region.centre()[0] - torch.tensor([y, x])).abs().max().item())
             box = region.mask((128, 160))[0, 0]
             assert box[y - 4 : y + 4, x - 4 : x + 4].all()
-    assert max(errors["geometry"]) <= geometry.jump / 2
-    assert max(errors["tau"]) > geometry.jump / 2
+    assert max(errors["geometry"][: len(inner)]) <= geometry.jump / 2
+    assert max(errors["tau"][: len(inner)]) > geometry.jump
+
+
+@pytest.mark.parametrize(
+    ("size", "n_layers", "region_size"),
+    [((256, 256), 3, 64), ((256, 256), 3, 16), ((256, 256), 3, 32), ((256, 256), 3, 128), ((128, 256), 3, 64)]
+    + [((32, 32), 2, 16), ((32, 48), 2, 8)],
+)
+def test_regions_of_all_windows_cover_the_whole_image(size, n_layers, region_size):
+    """Every pixel can be proposed: over all windows of D_p's real score map, the regions cover the image."""
+    net = PatchDiscriminator(1, ndf=1, n_layers=n_layers, norm="none")
+    with torch.no_grad():
+        score_size = net(torch.zeros(1, 1, *size)).shape[-2:]
+    window = window_size(score_size, size, region_size)
+    rows, cols = (s - w + 1 for s, w in zip(score_size, window, strict=True))
+    score = torch.ones(rows * cols, 1, *score_size)
+    for n in range(rows * cols):  # map n has its unique most fake window at (n // cols, n % cols)
+        r, c = divmod(n, cols)
+        score[n, :, r : r + window[0], c : c + window[1]] = 0.0
+    region = propose_region(score, size, region_size, conv_geometry(net))
+    for first, extent, side in [(region.top, region.height, size[0]), (region.left, region.width, size[1])]:
+        covered = torch.zeros(side, dtype=torch.bool)
+        for start in first.unique().tolist():
+            covered[start : start + extent] = True
+        assert covered.all(), f"never proposed: {torch.nonzero(~covered).flatten().tolist()} of {side}"
 
 
 # mask operation, crops, visuals ---------------------------------------------------------------------------------
@@ -227,6 +268,99 @@ def test_dragan_penalty_of_a_linear_critic():
     assert net[1].weight.grad.abs().sum() > 0
 
 
+def recording(net: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(input, output) of every call of ``net`` from now on."""
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    net.register_forward_hook(
+        lambda m, inp, out: calls.append((inp[0].detach().clone(), out.detach().clone()))
+    )
+    return calls
+
+
+def pair_case() -> tuple[Reviser, torch.Tensor, torch.Tensor, torch.Tensor, Region, torch.Tensor]:
+    """A tiny reviser, x, real, fake, a region per image and that region's mask, written out by hand."""
+    torch.manual_seed(0)
+    reviser = Reviser(6, (32, 32), ndf=4, region_size=16)
+    x, real, fake = (torch.randn(2, 3, 32, 32) for _ in range(3))
+    region = Region(torch.tensor([0, 16]), torch.tensor([8, 4]), 16, 16)
+    inside = torch.zeros(2, 3, 32, 32, dtype=torch.bool)
+    inside[0, :, 0:16, 8:24] = True
+    inside[1, :, 16:32, 4:20] = True
+    return reviser, x, real, fake, region, inside
+
+
+def test_penalty_is_eq_6_on_the_probability_with_noise_on_x():
+    """alpha E[(||grad_x R(x + delta, y)|| - 1)^2] with R the sigmoid probability and y the real image unperturbed."""
+    reviser, x, real, _, _, _ = pair_case()
+    calls = recording(reviser.net)
+    penalty = reviser.penalty(torch.cat([x, real], 1), 3)
+    ((seen, _),) = calls
+    assert torch.equal(seen[:, 3:], real)
+    delta = seen[:, :3] - x
+    assert delta.min() >= 0 and delta.max() <= 0.5 * x.std() + 1e-6 and delta.max() > 0.4 * x.std()
+    perturbed = seen[:, :3].clone().requires_grad_(True)
+    probability = torch.sigmoid(reviser.net(torch.cat([perturbed, real], 1))).flatten(1).mean(1)
+    (grad,) = torch.autograd.grad(probability.sum(), perturbed)
+    expected = 10.0 * (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+    assert penalty.item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_pair_penalty_variant_perturbs_the_pair_and_uses_raw_scores():
+    reviser, x, real, _, _, _ = pair_case()
+    reviser.gp_variant = "pair"
+    calls = recording(reviser.net)
+    pair = torch.cat([x, real], 1)
+    penalty = reviser.penalty(pair, 3)
+    ((seen, _),) = calls
+    assert (seen[:, 3:] != real).any() and (seen[:, :3] != x).any()
+    perturbed = seen.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(reviser.net(perturbed).sum(), perturbed)
+    expected = 10.0 * (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+    assert penalty.item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_reviser_loss_real_pair_vs_masked_fake_and_penalty_at_real_data():
+    """R's loss (eq. 6): log R(x, y) + log(1 - R(x, y_mask)) from R's own outputs, the penalty at the real pair."""
+    reviser, x, real, fake, region, inside = pair_case()
+    masked = torch.where(inside, fake, real)
+    calls = recording(reviser.net)
+    loss, scalars = reviser.loss(x, real, fake, region)
+    assert len(calls) == 3
+
+    def output_for(pair: torch.Tensor) -> torch.Tensor:
+        (out,) = [out for seen, out in calls if torch.equal(seen, pair)]
+        return out
+
+    score_real = output_for(torch.cat([x, real], 1))
+    score_fake = output_for(torch.cat([x, masked], 1))
+    (penalty_input,) = [seen for seen, _ in calls if not torch.equal(seen[:, :3], x)]
+    assert torch.equal(penalty_input[:, 3:], real)
+    assert scalars["R_real"].item() == pytest.approx(F.softplus(-score_real).mean().item(), rel=1e-5)
+    assert scalars["R_fake"].item() == pytest.approx(F.softplus(score_fake).mean().item(), rel=1e-5)
+    total = scalars["R_real"] + scalars["R_fake"] + scalars["R_gp"]
+    assert scalars["R_gp"] > 0 and loss.item() == pytest.approx(total.item(), rel=1e-5)
+
+
+def test_reviser_generator_terms_reach_g_only_inside_the_region():
+    """G's adversarial term against R on the masked fake and the region L1 (eq. 7-8): values and gradients."""
+    reviser, x, real, fake, region, inside = pair_case()
+    fake.requires_grad_(True)
+    reviser.lambda_reviser, reviser.gamma_region = 1.0, 0.0
+    calls = recording(reviser.net)
+    loss, scalars = reviser.generator_loss(x, real, fake, region)
+    ((seen, score),) = calls
+    assert torch.equal(seen, torch.cat([x, torch.where(inside, fake, real)], 1).detach())
+    assert scalars["G_R"].item() == pytest.approx(F.softplus(-score).mean().item(), rel=1e-5)
+    (grad,) = torch.autograd.grad(loss, fake)
+    assert (grad[inside] != 0).float().mean() > 0.5 and (grad[~inside] == 0).all()
+    reviser.lambda_reviser, reviser.gamma_region = 0.0, 1.0
+    loss, scalars = reviser.generator_loss(x, real, fake, region)
+    l1 = (fake - real).abs()[inside].mean()
+    assert scalars["G_region"].item() == pytest.approx(l1.item(), rel=1e-5)
+    (grad,) = torch.autograd.grad(loss, fake)
+    assert (grad[inside] != 0).all() and (grad[~inside] == 0).all()
+
+
 # the method ----------------------------------------------------------------------------------------------------
 
 
@@ -278,19 +412,95 @@ def test_generator_loss_weights_follow_eq_9():
         assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_region_is_proposed_from_dp_score_of_the_fake():
-    """The D_p phase's own score map of the fake (before D_p's update) drives the proposal: no extra D pass."""
+PATCH34 = Geometry(receptive_field=34, jump=4, start=6.0)  # n_layers=2, worked out by hand
+
+
+def brute_force_region(probability: torch.Tensor, image: int, region_size: int, geometry: Geometry) -> tuple:
+    """(top, left) by an explicit search over every window of a square (hs, hs) map and the mapping of
+    map_window's docstring: centred on the window's cells, border windows moved to the image's border."""
+    cells = probability.shape[-1]
+    window = min(cells, max(1, round(region_size * cells / image)))
+    last = cells - window
+    means = {
+        (r, c): probability[r : r + window, c : c + window].mean().item()
+        for r in range(last + 1)
+        for c in range(last + 1)
+    }
+    best = min(means, key=means.get)
+
+    def first_pixel(cell: int) -> int:
+        if cell in (0, last) and last > 0:
+            return 0 if cell == 0 else image - region_size
+        centre = geometry.start + (cell + (window - 1) / 2) * geometry.jump
+        return min(max(round(centre - region_size / 2), 0), image - region_size)
+
+    return first_pixel(best[0]), first_pixel(best[1])
+
+
+def test_region_is_the_brute_force_most_fake_window_of_dp_score_map():
+    """The region of each image against an explicit search of D_p's own probability map of the fake (before
+    D_p's update), computed here independently of the D phase."""
     method = tiny_drpan()
+    batch = {"A": torch.randn(3, 3, 32, 32), "B": torch.randn(3, 3, 32, 32)}
+    state = method.forward_step(batch)
+    with torch.no_grad():
+        probability = torch.sigmoid(method.nets["D"](torch.cat([batch["A"], state["fake_B"]], 1)))
+    method.loss_D(state)
+    region = method.region(state)
+    found = list(zip(region.top.tolist(), region.left.tolist(), strict=True))
+    assert found == [brute_force_region(probability[n, 0], 32, 16, PATCH34) for n in range(3)]
+    assert conv_geometry(method.nets["D"]) == PATCH34
+
+
+def test_generator_gets_the_reviser_gradient():
+    """With lambda = 1 and no L1 terms G's loss is L_adv(R) alone, and it reaches G's parameters."""
+    method = tiny_drpan(lambda_reviser=1.0, gamma_region=0.0, beta_l1=0.0)
     batch = {"A": torch.randn(2, 3, 32, 32), "B": torch.randn(2, 3, 32, 32)}
     state = method.forward_step(batch)
     method.loss_D(state)
-    score = state["score_fake"]
-    assert not score.requires_grad
+    loss, scalars = method.loss_G(state)
+    assert loss.item() == pytest.approx(scalars["G_R"].item())
+    grads = torch.autograd.grad(loss, list(method.nets["G"].parameters()))
+    assert sum(g.abs().sum() for g in grads) > 0
+
+
+def test_two_step_schedule_follows_the_authors_code():
+    """D_p; G on L_adv(D_p) + beta L1; a new fake from the updated G, its region from D_p's map of it, R; G on
+    L_adv(R) + gamma L1(region), each adversarial term with weight 1."""
+    method = tiny_drpan(g_schedule="two_step")
+    assert [p.name for p in method.phases()] == ["D", "G", "R", "G"]
+    _, g_patch, r_step, g_revised = method.phases()
+    batch = {"A": torch.randn(2, 3, 32, 32), "B": torch.randn(2, 3, 32, 32)}
+    state = method.forward_step(batch)
+    loss, scalars = g_patch.loss(state)
+    assert loss.item() == pytest.approx((scalars["G_GAN"] + 100 * scalars["G_L1"]).item(), rel=1e-5)
+    loss.backward()
     with torch.no_grad():
-        assert torch.allclose(score, method.discriminate(batch["A"], state["fake_B"]))
-    expected = propose_region(score, (32, 32), 16, conv_geometry(method.nets["D"]))
-    region = method.region(state)
-    assert torch.equal(region.top, expected.top) and torch.equal(region.left, expected.left)
+        for p in method.nets["G"].parameters():
+            p.sub_(p.grad)  # G's first step (plain gradient descent)
+        fake = method.nets["G"](batch["A"])
+        probability = torch.sigmoid(method.discriminate(batch["A"], fake))
+    assert not torch.allclose(fake, state["fake_B"])
+    calls = recording(method.nets["R"].net)
+    r_step.loss(state)
+    region = state["region_revised"]
+    found = list(zip(region.top.tolist(), region.left.tolist(), strict=True))
+    assert found == [brute_force_region(probability[n, 0], 32, 16, PATCH34) for n in range(2)]
+    masked = Reviser.masked_fake(batch["B"], fake, region)
+    assert any(torch.allclose(seen, torch.cat([batch["A"], masked], 1)) for seen, _ in calls)
+    loss, scalars = g_revised.loss(state)
+    assert loss.item() == pytest.approx((scalars["G_R"] + 10 * scalars["G_region"]).item(), rel=1e-5)
+    with pytest.raises(PixforgeError, match="g_schedule"):
+        resolve_config("drpan", preset="derain", overrides={"g_schedule": "two_step"})
+
+
+def test_two_step_schedule_steps_one_adam_twice(synth_root: Path, tmp_path: Path):
+    run = tmp_path / "two_step"
+    train("drpan", synth_root / "aligned", run, preset="tiny", steps=2, overrides={"g_schedule": "two_step"})
+    optimizers = checkpoint.read_state(checkpoint.resolve(run))["optimizers"]
+    assert sorted(optimizers) == ["D", "G", "R"]
+    steps = {name: float(next(iter(o["state"].values()))["step"]) for name, o in optimizers.items()}
+    assert steps == {"D": 2.0, "G": 4.0, "R": 2.0}
 
 
 def test_explain_on_a_non_square_image():
@@ -319,6 +529,7 @@ def test_paper_presets_construct(preset, lam):
     cfg = resolve_config("drpan", preset=preset)
     assert (cfg.model.netG, cfg.model.norm, cfg.model.region_size) == ("resnet_9blocks", "batch", 64)
     assert cfg.model.lambda_reviser == lam and cfg.data.crop_size == 256
+    assert (cfg.model.gp_variant, cfg.model.g_schedule, cfg.model.alpha_gp) == ("paper", "joint", 10.0)
     method = DRPAN(cfg.model, DataInfo(3, 3, (256, 256)))
     assert isinstance(method.nets["R"].net, ImageDiscriminator) and method.nets["R"].net.n_layers == 6
     assert conv_geometry(method.nets["D"]).receptive_field == 70
