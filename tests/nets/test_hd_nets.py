@@ -146,11 +146,20 @@ def test_multiscale_discriminator_returns_features_of_each_scale() -> None:
     scores = [features[-1] for features in outs]
     assert [s.shape[1] for s in scores] == [1, 1, 1]
     assert (
-        scores[0].shape[-2:] == (22, 14)
-        and scores[1].shape[-2:] == (10, 6)
-        and scores[2].shape[-2:] == (4, 2)
+        scores[0].shape[-2:] == (27, 19)
+        and scores[1].shape[-2:] == (15, 11)
+        and scores[2].shape[-2:] == (9, 7)
     )
     assert outs[0][0].shape[1] == 4 and outs[0][1].shape[1] == 8
+
+
+def test_multiscale_discriminator_pads_as_nvidia() -> None:
+    """NVIDIA's padding ceil((4 - 1) / 2) = 2 on every conv: 35x67 / 19x35 / 11x19 at 256x512."""
+    d = MultiScaleDiscriminator(4, ndf=2, n_layers=3, num_D=3)
+    with torch.no_grad():
+        scores = [features[-1] for features in d(torch.zeros(1, 4, 256, 512))]
+    assert [tuple(s.shape[-2:]) for s in scores] == [(35, 67), (19, 35), (11, 19)]
+    assert all(m.padding == (2, 2) for m in d.modules() if isinstance(m, nn.Conv2d))
 
 
 def test_multiscale_discriminator_refuses_too_small_images() -> None:
