@@ -291,8 +291,14 @@ class CoarseToFineGenerator(nn.Module):
     ``ngf / 2^(k+1)`` filters, so its d-layer matches the width of the coarser stage's last feature map.
     The global generator sees the input downsampled ``n_local_enhancers`` times, enhancer ``k`` sees it
     downsampled ``n_local_enhancers - 1 - k`` times. Any size that is a multiple of :attr:`size_multiple`
-    works, square or not. ``freeze_global`` runs G1 without gradients (the paper trains the enhancers
-    alone first, then all jointly).
+    works, square or not.
+
+    ``freeze_global`` is the first stage of the paper's schedule ("we first train the global generator and
+    then train the local enhancer", §3.2): only the outermost (finest) enhancer trains. G1 and the inner
+    enhancers run on detached parameters, so they get no gradient while their inputs still do: the feature
+    encoder, whose output is part of every stage's input, is trained through G1 as well. This is what the
+    authors' code does by leaving the other stages' parameters out of the optimiser (NVIDIA/pix2pixHD
+    ``niter_fix_global``); it differs only in starting a fresh Adam for all of G when the stage ends.
     """
 
     def __init__(
@@ -327,11 +333,19 @@ class CoarseToFineGenerator(nn.Module):
         pyramid = [x]
         for _ in self.enhancers:
             pyramid.append(downsample_input(pyramid[-1]))
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not freeze_global):
-            h = self.global_net(pyramid[-1])
+        outermost = len(self.enhancers) - 1
+        h = run_stage(self.global_net, freeze_global, pyramid[-1])
         for k, enhancer in enumerate(self.enhancers):
-            h = enhancer(pyramid[len(self.enhancers) - 1 - k], h)
+            h = run_stage(enhancer, freeze_global and k < outermost, pyramid[outermost - k], h)
         return h
+
+
+def run_stage(stage: nn.Module, frozen: bool, *inputs: Tensor) -> Tensor:
+    """``stage(*inputs)``; when ``frozen``, on detached parameters: the gradient reaches the inputs only."""
+    if not frozen:
+        return stage(*inputs)
+    detached = {name: p.detach() for name, p in stage.named_parameters()}
+    return torch.func.functional_call(stage, detached, inputs)
 
 
 def instance_average(x: Tensor, segments: Tensor) -> Tensor:
