@@ -80,6 +80,7 @@ class Pix2PixHDConfig(ReviserOptions):
     nef: int = 16
     n_downsample_E: int = 4
     n_clusters: int = 10
+    cluster_min_size: float = 0.0
     #: DRPAN's reviser on the finest-scale discriminator's proposals (the DRPAN paper's pix2pixHD variant)
     reviser: bool = False
     reviser_net: str = choice("image", REVISERS)
@@ -303,7 +304,8 @@ class Pix2PixHD(Method):
         self.cluster_features(plain, device)
 
     def instance_features(self, dataset: TranslationDataset, device: torch.device) -> dict[int, np.ndarray]:
-        """The encoded feature vector of every instance of every sample, grouped by class."""
+        """The encoded feature vector of every instance of every sample large enough to be clustered
+        (:meth:`large_enough`), grouped by class."""
         found: dict[int, list[np.ndarray]] = {}
         with self.inference():
             for i in range(len(dataset)):
@@ -312,14 +314,28 @@ class Pix2PixHD(Method):
                 segments = self.segments(batch).reshape(-1)
                 pooled = self.encode(batch).permute(0, 2, 3, 1).reshape(-1, self.cfg.feat_num)
                 keys, first = first_occurrences(segments)
-                for key, vector in zip(keys.tolist(), pooled[first].cpu().numpy(), strict=True):
+                kept = self.large_enough(segments, keys.numel())
+                for key, vector in zip(keys[kept].tolist(), pooled[first[kept]].cpu().numpy(), strict=True):
                     found.setdefault(key % self.n_classes, []).append(vector)
         return {c: np.stack(v) for c, v in found.items()}
 
+    def large_enough(self, segments: Tensor, count: int) -> Tensor:
+        """Which of the ``count`` instances of one sample (``segments``: its flat ids) take part in K-means.
+
+        The paper clusters "all the encoded features for each semantic category" (§3.4), the default
+        (``cluster_min_size`` = 0). The authors' code (NVIDIA/pix2pixHD ``encode_features.py``) keeps an
+        instance only when its pixel count exceeds 0.5 * (h * w // 32) at the feature map's size h x w:
+        ``cluster_min_size=0.5``.
+        """
+        _, inverse = torch.unique(segments, return_inverse=True)
+        sizes = torch.bincount(inverse, minlength=count).float()
+        return sizes > self.cfg.cluster_min_size * (segments.numel() // 32)
+
     def cluster_features(self, dataset: TranslationDataset, device: torch.device) -> dict[int, int]:
-        """K-means (K = ``n_clusters``, scikit-learn) per class over the training set's instance features
-        (§3.4); the centres are kept for :meth:`generate` and saved with the checkpoint. Returns the number
-        of centres per class (fewer than K where a class has fewer distinct instances)."""
+        """K-means (K = ``n_clusters``, scikit-learn with its default settings and seed 0) per class over the
+        training set's instance features (§3.4); the centres are kept for :meth:`generate` and saved with
+        the checkpoint. Returns the number of centres per class: fewer than K where a class has fewer
+        distinct instance features (the authors' code takes K = min(K, instances), which repeats centres)."""
         from sklearn.cluster import KMeans
 
         k_max, feat_num = self.cfg.n_clusters, self.cfg.feat_num
@@ -327,7 +343,7 @@ class Pix2PixHD(Method):
         counts = torch.zeros(self.n_classes, dtype=torch.long)
         for cls, vectors in sorted(self.instance_features(dataset, device).items()):
             k = min(k_max, len(np.unique(vectors.round(6), axis=0)))
-            km = KMeans(n_clusters=k, n_init=3, random_state=0).fit(vectors)
+            km = KMeans(n_clusters=k, random_state=0).fit(vectors)
             centres[cls, :k] = torch.from_numpy(km.cluster_centers_).float()
             counts[cls] = k
         self.centres, self.centre_counts = centres, counts
@@ -348,7 +364,8 @@ class Pix2PixHD(Method):
     def generate(self, batch: Batch, **options: Any) -> Tensor:
         """Synthesise from labels (and instances). Style options (need the feature encoder):
 
-        - ``cluster=K``: every instance gets the K-th cluster centre of its class;
+        - ``cluster=K``: every instance gets the K-th cluster centre of its class (an error for a class with
+          fewer centres; a class without any gets zeros);
         - ``style_seed=k``: every instance gets a centre of its class drawn with seed k (diverse outputs);
         - ``clusters={instance_id: K}``: per-instance centre choice; ``features={instance_id: vector}``: an
           explicit feature vector (``feat_num`` floats) per instance; both override the above;
@@ -399,7 +416,8 @@ class Pix2PixHD(Method):
                 _, first = first_occurrences(segments[i].reshape(-1))
                 table = encoded[i].reshape(self.cfg.feat_num, -1)[:, first].t()
             else:
-                table = self._centre_table(keys.tolist(), cluster, style_seed)
+                explicit = set(clusters or {}) | set(features or {})
+                table = self._centre_table(keys.tolist(), cluster, style_seed, explicit)
             table = self._override(table, keys.tolist(), clusters or {}, features or {})
             out.append(table.to(segments.device)[inverse].t().reshape(self.cfg.feat_num, h, w))
         return torch.stack(out)
@@ -412,19 +430,33 @@ class Pix2PixHD(Method):
             )
         return self.centres, self.centre_counts
 
-    def _centre_table(self, keys: list[int], cluster: int | None, style_seed: int | None) -> Tensor:
-        """One centre per (instance, class) key: the chosen cluster, or one drawn from (seed, instance, class)."""
+    def _centre_table(
+        self, keys: list[int], cluster: int | None, style_seed: int | None, explicit: set[int]
+    ) -> Tensor:
+        """One centre per (instance, class) key: the chosen cluster, or one drawn from (seed, instance, class).
+
+        Instances in ``explicit`` (given their own cluster or features) get zeros here, so a scene whose
+        every instance has explicit features renders without any centres. A class without centres gets
+        zeros; a ``cluster`` beyond the centres of a class that has some is an error.
+        """
+        if all(divmod(key, self.n_classes)[0] in explicit for key in keys):
+            return torch.zeros(len(keys), self.cfg.feat_num)
         centres, counts = self._need_centres()
         seed = 0 if style_seed is None else style_seed
         rows = []
         for key in keys:
             instance, cls = divmod(key, self.n_classes)
             count = int(counts[cls])
-            if not count:
+            if not count or instance in explicit:
                 rows.append(torch.zeros(self.cfg.feat_num))
                 continue
             if cluster is not None:
-                k = cluster % count
+                if cluster >= count:
+                    raise PixforgeError(
+                        f"pix2pixhd: cluster {cluster} does not exist for class {cls}, which has clusters "
+                        f"0..{count - 1} (choose a smaller cluster, or per-instance clusters)"
+                    )
+                k = cluster
             else:
                 k = int(np.random.default_rng([seed, abs(instance), cls]).integers(count))
             rows.append(centres[cls, k])
