@@ -5,16 +5,21 @@ What the paper adds to pix2pix, and where it is here:
 - Coarse-to-fine generator G = {G1, G2, ...} (§3.2, appendix B): ``CoarseToFineGenerator`` with
   ``n_local_enhancers`` local enhancers. Training schedule: G1 alone at half resolution (a run with
   ``n_local_enhancers=0``), then a run with an enhancer started from it (``--init-from``, see
-  :meth:`Pix2PixHD.load_init`) that trains the enhancer(s) with G1 frozen for ``niter_fix_global`` epochs
-  (or ``steps_fix_global`` steps), then everything jointly.
-- Multi-scale discriminators (§3.2, eq. 3): ``num_D`` PatchGANs on an image pyramid, LSGAN.
-- Feature matching (eq. 4-5, lambda_feat = 10) and the optional VGG19 perceptual loss (§4, lambda_vgg = 10).
+  :meth:`Pix2PixHD.load_init`) that trains the outermost enhancer with G1 (and any inner enhancer) frozen
+  for ``niter_fix_global`` epochs (or ``steps_fix_global`` steps), then everything jointly. The encoder E
+  trains throughout, through the frozen stages too (as NVIDIA's code, which only leaves their parameters
+  out of the optimiser).
+- Multi-scale discriminators (§3.2, eq. 3): ``num_D`` PatchGANs on an image pyramid, LSGAN, padded by 2 as
+  the authors' code (the paper does not give the padding).
+- Feature matching (eq. 4-5, lambda_feat = 10) and the optional VGG19 perceptual loss (§4, lambda_vgg = 10),
+  fed the images as the authors' code feeds them (see :mod:`pixforge.nets.vgg`).
 - Instance maps (§3.3): the boundary map (1 where the instance id differs from a 4-neighbour) is
   concatenated to the one-hot labels for G and D. A sample without an instance map uses its label map
   in its place (each class region one instance).
 - Instance-level feature embedding (§3.4): the encoder E maps the photo to ``feat_num`` channels averaged
   over each instance, fed to G with the labels and trained jointly. After training, K-means per class
-  over the instances' features of the training set (:meth:`Pix2PixHD.cluster_features`; also
+  over the instances' features of the training set (all of them, as the paper; the authors' size
+  threshold with ``cluster_min_size=0.5``) (:meth:`Pix2PixHD.cluster_features`; also
   ``pixforge pix2pixhd cluster RUN``, :func:`pixforge.editing.cluster_run`) gives ``n_clusters`` styles per class, stored with the checkpoint.
 - Diverse outputs and editing (§3.4, §4.3): :meth:`Pix2PixHD.generate` takes ``cluster``,
   ``style_seed``, per-instance ``clusters`` and ``features``; :mod:`pixforge.editing` builds the interactive
@@ -222,8 +227,8 @@ class Pix2PixHD(Method):
     # training ----------------------------------------------------------------------------------------------
 
     def global_frozen(self) -> bool:
-        """Whether this step trains the enhancers alone (§3.2): the first ``steps_fix_global`` steps, or
-        ``niter_fix_global`` epochs, of a run with local enhancers."""
+        """Whether this step trains the outermost enhancer alone (§3.2): the first ``steps_fix_global``
+        steps, or ``niter_fix_global`` epochs, of a run with local enhancers."""
         if not self.cfg.n_local_enhancers or not self.training:
             return False
         limit = self.cfg.steps_fix_global or self.cfg.niter_fix_global * self.steps_per_epoch
@@ -346,8 +351,8 @@ class Pix2PixHD(Method):
     def large_enough(self, segments: Tensor, count: int) -> Tensor:
         """Which of the ``count`` instances of one sample (``segments``: its flat ids) take part in K-means.
 
-        The paper clusters "all the encoded features for each semantic category" (§3.4), the default
-        (``cluster_min_size`` = 0). The authors' code (NVIDIA/pix2pixHD ``encode_features.py``) keeps an
+        The paper runs the encoder "on all instances in the training images" and clusters those features
+        (§3.4): the default, ``cluster_min_size`` = 0. The authors' code (NVIDIA/pix2pixHD ``encode_features.py``) keeps an
         instance only when its pixel count exceeds 0.5 * (h * w // 32) at the feature map's size h x w:
         ``cluster_min_size=0.5``.
         """

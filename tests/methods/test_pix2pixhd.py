@@ -208,7 +208,8 @@ def listed(**samples: torch.Tensor) -> list[dict[str, torch.Tensor]]:
 @pytest.mark.parametrize(("min_size", "expected"), [(0.0, {1: 2, 3: 3, 4: 1}), (0.5, {1: 1, 3: 1, 4: 1})])
 def test_only_instances_above_the_size_threshold_are_clustered(min_size: float, expected: dict) -> None:
     """At 32x32 NVIDIA's threshold is 0.5 * (1024 // 32) = 16 px: the 16 px instances (77, 3000, 3002) are
-    left out, the 32 px one (3001) is kept. The default (the paper's "all the encoded features") keeps all."""
+    left out, the 32 px one (3001) is kept. The default keeps all (the paper: "all instances in the training
+    images")."""
     m = make(cluster_min_size=min_size)
     b = scene_batch(1)
     b["instance"][..., 0:4, 28:32] = 77  # a 16 px class-1 instance
