@@ -21,6 +21,7 @@ import dataclasses
 import difflib
 import functools
 import inspect
+import math
 import textwrap
 import types
 import typing
@@ -50,13 +51,24 @@ def bounded(default: float | None, low: float, high: float, *, include_high: boo
     return field(default=default, metadata={"range": (low, high, include_high)})
 
 
+def at_least(default: int, low: int) -> Any:
+    """An integer field of at least ``low`` (checked by :func:`validate`)."""
+    return bounded(default, low, math.inf)
+
+
+def _range_text(bounds: tuple[float, float, bool]) -> str:
+    low, high, include_high = bounds
+    if high == math.inf:
+        return f">= {low:g}"
+    return f"[{low:g}, {high:g}{']' if include_high else ')'}"
+
+
 def _check_range(name: str, value: Any, bounds: tuple[float, float, bool]) -> None:
     low, high, include_high = bounds
     if value is None or low <= value <= high and (include_high or value < high):
         return
-    raise PixforgeError(
-        f"option {name}: must be in [{low:g}, {high:g}{']' if include_high else ')'} (got {value})"
-    )
+    wanted = f"at least {low:g}" if high == math.inf else f"in {_range_text(bounds)}"
+    raise PixforgeError(f"option {name}: must be {wanted} (got {value})")
 
 
 @dataclass
@@ -71,9 +83,9 @@ class DataConfig:
     """Which side is the input: AtoB translates A into B, BtoA the reverse (pix2pix)."""
     preprocess: str = choice("resize_and_crop", PREPROCESS)
     """Training geometry: resize to load_size, random crop_size crop (pix2pix §6.2); crop; scale_width; none."""
-    load_size: int = 286
+    load_size: int = at_least(286, 1)
     """Side (or width, with scale_width) images are resized to before cropping, in pixels."""
-    crop_size: int = 256
+    crop_size: int = at_least(256, 1)
     """Training crop side in pixels (train --size)."""
     flip: bool = True
     """Random horizontal flips at training (the same flip for every map of a sample)."""
@@ -102,7 +114,7 @@ class TrainConfig:
     """Epochs at the initial learning rate."""
     epochs_decay: int = 100
     """Epochs over which the learning rate then decays linearly to zero."""
-    batch_size: int = 1
+    batch_size: int = at_least(1, 1)
     """Samples per step (per process under torchrun)."""
     lr: float = 2e-4
     """Adam learning rate of every phase."""
@@ -120,11 +132,11 @@ class TrainConfig:
     """channels_last memory format (CUDA only)."""
     compile: bool = False
     """torch.compile every network."""
-    log_every: int = 50
+    log_every: int = at_least(50, 1)
     """Average and log the losses every this many steps."""
-    checkpoint_every: int = 1000
+    checkpoint_every: int = at_least(1000, 1)
     """Write a checkpoint (and sample grid) every this many steps, and at the end."""
-    keep_checkpoints: int = 3
+    keep_checkpoints: int = at_least(3, 1)
     """How many of the newest checkpoints to keep."""
     sample_count: int = 4
     """Images in each sample grid (from the val or test split when there is one)."""
@@ -293,12 +305,8 @@ def validate(cfg: Config) -> None:
                 _check_range(f.name, value, f.metadata["range"])
             if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
                 raise PixforgeError(f"option {f.name}: must not be negative (got {value})")
-    if cfg.train.batch_size < 1:
-        raise PixforgeError("option batch_size: must be at least 1")
     if cfg.train.steps and cfg.train.steps_decay > cfg.train.steps:
         raise PixforgeError("option steps_decay: cannot exceed steps")
-    if cfg.data.crop_size < 1 or cfg.data.load_size < 1:
-        raise PixforgeError("option crop_size/load_size: must be positive")
     validate_model = getattr(cfg.model, "validate", None)
     if validate_model is not None:
         validate_model()
@@ -372,8 +380,7 @@ def _allowed(f: dataclasses.Field, typ: Any) -> str:
     if "choices" in f.metadata:
         return " | ".join(f.metadata["choices"])
     if "range" in f.metadata:
-        low, high, include_high = f.metadata["range"]
-        return f"[{low:g}, {high:g}{']' if include_high else ')'}"
+        return _range_text(f.metadata["range"])
     if typ is bool:
         return "true | false"
     numeric = {int, float} & {typ, *typing.get_args(typ)}

@@ -200,7 +200,10 @@ def test_choices_are_validated():
         api.resolve_config("pix2pix", overrides={"preprocess": "resize"})
 
 
-@pytest.mark.parametrize(("key", "raw"), [("steps", "-1"), ("batch_size", "0"), ("dropout", "1.5")])
+@pytest.mark.parametrize(
+    ("key", "raw"),
+    [("steps", "-1"), ("batch_size", "0"), ("dropout", "1.5"), ("log_every", "0"), ("checkpoint_every", "0")],
+)
 def test_ranges_are_validated(key, raw):
     cfg = pix2pix_config()
     set_value(cfg, key, raw)
@@ -307,7 +310,7 @@ def test_options_show_type_value_after_preset_and_what_is_allowed():
     assert (l1.short, l1.type, l1.value, l1.allowed) == ("lambda_l1", "float", "100.0", ">= 0")
     assert l1.help.startswith("Weight of the L1 term")
     assert rows["model.dropout"].allowed == "[0, 1)" and rows["data.flip"].allowed == "true | false"
-    assert rows["train.checkpoint_every"].value == "5000"
+    assert (rows["train.checkpoint_every"].value, rows["train.checkpoint_every"].allowed) == ("5000", ">= 1")
     guide = {r.key: r for r in describe(api.resolve_config("guidegan"))}
     assert (guide["model.dropout"].type, guide["model.dropout"].value) == ("float or none", "none")
     clash = {r.key: r for r in describe(Config(method="clash", model=ClashingModel()))}
