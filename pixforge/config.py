@@ -388,14 +388,16 @@ def _allowed(f: dataclasses.Field, typ: Any) -> str:
 
 
 def describe(cfg: Config) -> list[OptionInfo]:
-    """Every option of ``cfg`` (sections data, train, model): qualified and short key (None where the short
+    """Every option of ``cfg`` (sections data, train, model; in a section the class's own fields before
+    those it inherits, e.g. pix2pixHD's before the reviser's): qualified and short key (None where the short
     one is ambiguous), type, current value, what is allowed and the field's own one-line doc."""
     keys = _all_keys(cfg)
     out = []
     for section in SECTIONS:
         target = getattr(cfg, section)
         hints, docs = _field_types(target), field_docs(type(target))
-        for f in dataclasses.fields(target):
+        own = set(vars(type(target)).get("__annotations__", {}))
+        for f in sorted(dataclasses.fields(target), key=lambda f: f.name not in own):
             out.append(
                 OptionInfo(
                     key=f"{section}.{f.name}",
