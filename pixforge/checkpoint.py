@@ -91,29 +91,73 @@ def _write(tmp: Path, method: Method, cfg_yaml: str, step: int, state: dict[str,
 def save_checkpoint(
     run_dir: Path, method: Method, cfg_yaml: str, step: int, state: dict[str, Any], keep: int
 ) -> Path:
-    """Write checkpoint ``step`` atomically and keep only the newest ``keep``; returns its folder."""
+    """Write checkpoint ``step`` atomically and keep only the newest ``keep``; returns its folder.
+
+    A write that fails for any reason (a full disk, which safetensors reports as its own error and
+    ``torch.save`` as a RuntimeError; a permission) removes what it wrote, leaves ``latest`` on the last
+    good checkpoint (a checkpoint of the same step that is rewritten, as ``cluster_run`` does, is put back),
+    and raises a one-line :class:`PixforgeError`.
+    """
     folder = checkpoints_dir(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step_{step:08d}"
     tmp = folder / f".tmp_{final.name}_{os.getpid()}"
-    previous = latest_checkpoint(run_dir)
+    backup = folder / f".old_{final.name}_{os.getpid()}"
+    pointer_tmp = folder / f".{LATEST}.tmp"
+    placed = False
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         _write(tmp, method, cfg_yaml, step, state)
         if final.exists():
-            shutil.rmtree(final)
+            os.rename(final, backup)
         os.rename(tmp, final)
-        pointer_tmp = folder / f".{LATEST}.tmp"
+        placed = True
         pointer_tmp.write_text(final.name)
         os.replace(pointer_tmp, folder / LATEST)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-        kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
-        raise PixforgeError(f"cannot write checkpoint {final}: {reason}; {kept}") from None
+    except (OSError, RuntimeError, SafetensorError) as exc:
+        full = _disk_full(exc, folder)
+        _undo(tmp, final, placed, backup, pointer_tmp)
+        raise PixforgeError(_failure_message(step, full, exc, latest_checkpoint(run_dir), folder)) from None
+    shutil.rmtree(backup, ignore_errors=True)
     _prune(folder, keep, final)
     return final
+
+
+def _disk_full(exc: BaseException, folder: Path) -> bool:
+    """Whether a failed write ran out of space: ENOSPC, or (torch.save says only "unexpected pos") a disk
+    left with less than 1 MiB free while the partial files still take their place."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    if "No space left" in str(exc):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < 2**20
+    except OSError:
+        return False
+
+
+def _undo(tmp: Path, final: Path, placed: bool, backup: Path, pointer_tmp: Path) -> None:
+    """Remove a failed write's files (``final`` too when it was already ``placed``) and put a rewritten
+    checkpoint of the same step back."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    pointer_tmp.unlink(missing_ok=True)
+    if placed:
+        shutil.rmtree(final, ignore_errors=True)
+    if backup.exists():
+        os.rename(backup, final)
+
+
+def _failure_message(step: int, full: bool, exc: BaseException, good: Path | None, folder: Path) -> str:
+    what = "disk full" if full else f"cannot write ({_reason(exc)})"
+    last = f"the last good one is step {int(good.name.split('_')[1])}" if good else "there is no earlier one"
+    return f"{what} while writing checkpoint step {step}; {last} (in {folder})"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc.strerror or exc)
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _prune(folder: Path, keep: int, newest: Path) -> None:

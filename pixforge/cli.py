@@ -24,6 +24,17 @@ from pixforge.errors import PixforgeError
 
 log = logging.getLogger("pixforge")
 
+
+def _presets_help() -> str:
+    """Every method's presets, for ``train --help``."""
+    from pixforge.config import preset_names
+    from pixforge.methods import METHODS
+
+    return "; ".join(f"{m}: {', '.join(preset_names(m)) or 'none'}" for m in METHODS)
+
+
+PRESETS_HELP = _presets_help()
+
 #: explanation maps written beside outputs by --show-region (DRPAN) and --show-attention (GuideGAN)
 REGION_MAPS = {"score", "region"}
 ATTENTION_MAPS = {"attention", "attention_output"}
@@ -40,7 +51,7 @@ def cli(debug: bool) -> None:
 @click.argument("method")
 @click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="Dataset folder.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run directory.")
-@click.option("--preset", help="Preset of the method (e.g. facades, tiny).")
+@click.option("--preset", help=f"Preset of the method; {PRESETS_HELP}.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML file of options.")
 @click.option("--size", type=int, help="Training crop size in pixels.")
 @click.option("--steps", type=int, help="Train this many steps (instead of epochs).")
@@ -58,7 +69,11 @@ def cli(debug: bool) -> None:
     "--init-from", type=click.Path(path_type=Path), help="Start from the matching weights of another run."
 )
 @click.option(
-    "--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Any config option (repeatable)."
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any config option (repeatable); `pixforge options METHOD` lists them.",
 )
 def train(
     method: str,
@@ -615,3 +630,23 @@ def pix2pixhd_cluster(run: Path, data_root: Path | None, device: str) -> None:
 
     folder, counts = cluster_run(run, data_root, device)
     click.echo(f"{sum(counts.values())} clusters over {len(counts)} classes written to {folder}")
+
+
+@cli.command(name="options")
+@click.argument("method")
+@click.option("--preset", help=f"Show the values after this preset; {PRESETS_HELP}.")
+def options_cmd(method: str, preset: str | None) -> None:
+    """Every config option of METHOD (for --set KEY=VALUE): key, short key, type, value, allowed, help."""
+    from pixforge.api import resolve_config
+    from pixforge.config import describe
+
+    rows = describe(resolve_config(method, preset=preset))
+    table = [("key", "short", "type", "value", "allowed", "help")]
+    table += [(r.key, r.short or "-", r.type, r.value, r.allowed, r.help) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    after = f" after preset {preset}" if preset else " (defaults)"
+    click.echo(f"{method} options{after}; set one with --set KEY=VALUE (the short key where it is unique)\n")
+    for row in table:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True)) + "  " + row[5]
+        )

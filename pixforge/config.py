@@ -7,12 +7,22 @@ once, from lowest to highest priority: the method's defaults, a preset, a YAML f
 
 Keys may be written plain (``lambda_l1``) when the name is unique across sections, or qualified
 (``model.lambda_l1``). Unknown keys are refused with the closest valid name.
+
+Every option documents itself where it is declared: a one-line docstring on the line right below the
+field (an attribute docstring, as Sphinx reads them; see :class:`DataConfig`), and its restrictions in the
+field's metadata (:func:`choice`, :func:`bounded`). :func:`describe` collects both for
+``pixforge options METHOD``.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import functools
+import inspect
+import math
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
@@ -41,13 +51,24 @@ def bounded(default: float | None, low: float, high: float, *, include_high: boo
     return field(default=default, metadata={"range": (low, high, include_high)})
 
 
+def at_least(default: int, low: int) -> Any:
+    """An integer field of at least ``low`` (checked by :func:`validate`)."""
+    return bounded(default, low, math.inf)
+
+
+def _range_text(bounds: tuple[float, float, bool]) -> str:
+    low, high, include_high = bounds
+    if high == math.inf:
+        return f">= {low:g}"
+    return f"[{low:g}, {high:g}{']' if include_high else ')'}"
+
+
 def _check_range(name: str, value: Any, bounds: tuple[float, float, bool]) -> None:
     low, high, include_high = bounds
     if value is None or low <= value <= high and (include_high or value < high):
         return
-    raise PixforgeError(
-        f"option {name}: must be in [{low:g}, {high:g}{']' if include_high else ')'} (got {value})"
-    )
+    wanted = f"at least {low:g}" if high == math.inf else f"in {_range_text(bounds)}"
+    raise PixforgeError(f"option {name}: must be {wanted} (got {value})")
 
 
 @dataclass
@@ -55,15 +76,25 @@ class DataConfig:
     """Where the data is and how it is read (DESIGN.md, "Data formats")."""
 
     root: str = ""
+    """Dataset folder (train --data)."""
     format: str = choice("auto", FORMATS)
+    """Layout of the dataset; auto detects it."""
     direction: str = choice("AtoB", DIRECTIONS)
+    """Which side is the input: AtoB translates A into B, BtoA the reverse (pix2pix)."""
     preprocess: str = choice("resize_and_crop", PREPROCESS)
-    load_size: int = 286
-    crop_size: int = 256
+    """Training geometry: resize to load_size, random crop_size crop (pix2pix §6.2); crop; scale_width; none."""
+    load_size: int = at_least(286, 1)
+    """Side (or width, with scale_width) images are resized to before cropping, in pixels."""
+    crop_size: int = at_least(256, 1)
+    """Training crop side in pixels (train --size)."""
     flip: bool = True
+    """Random horizontal flips at training (the same flip for every map of a sample)."""
     label_nc: int = 0
+    """Number of label classes of labeled data (0: read classes.txt, or RGB input)."""
     num_workers: int = 0
+    """Data-loader worker processes (0 loads in the training process)."""
     max_broken: float = 0.05
+    """Largest share of unreadable images that are skipped with a warning; more is an error."""
 
 
 @dataclass
@@ -76,22 +107,39 @@ class TrainConfig:
     """
 
     steps: int = 0
+    """Train this many steps in all instead of the epochs (0: use epochs and epochs_decay)."""
     steps_decay: int = 0
+    """With steps: the last this many steps decay the learning rate linearly to zero."""
     epochs: int = 100
+    """Epochs at the initial learning rate."""
     epochs_decay: int = 100
-    batch_size: int = 1
+    """Epochs over which the learning rate then decays linearly to zero."""
+    batch_size: int = at_least(1, 1)
+    """Samples per step (per process under torchrun)."""
     lr: float = 2e-4
+    """Adam learning rate of every phase."""
     beta1: float = 0.5
+    """Adam's beta1."""
     beta2: float = 0.999
+    """Adam's beta2."""
     seed: int = 0
+    """Seed of the initialisation, the data order and the augmentation."""
     device: str = choice("auto", DEVICES)
+    """Where to train: auto picks CUDA when there is a GPU."""
     amp: str = choice("none", AMP)
+    """Mixed precision: bf16 autocast (CUDA only)."""
     channels_last: bool = False
+    """channels_last memory format (CUDA only)."""
     compile: bool = False
-    log_every: int = 50
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
+    """torch.compile every network."""
+    log_every: int = at_least(50, 1)
+    """Average and log the losses every this many steps."""
+    checkpoint_every: int = at_least(1000, 1)
+    """Write a checkpoint (and sample grid) every this many steps, and at the end."""
+    keep_checkpoints: int = at_least(3, 1)
+    """How many of the newest checkpoints to keep."""
     sample_count: int = 4
+    """Images in each sample grid (from the val or test split when there is one)."""
 
 
 SECTIONS = ("data", "train", "model")
@@ -257,12 +305,8 @@ def validate(cfg: Config) -> None:
                 _check_range(f.name, value, f.metadata["range"])
             if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
                 raise PixforgeError(f"option {f.name}: must not be negative (got {value})")
-    if cfg.train.batch_size < 1:
-        raise PixforgeError("option batch_size: must be at least 1")
     if cfg.train.steps and cfg.train.steps_decay > cfg.train.steps:
         raise PixforgeError("option steps_decay: cannot exceed steps")
-    if cfg.data.crop_size < 1 or cfg.data.load_size < 1:
-        raise PixforgeError("option crop_size/load_size: must be positive")
     validate_model = getattr(cfg.model, "validate", None)
     if validate_model is not None:
         validate_model()
@@ -273,3 +317,95 @@ def from_dict(data: dict[str, Any], model_type: type) -> Config:
     cfg = Config(method=str(data.get("method", "")), model=model_type())
     apply_overrides(cfg, {k: v for k, v in data.items() if k != "method"})
     return cfg
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The one-line doc of every field of the dataclass ``cls`` and its bases: the string literal right
+    below the field's declaration, whitespace collapsed."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in zip(body, body[1:], strict=False):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    """One option as ``pixforge options`` shows it."""
+
+    key: str
+    short: str | None
+    type: str
+    value: str
+    allowed: str
+    help: str
+
+
+def _type_name(typ: Any) -> str:
+    args = typing.get_args(typ)
+    if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
+        return " or ".join("none" if a is type(None) else _type_name(a) for a in args)
+    if typing.get_origin(typ) in (list, tuple):
+        return f"list of {_type_name(args[0]) if args else 'str'}"
+    return getattr(typ, "__name__", str(typ))
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "none"
+    if isinstance(value, list | tuple):
+        return ",".join(_format_value(v) for v in value)
+    return '""' if value == "" else str(value)
+
+
+def _allowed(f: dataclasses.Field, typ: Any) -> str:
+    """What :func:`validate` accepts: the choices, the range, or (numbers) non-negative values."""
+    if "choices" in f.metadata:
+        return " | ".join(f.metadata["choices"])
+    if "range" in f.metadata:
+        return _range_text(f.metadata["range"])
+    if typ is bool:
+        return "true | false"
+    numeric = {int, float} & {typ, *typing.get_args(typ)}
+    return ">= 0" if numeric else "text"
+
+
+def describe(cfg: Config) -> list[OptionInfo]:
+    """Every option of ``cfg`` (sections data, train, model; in a section the class's own fields before
+    those it inherits, e.g. pix2pixHD's before the reviser's): qualified and short key (None where the short
+    one is ambiguous), type, current value, what is allowed and the field's own one-line doc."""
+    keys = _all_keys(cfg)
+    out = []
+    for section in SECTIONS:
+        target = getattr(cfg, section)
+        hints, docs = _field_types(target), field_docs(type(target))
+        own = set(vars(type(target)).get("__annotations__", {}))
+        for f in sorted(dataclasses.fields(target), key=lambda f: f.name not in own):
+            out.append(
+                OptionInfo(
+                    key=f"{section}.{f.name}",
+                    short=f.name if len(keys[f.name]) == 1 else None,
+                    type=_type_name(hints[f.name]),
+                    value=_format_value(getattr(target, f.name)),
+                    allowed=_allowed(f, hints[f.name]),
+                    help=docs.get(f.name, ""),
+                )
+            )
+    return out

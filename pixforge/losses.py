@@ -92,7 +92,9 @@ class VGGLoss(nn.Module):
     """Perceptual loss of pix2pixHD (§4): sum_i w_i / M_i ||F^(i)(x) - F^(i)(G(s))||_1 over a frozen
     VGG19's relu1_1 ... relu5_1, with w = 1/32, 1/16, 1/8, 1/4, 1 (the paper's code).
 
-    ``features`` maps images in [-1, 1] to the five feature maps (``pixforge.nets.vgg.VGG19Features``).
+    ``features`` maps images in [-1, 1] to the five feature maps (``pixforge.nets.vgg.VGG19Features``, which
+    feeds them to the network as the paper's code does: torchvision's weights see x unnormalised, so that
+    lambda_vgg = 10 weights the term as there). The real image's features are computed without gradient.
     """
 
     WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)

@@ -58,3 +58,17 @@ def bad_label(synth_root: Path, tmp_path: Path) -> Callable[[str, str], tuple[Pa
         return root, path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def hd_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny pix2pixHD preset trained for 2 steps on the synthetic labeled data (instances, encoder,
+    clusters). ``preprocess=none`` keeps the input size at translation, so the model can render larger scenes."""
+    import pixforge
+
+    out = tmp_path_factory.mktemp("hd") / "run"
+    result = pixforge.train(
+        "pix2pixhd", synth_root / "labeled", out, preset="tiny", steps=2, log_every=1, preprocess="none"
+    )
+    assert result.step == 2
+    return out

@@ -249,3 +249,10 @@ def test_subprocess_exit_code_and_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(tmp_path / "nope") in lines[0]
+
+
+def test_options_of_an_unknown_method_or_preset(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "unknown method 'pix2pixHD'" in fails(capsys, ["options", "pix2pixHD"])
+    assert "unknown preset 'facade' for pix2pix" in fails(
+        capsys, ["options", "pix2pix", "--preset", "facade"]
+    )

@@ -26,6 +26,7 @@ from pixforge.config import (
     validate,
 )
 from pixforge.errors import PixforgeError
+from pixforge.methods import METHODS
 from pixforge.methods.pix2pix import Pix2PixConfig
 from pixforge.train import TrainResult
 
@@ -199,7 +200,10 @@ def test_choices_are_validated():
         api.resolve_config("pix2pix", overrides={"preprocess": "resize"})
 
 
-@pytest.mark.parametrize(("key", "raw"), [("steps", "-1"), ("batch_size", "0"), ("dropout", "1.5")])
+@pytest.mark.parametrize(
+    ("key", "raw"),
+    [("steps", "-1"), ("batch_size", "0"), ("dropout", "1.5"), ("log_every", "0"), ("checkpoint_every", "0")],
+)
 def test_ranges_are_validated(key, raw):
     cfg = pix2pix_config()
     set_value(cfg, key, raw)
@@ -280,3 +284,49 @@ def test_overrides_accept_nested_and_flat_mappings():
     cfg = pix2pix_config()
     apply_overrides(cfg, {"model": {"ngf": 4}, "train.lr": 0.5, "crop_size": "16"})
     assert (cfg.model.ngf, cfg.train.lr, cfg.data.crop_size) == (4, 0.5, 16)
+
+
+# discovering the options -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_option_documents_itself_in_one_line(method):
+    """Each field of every config has a docstring right below it (the help `pixforge options` prints)."""
+    from pixforge.config import describe
+
+    rows = describe(api.resolve_config(method))
+    assert {r.key.split(".")[0] for r in rows} == {"data", "train", "model"}
+    undocumented = [r.key for r in rows if not r.help]
+    assert not undocumented, f"fields without a docstring below them: {undocumented}"
+    assert [r.key for r in rows if len(r.help) > 110] == [], "one short line each"
+
+
+def test_options_show_type_value_after_preset_and_what_is_allowed():
+    from pixforge.config import describe
+
+    rows = {r.key: r for r in describe(api.resolve_config("pix2pix", preset="facades"))}
+    assert rows["data.direction"].value == "BtoA" and rows["data.direction"].allowed == "AtoB | BtoA"
+    l1 = rows["model.lambda_l1"]
+    assert (l1.short, l1.type, l1.value, l1.allowed) == ("lambda_l1", "float", "100.0", ">= 0")
+    assert l1.help.startswith("Weight of the L1 term")
+    assert rows["model.dropout"].allowed == "[0, 1)" and rows["data.flip"].allowed == "true | false"
+    assert (rows["train.checkpoint_every"].value, rows["train.checkpoint_every"].allowed) == ("5000", ">= 1")
+    guide = {r.key: r for r in describe(api.resolve_config("guidegan"))}
+    assert (guide["model.dropout"].type, guide["model.dropout"].value) == ("float or none", "none")
+    clash = {r.key: r for r in describe(Config(method="clash", model=ClashingModel()))}
+    assert clash["model.seed"].short is None and clash["train.seed"].short is None
+    assert clash["train.lr"].short == "lr"
+
+
+def test_options_command_and_presets_in_train_help(capsys):
+    main(["options", "pix2pixhd", "--preset", "cityscapes_2048"])
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("model.niter_fix_global "))
+    assert line.split()[:5] == ["model.niter_fix_global", "niter_fix_global", "int", "10", ">="]
+    assert "G1 frozen" in line
+    assert any(x.startswith("model.norm ") and "batch | instance | none" in x for x in out.splitlines())
+    main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for method in METHODS:
+        assert f"{method}: {', '.join(preset_names(method))}" in help_text
+    assert "pixforge options METHOD" in help_text

@@ -43,16 +43,27 @@ class CycleGANConfig:
     """Networks and objective of CycleGAN (defaults: the paper's 256 px experiments, e.g. horse2zebra)."""
 
     netG: str = choice("resnet_9blocks", GENERATORS)
+    """Generator of both directions (the paper: ResNet with 9 blocks at 256 px, 6 at 128 px)."""
     ngf: int = 64
+    """Filters of the generators' first layer."""
     ndf: int = 64
+    """Filters of the discriminators' first layer."""
     n_layers: int = 3
+    """PatchGAN depth (3: the 70x70 PatchGAN)."""
     norm: str = choice("instance", NORMS)
+    """Normalisation in G and D (the paper: instance norm)."""
     dropout: float = bounded(0.0, 0, 1, include_high=False)
+    """Dropout probability in the generators' residual blocks."""
     gan_mode: str = choice("lsgan", GAN_MODES)
+    """Adversarial loss (the paper: least squares, §4)."""
     lambda_cycle: float = 10.0
+    """Weight of the cycle-consistency loss (eq. 2-3; 10 in the paper)."""
     lambda_identity: float = 0.5
+    """Weight of the identity loss, times lambda_cycle (§5.2; 0 switches it off)."""
     pool_size: int = 50
+    """Generated images kept in the pool the discriminators learn from (§4; 0: no pool)."""
     test_mode: str = choice("eval", TEST_MODES)
+    """At test time: eval (deterministic) or paper (dropout on, batch statistics)."""
 
 
 class ImagePool:

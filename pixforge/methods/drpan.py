@@ -71,24 +71,25 @@ class ReviserOptions:
     """
 
     ndf_reviser: int = 64
-    #: 0: from the reviser's input size (an image discriminator reduces it to 4x4, as DCGAN does)
+    """Filters of the reviser's first layer."""
     n_layers_reviser: int = 0
-    #: no norm by default: the gradient penalty is per sample, which batch norm would couple
+    """Stride-2 convs of the reviser; 0 chooses them from the input size (down to 4x4, as DCGAN)."""
     norm_reviser: str = choice("none", NORMS)
-    #: w* of eq. 1 in image pixels (Table 1: 16, 32, 64, 128)
+    """Normalisation in the reviser (none: the gradient penalty is per sample, batch norm couples them)."""
     region_size: int = 64
-    #: geometry: D_p's receptive fields, extended to the border; tau: the paper's eq. 2-4
+    """Side w* of the proposed region in image pixels (eq. 1; Table 1 tries 16, 32, 64, 128)."""
     region_mapping: str = choice("geometry", REGION_MAPPINGS)
+    """Window to region: geometry (D_p's receptive fields, extended to the border) or tau, the paper's scale (eq. 2-4)."""
     mask_operation: bool = True
-    #: lambda of eq. 9 (equal weights, as the authors' code; the paper: 1 for low-level tasks)
+    """The reviser sees the real image with the region's fake pixels pasted in (§3.1), else the crop."""
     lambda_reviser: float = bounded(0.5, 0, 1)
-    #: gamma of eq. 7 (the authors' code: 10)
+    """Weight lambda of the reviser's adversarial term against D_p's, 1 - lambda (eq. 9; equal, as the authors' code)."""
     gamma_region: float = 10.0
-    #: alpha of eq. 6 (DRAGAN's penalty weight, 10; DRPAN gives none)
+    """Weight gamma of the L1 loss on the proposed region (eq. 9; the authors' code: 10)."""
     alpha_gp: float = 10.0
-    #: paper: eq. 6 on R's probability, noise on x, gradient w.r.t. x; pair: on R's raw score, noise on and
-    #: gradient w.r.t. the whole real pair concat(x, y) (DRAGAN's form for an unconditional critic)
+    """Weight alpha of the reviser's DRAGAN-style gradient penalty (eq. 6; DRAGAN's 10, DRPAN gives none)."""
     gp_variant: str = choice("paper", GP_VARIANTS)
+    """paper: eq. 6 on R's probability, noise on x; pair: R's raw score, noise on the whole pair (DRAGAN's form)."""
 
     def validate_reviser(self) -> None:
         if self.region_size < 1:
@@ -123,19 +124,27 @@ class DRPANConfig(ReviserOptions):
     """
 
     netG: str = choice("resnet_9blocks", GENERATORS)
+    """Generator (the paper: a ResNet; U-Nets as pix2pix's)."""
     ngf: int = 64
+    """Filters of the generator's first layer."""
     ndf: int = 64
+    """Filters of the patch discriminator D_p's first layer."""
     n_layers: int = 3
+    """Depth of D_p, the PatchGAN whose score map proposes the regions (3: 70x70)."""
     norm: str = choice("batch", NORMS)
+    """Normalisation in G and D_p."""
     dropout: float = bounded(0.0, 0, 1, include_high=False)
+    """Dropout probability of the generator."""
     gan_mode: str = choice("vanilla", GAN_MODES)
+    """Adversarial loss of D_p and R (vanilla: the paper's sigmoid cross-entropy, §3.3)."""
     test_mode: str = choice("eval", TEST_MODES)
+    """At test time: eval (deterministic) or paper (dropout on, batch statistics, as pix2pix)."""
     reviser: str = choice("image", REVISERS)
-    #: beta of eq. 7 (the authors' code: 100)
+    """The reviser R: a DCGAN-like full-image discriminator (§3.3) or a PatchGAN."""
     beta_l1: float = 100.0
-    #: joint: one G step on eq. 9; two_step: the authors' code, L_adv(D_p) + beta L1, then a new fake, its
-    #: region and R's step, then L_adv(R) + gamma L1(region), each adversarial term with weight 1
+    """Weight beta of the L1 loss on the whole image (eq. 9; the authors' code: 100)."""
     g_schedule: str = choice("joint", G_SCHEDULES)
+    """joint: one G step on eq. 9; two_step: the authors' code (D_p's term + beta L1, then R's + gamma L1)."""
 
     def validate(self) -> None:
         self.validate_reviser()

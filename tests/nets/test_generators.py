@@ -81,11 +81,28 @@ def test_unet_dropout_placement_paper_depth():
 
 
 @pytest.mark.parametrize(
-    ("num_downs", "levels"), [(3, []), (4, [2]), (5, [2, 3]), (6, [2, 3, 4]), (7, [3, 4, 5])]
+    ("num_downs", "levels"), [(3, []), (5, []), (6, [4]), (7, [4, 5]), (8, [4, 5, 6]), (9, [4, 5, 6, 7])]
 )
-def test_unet_dropout_never_on_outermost_two_levels(num_downs, levels):
+def test_unet_dropout_only_between_ngf8_blocks(num_downs, levels):
+    """The reference's num_downs - 5 dropout blocks: unet_128 has 2 (not 3), unet_256 3, depth 5 none."""
     net = UnetGenerator(3, 3, num_downs, ngf=4, dropout=0.3)
     assert [level for level, up in enumerate(net.ups) if count(up, nn.Dropout)] == levels
+
+
+def test_unet_128_has_two_dropout_layers():
+    net = build_generator("unet_128", 3, 3, 4, "batch", 0.5, 128)
+    assert count(net, nn.Dropout) == 2
+
+
+@pytest.mark.parametrize(("norm", "bias_params"), [("batch", 0), ("instance", 64 + 512)])
+def test_unet_256_outer_and_inner_down_convs_have_bias_only_without_batch_norm(norm, bias_params):
+    """The reference U-Net: 54,413,955 parameters at unet_256, ngf 64, batch norm (576 fewer than with a
+    bias on the outermost and innermost down-convs)."""
+    net = build_generator("unet_256", 3, 3, 64, norm, 0.5, 256)
+    outer, inner = net.downs[0][-1], net.downs[-1][-1]
+    assert sum(c.bias.numel() for c in (outer, inner) if c.bias is not None) == bias_params
+    if norm == "batch":
+        assert sum(p.numel() for p in net.parameters()) == 54_413_955
 
 
 def test_unet_without_dropout():

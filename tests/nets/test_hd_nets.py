@@ -93,17 +93,26 @@ def test_global_generator_sees_the_input_downsampled() -> None:
     assert seen == [torch.Size([1, 2, 8, 16])]
 
 
-def test_freeze_global_keeps_gradients_out_of_g1_only() -> None:
+def test_freeze_global_trains_the_outermost_enhancer_only_and_passes_gradients_through() -> None:
+    """NVIDIA leaves G1 and the inner enhancers out of the optimiser: no parameter gradient there, but the
+    input (hence the feature encoder feeding it) gets exactly the gradient of an unfrozen pass."""
     torch.manual_seed(0)
     g = CoarseToFineGenerator(
-        2, 3, ngf=4, n_downsample_global=1, n_blocks_global=1, n_local_enhancers=1, n_blocks_local=1
+        2, 3, ngf=8, n_downsample_global=1, n_blocks_global=1, n_local_enhancers=2, n_blocks_local=1
     )
-    g(torch.randn(1, 2, 16, 16), freeze_global=True).mean().backward()
+    x = torch.randn(1, 2, 32, 32)
+    frozen_in = x.clone().requires_grad_(True)
+    g(frozen_in, freeze_global=True).square().mean().backward()
     assert all(p.grad is None for p in g.global_net.parameters())
-    assert all(p.grad is not None for p in g.enhancers.parameters())
+    assert all(p.grad is None for p in g.enhancers[0].parameters())
+    assert all(p.grad is not None for p in g.enhancers[1].parameters())
+    outermost = [p.grad.clone() for p in g.enhancers[1].parameters()]
     g.zero_grad(set_to_none=True)
-    g(torch.randn(1, 2, 16, 16)).mean().backward()
-    assert all(p.grad is not None for p in g.global_net.parameters())
+    free_in = x.clone().requires_grad_(True)
+    g(free_in).square().mean().backward()
+    assert all(p.grad is not None for p in g.parameters())
+    assert torch.allclose(frozen_in.grad, free_in.grad, atol=1e-7, rtol=1e-5)
+    assert all(torch.allclose(a, p.grad) for a, p in zip(outermost, g.enhancers[1].parameters(), strict=True))
 
 
 def test_generator_refuses_sizes_it_cannot_take() -> None:
@@ -146,11 +155,20 @@ def test_multiscale_discriminator_returns_features_of_each_scale() -> None:
     scores = [features[-1] for features in outs]
     assert [s.shape[1] for s in scores] == [1, 1, 1]
     assert (
-        scores[0].shape[-2:] == (22, 14)
-        and scores[1].shape[-2:] == (10, 6)
-        and scores[2].shape[-2:] == (4, 2)
+        scores[0].shape[-2:] == (27, 19)
+        and scores[1].shape[-2:] == (15, 11)
+        and scores[2].shape[-2:] == (9, 7)
     )
     assert outs[0][0].shape[1] == 4 and outs[0][1].shape[1] == 8
+
+
+def test_multiscale_discriminator_pads_as_nvidia() -> None:
+    """NVIDIA's padding ceil((4 - 1) / 2) = 2 on every conv: 35x67 / 19x35 / 11x19 at 256x512."""
+    d = MultiScaleDiscriminator(4, ndf=2, n_layers=3, num_D=3)
+    with torch.no_grad():
+        scores = [features[-1] for features in d(torch.zeros(1, 4, 256, 512))]
+    assert [tuple(s.shape[-2:]) for s in scores] == [(35, 67), (19, 35), (11, 19)]
+    assert all(m.padding == (2, 2) for m in d.modules() if isinstance(m, nn.Conv2d))
 
 
 def test_multiscale_discriminator_refuses_too_small_images() -> None:

