@@ -79,17 +79,17 @@ class ReviserOptions:
     region_size: int = 64
     """Side w* of the proposed region in image pixels (eq. 1; Table 1 tries 16, 32, 64, 128)."""
     region_mapping: str = choice("geometry", REGION_MAPPINGS)
-    """Window to region: geometry (D_p's receptive fields, extended to the border) or tau, the paper's scale (eq. 2-4)."""
+    """Window to region: geometry (D_p's receptive fields, reaching the border) or tau (eq. 2-4)."""
     mask_operation: bool = True
     """The reviser sees the real image with the region's fake pixels pasted in (§3.1), else the crop."""
     lambda_reviser: float = bounded(0.5, 0, 1)
-    """Weight lambda of the reviser's adversarial term against D_p's, 1 - lambda (eq. 9; equal, as the authors' code)."""
+    """Weight lambda of R's adversarial term, 1 - lambda for D_p's (eq. 9; equal, as the authors' code)."""
     gamma_region: float = 10.0
     """Weight gamma of the L1 loss on the proposed region (eq. 9; the authors' code: 10)."""
     alpha_gp: float = 10.0
     """Weight alpha of the reviser's DRAGAN-style gradient penalty (eq. 6; DRAGAN's 10, DRPAN gives none)."""
     gp_variant: str = choice("paper", GP_VARIANTS)
-    """paper: eq. 6 on R's probability, noise on x; pair: R's raw score, noise on the whole pair (DRAGAN's form)."""
+    """paper: eq. 6 on R's probability, noise on x; pair: R's raw score, noise on the pair (DRAGAN)."""
 
     def validate_reviser(self) -> None:
         if self.region_size < 1:
@@ -144,7 +144,7 @@ class DRPANConfig(ReviserOptions):
     beta_l1: float = 100.0
     """Weight beta of the L1 loss on the whole image (eq. 9; the authors' code: 100)."""
     g_schedule: str = choice("joint", G_SCHEDULES)
-    """joint: one G step on eq. 9; two_step: the authors' code (D_p's term + beta L1, then R's + gamma L1)."""
+    """joint: one G step on eq. 9; two_step: the authors' code (D_p + beta L1, then R + gamma L1)."""
 
     def validate(self) -> None:
         self.validate_reviser()
