@@ -37,8 +37,8 @@ def test_a_labels_only_split_reads_without_targets(labels_only: Path) -> None:
     assert "B" not in item and item["A"].shape == (13, 32, 32) and "instance" in item
     assert not formats.has_targets(labels_only, "labeled", "test")
     assert formats.has_targets(labels_only, "labeled", "train")
+    shutil.rmtree(labels_only / "train" / "images")
     with pytest.raises(PixforgeError, match="images"):
-        shutil.rmtree(labels_only / "train" / "images")
         formats.scan_split(labels_only, "labeled", "train")
 
 
