@@ -568,17 +568,14 @@ class DRPAN(Pix2Pix):
 
     def loss_G_patch(self, s: State) -> tuple[Tensor, Scalars]:
         """Two-step schedule, G's first step: L_adv(D_p) + beta L1 (the authors' ``errGAN + 100 * errL1``)."""
-        gan = self.gan_loss(self.discriminate(s["real_A"], s["fake_B"]), True, for_discriminator=False)
-        l1 = F.l1_loss(s["fake_B"], s["real_B"])
-        return gan + self.cfg.beta_l1 * l1, {"G_GAN": gan.detach(), "G_L1": l1.detach()}
+        return self.adversarial_and_l1(s, self.cfg.beta_l1)
 
     def loss_R_revised(self, s: State) -> tuple[Tensor, Scalars]:
         """Two-step schedule, R's step: a new fake from G after its first step, its region from the updated
         D_p's score map of it, and R's loss (eq. 6) on them."""
         with torch.no_grad():
             fake = self.nets["G"](s["real_A"])
-            score = self.discriminate(s["real_A"], fake)
-        s["region_revised"] = self.nets["R"].propose(score, (fake.shape[-2], fake.shape[-1]), self.geometry)
+        _, s["region_revised"] = self.propose(s["real_A"], fake)
         return self.nets["R"].loss(s["real_A"], s["real_B"], fake, s["region_revised"])
 
     def loss_G_revised(self, s: State) -> tuple[Tensor, Scalars]:

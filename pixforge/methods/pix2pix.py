@@ -87,6 +87,10 @@ class Pix2Pix(Method):
 
     def loss_G(self, s: State) -> tuple[Tensor, Scalars]:
         """L_cGAN from G's side plus lambda_l1 * ||y - G(x)||_1 (eq. 3-4)."""
+        return self.adversarial_and_l1(s, self.cfg.lambda_l1)
+
+    def adversarial_and_l1(self, s: State, weight_l1: float) -> tuple[Tensor, Scalars]:
+        """G's adversarial loss against D on the state's fake plus ``weight_l1`` * ||y - G(x)||_1."""
         gan = self.gan_loss(self.discriminate(s["real_A"], s["fake_B"]), True, for_discriminator=False)
         l1 = F.l1_loss(s["fake_B"], s["real_B"])
-        return gan + self.cfg.lambda_l1 * l1, {"G_GAN": gan.detach(), "G_L1": l1.detach()}
+        return gan + weight_l1 * l1, {"G_GAN": gan.detach(), "G_L1": l1.detach()}
