@@ -12,8 +12,9 @@ Maps of one sample share a file stem; the Cityscapes suffixes (``_leftImg8bit``,
 
 Splits are ``train``, ``val`` and ``test``. A folder that directly holds one split's layout is read as
 its ``train`` split. A labeled ``val`` or ``test`` split may hold labels (and instances) but no ``images/``:
-pix2pixHD's inference layout (NVIDIA's ``test_label/``, ``test_inst/``); only ``train`` needs images. Labels are class ids (8-bit ``L``/``P`` PNGs, or 32-bit ``I``), or RGB colours decoded
-with a ``palette.json`` (a list of ``[r, g, b]``, index = class id) in the dataset root. The number of
+pix2pixHD's inference layout (NVIDIA's ``test_label/``, ``test_inst/``); only ``train`` needs images.
+Labels are class ids (8-bit ``L``/``P`` PNGs, or 32-bit ``I``), or RGB colours decoded with a
+``palette.json`` (a list of ``[r, g, b]``, index = class id) in the dataset root. The number of
 classes comes from ``label_nc``, ``classes.txt`` (one name per id) or ``palette.json``; Cityscapes-named
 labels (``*_gtFine_labelIds.png``) without either get the Cityscapes presets' 34 label ids.
 """

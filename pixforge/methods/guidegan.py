@@ -286,7 +286,7 @@ def _auto(value: str, default: str) -> str:
 @dataclass
 class GuideGANConfig:
     """GuideGAN options (defaults: the paper's, appendix A). ``auto`` (or None) picks the choice for the
-    variant, supervised | unpaired: netG unet_128 | resnet_9blocks, norm instance | instance, dropout 0.5 | 0,
+    variant, supervised | unpaired: netG unet_128 | resnet_9blocks, norm instance (both), dropout 0.5 | 0,
     lambda_gan 10 (appendix A) | 1 (eq. 11, ASGIT). Supervised runs use lambda_l1 and test_mode; unpaired runs
     lambda_cycle, lambda_identity (0: eq. 11 has no identity term, ASGIT's default) and pool_size."""
 

@@ -20,7 +20,8 @@ What the paper adds to pix2pix, and where it is here:
   over each instance, fed to G with the labels and trained jointly. After training, K-means per class
   over the instances' features of the training set (all of them, as the paper; the authors' size
   threshold with ``cluster_min_size=0.5``) (:meth:`Pix2PixHD.cluster_features`; also
-  ``pixforge pix2pixhd cluster RUN``, :func:`pixforge.editing.cluster_run`) gives ``n_clusters`` styles per class, stored with the checkpoint.
+  ``pixforge pix2pixhd cluster RUN``, :func:`pixforge.editing.cluster_run`) gives ``n_clusters`` styles
+  per class, stored with the checkpoint.
 - Diverse outputs and editing (§3.4, §4.3): :meth:`Pix2PixHD.generate` takes ``cluster``,
   ``style_seed``, per-instance ``clusters`` and ``features``; :mod:`pixforge.editing` builds the interactive
   :class:`~pixforge.editing.Scene` (change a class, paint an instance, pick a style) on these options.
@@ -352,9 +353,9 @@ class Pix2PixHD(Method):
         """Which of the ``count`` instances of one sample (``segments``: its flat ids) take part in K-means.
 
         The paper runs the encoder "on all instances in the training images" and clusters those features
-        (§3.4): the default, ``cluster_min_size`` = 0. The authors' code (NVIDIA/pix2pixHD ``encode_features.py``) keeps an
-        instance only when its pixel count exceeds 0.5 * (h * w // 32) at the feature map's size h x w:
-        ``cluster_min_size=0.5``.
+        (§3.4): the default, ``cluster_min_size`` = 0. The authors' code (NVIDIA/pix2pixHD
+        ``encode_features.py``) keeps an instance only when its pixel count exceeds 0.5 * (h * w // 32) at
+        the feature map's size h x w: ``cluster_min_size=0.5``.
         """
         _, inverse = torch.unique(segments, return_inverse=True)
         sizes = torch.bincount(inverse, minlength=count).float()
