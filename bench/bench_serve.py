@@ -35,7 +35,9 @@ def demo_run(folder: Path) -> Path:
     """A demo-preset pix2pix run (64 px U-Net) after one training step."""
     synthesize(folder / "data", count=8, size=64, seed=0)
     run = folder / "demo"
-    pixforge.train("pix2pix", folder / "data" / "aligned", run, preset="demo", steps=1, batch_size=1)
+    pixforge.train(
+        "pix2pix", folder / "data" / "aligned", run, preset="demo", steps=1, steps_decay=0, batch_size=1
+    )
     return run
 
 
