@@ -147,7 +147,8 @@ def test_paper_mode_is_per_sample_norm_without_dropout(runs: dict[str, Path], tm
 
 
 def test_metadata_and_fixed_size(runs: dict[str, Path], tmp_path: Path):
-    path = export_run(runs["resnet"], tmp_path / "fixed.onnx", fixed_size=(48, 32)).path
+    path = export_run(runs["resnet"], tmp_path / "fixed.onnx", fixed_size=(48, 32), opset=17).path
+    assert [o.version for o in onnx.load(str(path)).opset_import if o.domain in ("", "ai.onnx")] == [17]
     meta = read_metadata(path)
     assert meta["method"] == "pix2pix" and meta["version"] == pixforge.__version__
     assert '"netG": "resnet_6blocks"' in meta["config"] and '"fixed_size": [48, 32]' in meta["inputs"]
