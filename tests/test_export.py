@@ -28,6 +28,7 @@ RUNS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "cyclegan": ("cyclegan", "unaligned", {}),
     "guidegan": ("guidegan", "aligned", {"test_mode": "eval"}),
     "drpan": ("drpan", "aligned", {"test_mode": "eval"}),
+    "unet_labels": ("pix2pix", "labeled", {"test_mode": "eval"}),
     "hd_global": ("pix2pixhd", "labeled", {}),
     "hd_enhancer": ("pix2pixhd", "labeled", {"n_local_enhancers": 1}),
 }
@@ -129,6 +130,17 @@ def test_pix2pixhd_with_instances_and_clusters_matches_translate(
             diff = max_diff(result.path, feeds, reference(translator, batch, cluster=cluster))
             print(f"parity {name} cluster {cluster} {tuple(label.shape)}: {diff:.2e}")
             assert diff <= PARITY
+
+
+def test_label_input_is_one_hot_inside_the_graph(runs: dict[str, Path], tmp_path: Path):
+    translator = pixforge.load(runs["unet_labels"], device="cpu")
+    result = export_run(runs["unet_labels"], tmp_path / "labels.onnx")
+    assert result.inputs == ["label"]
+    for label, _ in label_inputs(translator.method.size_multiple, translator.label_nc):
+        expected = reference(translator, {"A": one_hot(label, translator.label_nc)})
+        diff = max_diff(result.path, {"label": label}, expected)
+        print(f"parity unet_labels {tuple(label.shape)}: {diff:.2e}")
+        assert diff <= PARITY
 
 
 def test_paper_mode_is_per_sample_norm_without_dropout(runs: dict[str, Path], tmp_path: Path, caplog):

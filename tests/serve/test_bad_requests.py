@@ -111,7 +111,13 @@ def cases(
             "explain",
         ),
         "image to a labeled model": ("hd", {"image": upload_bytes(photo())}, {}, 422, "label"),
-        "colour label map without a palette": ("hd", {"label": upload_bytes(photo())}, {}, 422, "single-channel"),
+        "colour label map without a palette": (
+            "hd",
+            {"label": upload_bytes(photo())},
+            {},
+            422,
+            "single-channel",
+        ),
         "no upload": ("p2p", {}, {}, 422, "image"),
     }
 
