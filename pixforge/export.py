@@ -363,14 +363,11 @@ def export_translator(
 
 
 def _check_sizes(translator: Translator) -> list[tuple[int, int]]:
-    """Two sizes (W, H) for the check: the model's size rounded up to the multiple, and a larger non-square one.
-
-    pix2pixHD's generator needs sides of at least twice its multiple."""
+    """Two sizes (W, H) for the check: the training crop size rounded up to the multiple, and a larger
+    non-square one. pix2pixHD's generator needs sides of at least twice its multiple."""
     multiple = translator.method.size_multiple
     smallest = multiple * (2 if isinstance(translator.method, Pix2PixHD) else 1)
-    data = translator.config.data
-    base = data.crop_size if data.preprocess == "resize_and_crop" else smallest
-    base = max(smallest, -(-base // multiple) * multiple)
+    base = max(smallest, -(-translator.config.data.crop_size // multiple) * multiple)
     return [(base, base), (base + 2 * multiple, base + multiple)]
 
 

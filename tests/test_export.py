@@ -25,6 +25,11 @@ RUNS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "unet_eval": ("pix2pix", "aligned", {"test_mode": "eval"}),
     "unet_paper": ("pix2pix", "aligned", {"test_mode": "paper"}),
     "resnet": ("pix2pix", "aligned", {"netG": "resnet_6blocks", "test_mode": "eval"}),
+    "resnet_native": (
+        "pix2pix",
+        "aligned",
+        {"netG": "resnet_6blocks", "test_mode": "eval", "preprocess": "none", "flip": "false"},
+    ),
     "cyclegan": ("cyclegan", "unaligned", {}),
     "guidegan": ("guidegan", "aligned", {"test_mode": "eval"}),
     "drpan": ("drpan", "aligned", {"test_mode": "eval"}),
@@ -199,3 +204,37 @@ def test_translate_cli_runs_an_onnx_file_like_the_run(
         assert np.abs(a - b).max() <= 1
     with pytest.raises(PixforgeError, match="no option style_seed"):
         OnnxTranslator(onnx_file).translate(Image.new("L", (32, 32)), style_seed=1)
+
+
+def test_onnx_translator_pads_and_crops_like_translate(runs: dict[str, Path], tmp_path: Path):
+    """A model that runs at the input's own size: a size off the multiple is padded and cropped back."""
+    path = export_run(runs["resnet_native"], tmp_path / "native.onnx").path
+    image = Image.fromarray(np.random.default_rng(3).integers(0, 256, (22, 30, 3), dtype=np.uint8))
+    ours = np.asarray(OnnxTranslator(path)(image), dtype=np.int16)
+    theirs = np.asarray(pixforge.load(runs["resnet_native"], device="cpu")(image), dtype=np.int16)
+    assert ours.shape == (22, 30, 3) and np.abs(ours - theirs).max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--fixed-size", "wide"], "--fixed-size"),
+        (["--direction", "BtoA"], "one direction"),
+    ],
+)
+def test_export_cli_bad_options_exit_2_with_one_line(
+    runs: dict[str, Path], tmp_path: Path, capsys, args, words
+):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(runs["resnet"]), "--out", str(tmp_path / "x.onnx"), *args])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and words in err and "\n" not in err
+
+
+def test_translate_refuses_a_file_that_is_not_an_export(tmp_path: Path, capsys):
+    bogus = tmp_path / "model.onnx"
+    bogus.write_bytes(b"not onnx at all")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["translate", str(bogus), str(tmp_path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "not a readable ONNX model" in err and "\n" not in err
