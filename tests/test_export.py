@@ -15,6 +15,7 @@ from PIL import Image
 import pixforge
 from pixforge.cli import main
 from pixforge.data.dataset import one_hot
+from pixforge.data.transforms import pad_to_multiple
 from pixforge.errors import PixforgeError
 from pixforge.export import OnnxTranslator, export_run, read_metadata, session
 
@@ -210,8 +211,12 @@ def test_onnx_translator_pads_and_crops_like_translate(runs: dict[str, Path], tm
     """A model that runs at the input's own size: a size off the multiple is padded and cropped back."""
     path = export_run(runs["resnet_native"], tmp_path / "native.onnx").path
     image = Image.fromarray(np.random.default_rng(3).integers(0, 256, (22, 30, 3), dtype=np.uint8))
-    ours = np.asarray(OnnxTranslator(path)(image), dtype=np.int16)
-    theirs = np.asarray(pixforge.load(runs["resnet_native"], device="cpu")(image), dtype=np.int16)
+    translator = pixforge.load(runs["resnet_native"], device="cpu")
+    onnx_translator = OnnxTranslator(path)
+    padded = pad_to_multiple(translator.prepare(image), translator.method.size_multiple, "reflect")
+    assert np.array_equal(onnx_translator.feeds(image, None, 0)["image"], padded.numpy())
+    ours = np.asarray(onnx_translator(image), dtype=np.int16)
+    theirs = np.asarray(translator(image), dtype=np.int16)
     assert ours.shape == (22, 30, 3) and np.abs(ours - theirs).max() <= 1
 
 
