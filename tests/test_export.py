@@ -24,7 +24,8 @@ PARITY = 1e-4
 #: name -> (method, data layout, overrides) of the tiny runs exported below
 RUNS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "unet_eval": ("pix2pix", "aligned", {"test_mode": "eval"}),
-    "unet_paper": ("pix2pix", "aligned", {"test_mode": "paper"}),
+    # 64 px: the smallest U-Net with a dropout block (ngf*8 -> ngf*8 outside the innermost)
+    "unet_paper": ("pix2pix", "aligned", {"test_mode": "paper", "crop_size": 64, "load_size": 72}),
     "resnet": ("pix2pix", "aligned", {"netG": "resnet_6blocks", "test_mode": "eval"}),
     "resnet_native": (
         "pix2pix",
