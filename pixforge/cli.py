@@ -583,3 +583,72 @@ def pix2pixhd_cluster(run: Path, data_root: Path | None, device: str) -> None:
 
     folder, counts = cluster_run(run, data_root, device)
     click.echo(f"{sum(counts.values())} clusters over {len(counts)} classes written to {folder}")
+
+
+# export and serve (ONNX export of a run's generator; the HTTP model server) ---------------------------------
+
+
+@cli.command(name="export")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="The .onnx file to write.")
+@click.option("--format", "fmt", default="onnx", show_default=True, type=click.Choice(["onnx"]))
+@click.option(
+    "--test-mode",
+    type=click.Choice(["eval", "paper"]),
+    help="pix2pix-style batch norm: running statistics (eval) or the paper's batch statistics (default: the run's).",
+)
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), help="Which generator (CycleGAN).")
+@click.option("--opset", type=int, help="ONNX opset (default: the exporter's).")
+@click.option(
+    "--fixed-size", help="WxH: a graph for this input size only (default: dynamic sizes and batch)."
+)
+def export_cmd(
+    run: Path,
+    out: Path,
+    fmt: str,
+    test_mode: str | None,
+    direction: str | None,
+    opset: int | None,
+    fixed_size: str | None,
+) -> None:
+    """Export RUN's generator to ONNX, checked against torch with onnxruntime."""
+    from pixforge.export import export_run, parse_size
+
+    size = parse_size(fixed_size) if fixed_size else None
+    result = export_run(run, out, test_mode=test_mode, direction=direction, opset=opset, fixed_size=size)
+    click.echo(f"wrote {result.path} ({result.method}, inputs {', '.join(result.inputs)}); {result.check}")
+
+
+@cli.command(name="serve")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--max-batch", default=8, show_default=True, type=int, help="Requests per forward pass.")
+@click.option("--max-wait-ms", default=10.0, show_default=True, type=float, help="Wait for a batch to fill.")
+@click.option("--token", help="Require 'Authorization: Bearer TOKEN' on every endpoint but /healthz.")
+@click.option(
+    "--max-pixels", default=4096 * 4096, show_default=True, type=int, help="Largest upload in pixels."
+)
+@click.option("--max-bytes", default=20 * 2**20, show_default=True, type=int, help="Largest upload in bytes.")
+@click.option("--amp", default="none", type=click.Choice(["none", "bf16"]), help="bf16 autocast (CUDA).")
+def serve_cmd(
+    runs: tuple[Path, ...],
+    host: str,
+    port: int,
+    device: str,
+    max_batch: int,
+    max_wait_ms: float,
+    token: str | None,
+    max_pixels: int,
+    max_bytes: int,
+    amp: str,
+) -> None:
+    """Serve the models in RUNS over HTTP (API docs at /docs); SIGTERM drains requests and exits 0."""
+    from pixforge.serve.app import ServeSettings, create_app
+    from pixforge.serve.server import run as run_server
+
+    settings = ServeSettings(list(runs), device, max_batch, max_wait_ms, token, max_pixels, max_bytes, amp)
+    app = create_app(settings)
+    click.echo(f"serving {', '.join(app.state.registry.names())} on http://{host}:{port} (docs: /docs)")
+    run_server(app, host, port)

@@ -1,0 +1,86 @@
+"""Request validation: uploads become checked PIL images before anything touches a model.
+
+Every check raises :class:`RequestError` with an HTTP status and one sentence: an upload over
+``max_bytes`` (413), a file that is not an image (415), a truncated image (422), a decompression bomb
+(PIL's ``Image.MAX_IMAGE_PIXELS`` limit, 413), an image over ``max_pixels`` (413), label ids outside the
+model's classes (422), an instance map of another size than its label map (422).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from pixforge.errors import PixforgeError
+
+ID_MODES = ("L", "P", "I", "I;16")
+
+
+class RequestError(PixforgeError):
+    """A request the server refuses: ``status`` (4xx) and a one-sentence message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def decode_image(data: bytes, field: str, max_bytes: int, max_pixels: int) -> Image.Image:
+    """Decode the upload ``field`` fully, after checking its size, type and pixel count from the header."""
+    if len(data) > max_bytes:
+        raise RequestError(413, f"The {field} upload is {len(data)} bytes, over the limit of {max_bytes}.")
+    if not data:
+        raise RequestError(422, f"The {field} upload is empty.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise RequestError(
+                413, f"The {field} image is a decompression bomb (over PIL's pixel limit)."
+            ) from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            raise RequestError(415, f"The {field} upload is not an image PIL can read.") from None
+    width, height = img.size
+    if width * height > max_pixels:
+        raise RequestError(
+            413, f"The {field} image has {width}x{height} pixels, over the limit of {max_pixels}."
+        )
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise RequestError(422, f"The {field} image is truncated or corrupt.") from None
+    return img
+
+
+def label_ids(img: Image.Image, label_nc: int, palette: np.ndarray | None) -> Image.Image:
+    """A label upload as an id image (mode I): ids as they are, or colours decoded with the run's palette."""
+    if img.mode in ID_MODES:
+        ids = np.asarray(img, dtype=np.int64)
+    elif palette is not None:
+        rgb = np.asarray(img.convert("RGB"), dtype=np.int64)
+        ids = ((rgb[:, :, None, :] - palette[None, None, :, :]) ** 2).sum(-1).argmin(-1)
+    else:
+        raise RequestError(
+            422, f"The label map must be a single-channel image of class ids, not mode {img.mode}."
+        )
+    if ids.size and (ids.min() < 0 or ids.max() >= label_nc):
+        bad = int(ids.max()) if ids.max() >= label_nc else int(ids.min())
+        raise RequestError(422, f"Label id {bad} is outside the model's classes 0..{label_nc - 1}.")
+    return Image.fromarray(ids.astype(np.int32))
+
+
+def instance_ids(img: Image.Image, label_size: tuple[int, int]) -> Image.Image:
+    """An instance upload as an id image (mode I), the size of its label map."""
+    if img.mode not in ID_MODES:
+        raise RequestError(
+            422, f"The instance map must be a single-channel image of integer ids, not mode {img.mode}."
+        )
+    if img.size != label_size:
+        w, h = img.size
+        raise RequestError(
+            422, f"The instance map is {w}x{h} but the label map is {label_size[0]}x{label_size[1]}."
+        )
+    return Image.fromarray(np.asarray(img, dtype=np.int64).astype(np.int32))
