@@ -10,7 +10,7 @@ Routes added to the serve API (``/v1/...``, ``/healthz``, ``/metrics``):
   ``POST /studio/api/models/{name}/render`` (a scene as JSON -> PNG; see :mod:`pixforge.studio.paint`).
 - participants: ``POST /study/api/{name}/join``, ``GET /study/api/session/{token}`` (progress and the current
   trial, images by opaque ids only), ``POST /study/api/session/{token}/answer``, ``GET /study/img/{id}``.
-- admin (``Authorization: Bearer ADMIN_TOKEN``): ``GET /studio/api/admin/studies``,
+- admin (header ``X-Admin-Token: ADMIN_TOKEN``): ``GET /studio/api/admin/studies``,
   ``GET /studio/api/admin/studies/{name}/report``, ``POST /studio/api/admin/studies/{name}/links``,
   ``GET /studio/api/admin/studies/{name}/answers.csv``.
 
@@ -144,8 +144,6 @@ def paint_router(app: FastAPI) -> APIRouter:
         scene = scene_from_json(body)
         start = time.perf_counter()
         batch, options = await run_in_threadpool(target.batch, scene)
-        if not target.model.has_styles():
-            options = {}
         maps = await app.state.batcher.submit(name, batch, options)
         size = (scene.label.shape[1], scene.label.shape[0])
         image = (await run_in_threadpool(to_images, {"output": maps["output"]}, size))["output"]
@@ -246,7 +244,9 @@ def study_router(store: StudyStore) -> APIRouter:
             body = await request.json()
             idx, choice, rt = int(body["trial"]), str(body["choice"]), float(body["response_ms"])
         except (ValueError, KeyError, TypeError):
-            raise RequestError(422, "An answer needs trial, choice (left or right) and response_ms.") from None
+            raise RequestError(
+                422, "An answer needs trial, choice (left or right) and response_ms."
+            ) from None
         try:
             trial, finished = await run_in_threadpool(store.add_answer, participant.id, idx, choice, rt)
         except PixforgeError as exc:
@@ -318,7 +318,7 @@ def admin_router(store: StudyStore, admin_token: str) -> APIRouter:
         try:
             count = int((await request.json()).get("count", 1))
         except (ValueError, TypeError, AttributeError):
-            raise RequestError(422, "Give the number of links as JSON {\"count\": N}.") from None
+            raise RequestError(422, 'Give the number of links as JSON {"count": N}.') from None
         if not 1 <= count <= 500:
             raise RequestError(422, "Links are issued 1 to 500 at a time.")
         people = [await run_in_threadpool(protocol.join, store, name) for _ in range(count)]

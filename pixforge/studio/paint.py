@@ -36,8 +36,9 @@ from pixforge.data.palette import FACADE_CLASSES, FACADE_COLORS, colors_to_ids, 
 from pixforge.editing import Scene
 from pixforge.errors import PixforgeError
 from pixforge.methods.pix2pixhd import Pix2PixHD
+from pixforge.serve.app import to_images
 from pixforge.serve.inputs import RequestError
-from pixforge.serve.registry import ServedModel
+from pixforge.serve.registry import ModelRegistry, ServedModel
 
 SAMPLES = 8
 """Dataset label maps offered as starting points."""
@@ -95,7 +96,9 @@ def scene_from_json(data: Any) -> PaintScene:
         clusters = {int(k): int(v) for k, v in dict(data.get("clusters") or {}).items()}
         seed = int(data.get("style_seed") or 0)
     except (KeyError, TypeError, ValueError):
-        raise RequestError(422, "The scene needs integer width and height, clusters and style_seed.") from None
+        raise RequestError(
+            422, "The scene needs integer width and height, clusters and style_seed."
+        ) from None
     if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
         raise RequestError(422, f"The scene is {w}x{h}; each side must be 1..{MAX_SIDE}.")
     label = _decode(data.get("label"), "uint8", (h, w), "label")
@@ -149,7 +152,9 @@ class Paintable:
         palette = FACADE_COLORS if palette is None else np.asarray(palette)
         for i in range(min(3, len(ds))):
             rgb = np.asarray(ds.raw_maps(i)["A"].convert("RGB"), dtype=np.float64)
-            dist = np.sqrt(((rgb[:, :, None, :] - palette[None, None].astype(np.float64)) ** 2).sum(-1)).min(-1)
+            dist = np.sqrt(((rgb[:, :, None, :] - palette[None, None].astype(np.float64)) ** 2).sum(-1)).min(
+                -1
+            )
             if (dist < COLOUR_DISTANCE).mean() < COLOUR_SHARE:
                 return None
         return palette
@@ -163,11 +168,19 @@ class Paintable:
         if self.kind == "scene":
             info = self.model.info()
             return [
-                {"id": i, "name": n, "color": c} for i, (n, c) in enumerate(zip(info["classes"], info["palette"]))
+                {"id": i, "name": n, "color": c}
+                for i, (n, c) in enumerate(zip(info["classes"], info["palette"], strict=True))
             ]
         palette = self.palette if self.palette is not None else FACADE_COLORS
-        names = FACADE_CLASSES if len(palette) == len(FACADE_CLASSES) else [f"class {i + 1}" for i in range(len(palette))]
-        return [{"id": i + 1, "name": names[i], "color": [int(v) for v in palette[i]]} for i in range(len(palette))]
+        names = (
+            FACADE_CLASSES
+            if len(palette) == len(FACADE_CLASSES)
+            else [f"class {i + 1}" for i in range(len(palette))]
+        )
+        return [
+            {"id": i + 1, "name": names[i], "color": [int(v) for v in palette[i]]}
+            for i in range(len(palette))
+        ]
 
     def size(self) -> tuple[int, int]:
         """The canvas size (W, H): the model's crop size, else the first sample's size, else 256."""
@@ -204,7 +217,9 @@ class Paintable:
         if self.kind == "scene":
             label = np.asarray(maps["label"].resize(size, Image.NEAREST), dtype=np.int64)
             inst = maps.get("instance")
-            instance = label.copy() if inst is None else np.asarray(inst.resize(size, Image.NEAREST), dtype=np.int64)
+            instance = (
+                label.copy() if inst is None else np.asarray(inst.resize(size, Image.NEAREST), dtype=np.int64)
+            )
         else:
             rgb = np.asarray(maps["A"].convert("RGB").resize(size, Image.NEAREST))
             label = colors_to_ids(rgb, self.palette).astype(np.int64)
@@ -229,7 +244,10 @@ class Paintable:
         label = torch.from_numpy(scene.label)[None, None]
         instance = torch.from_numpy(scene.instance)[None, None]
         if tuple(label.shape[-2:]) != (size[1], size[0]):
-            raise RequestError(422, f"The scene is {scene.label.shape[1]}x{scene.label.shape[0]}; the model paints {size[0]}x{size[1]}.")
+            raise RequestError(
+                422,
+                f"The scene is {scene.label.shape[1]}x{scene.label.shape[0]}; the model paints {size[0]}x{size[1]}.",
+            )
         edit = Scene(self.translator, label, instance)
         known = edit.instances()
         for instance_id, cluster in scene.clusters.items():
@@ -237,8 +255,41 @@ class Paintable:
                 continue
             count = self.model.clusters().get(known[instance_id], 0)
             if not 0 <= cluster < max(count, 1):
-                raise RequestError(422, f"Instance {instance_id}: its class has {count} style clusters, not cluster {cluster}.")
+                raise RequestError(
+                    422,
+                    f"Instance {instance_id}: its class has {count} style clusters, not cluster {cluster}.",
+                )
             edit.set_style(instance_id, cluster=cluster)
-        maps = {"A": one_hot(edit.label, edit.method.n_classes), "label": edit.label, "instance": edit.instance}
-        options = {"style_seed": scene.style_seed, "clusters": dict(edit.clusters), "features": dict(edit.features)}
+        maps = {
+            "A": one_hot(edit.label, edit.method.n_classes),
+            "label": edit.label,
+            "instance": edit.instance,
+        }
+        if not self.model.has_styles():
+            return maps, {}
+        options = {
+            "style_seed": scene.style_seed,
+            "clusters": dict(edit.clusters),
+            "features": dict(edit.features),
+        }
         return maps, options
+
+    def render(self, scene: PaintScene) -> Image.Image:
+        """Render a scene in this thread (the CLI's way; the server submits :meth:`batch` to its batcher)."""
+        batch, options = self.batch(scene)
+        translator = self.translator
+        maps = translator.translate_batch({k: v.to(translator.device) for k, v in batch.items()}, **options)
+        size = (scene.label.shape[1], scene.label.shape[0])
+        return to_images({"output": maps["output"].float().cpu()}, size)["output"]
+
+
+def render_file(scene_file: Path, run: Path, out: Path, device: str = "auto") -> None:
+    """``pixforge scene render``: a saved scene rendered with RUN, loaded as the server loads it."""
+    scene = read_scene(scene_file)
+    model = next(iter(ModelRegistry.load([run], device)))
+    try:
+        image = Paintable(model).render(scene)
+    except RequestError as exc:
+        raise PixforgeError(f"{scene_file}: {exc}") from exc
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out)

@@ -52,7 +52,9 @@ def exposures(spec: str) -> tuple[int, ...]:
         low, high = int(ranged[1]), int(ranged[2])
         levels = [low * 2**k for k in range(32) if low * 2**k <= high]
         return tuple(levels if levels[-1] == high else [*levels, high])
-    raise PixforgeError(f"--exposure-ms {spec!r}: give milliseconds (1000), a range (125-8000) or 'unlimited'")
+    raise PixforgeError(
+        f"--exposure-ms {spec!r}: give milliseconds (1000), a range (125-8000) or 'unlimited'"
+    )
 
 
 def images_by_stem(folder: Path) -> dict[str, Path]:
@@ -147,7 +149,9 @@ def create_study(
     if real is not None:
         folders = {REAL: real, **folders}
     if kind == "ab" and len(folders) < 2:
-        raise PixforgeError("an ab study needs two conditions: --fake DIR --fake DIR2 (or --real DIR --fake DIR)")
+        raise PixforgeError(
+            "an ab study needs two conditions: --fake DIR --fake DIR2 (or --real DIR --fake DIR)"
+        )
     images = {c: images_by_stem(Path(f)) for c, f in folders.items()}
     conditions = tuple(c for c in folders if kind == "ab" or c != REAL)
     row = StudyRow(name, kind, conditions, exposure.strip().lower(), practice, trials, seed)

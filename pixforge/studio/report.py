@@ -76,7 +76,9 @@ def _rate(condition: str, versus: str, exposure: int | None, answers: list[dict[
     n = sum(v[1] for v in by_person.values())
     low, high = wilson(k, n)
     b_low, b_high = bootstrap([(v[0], v[1]) for v in by_person.values()])
-    return Rate(condition, versus, exposure, k, n, len(by_person), k / n if n else math.nan, low, high, b_low, b_high)
+    return Rate(
+        condition, versus, exposure, k, n, len(by_person), k / n if n else math.nan, low, high, b_low, b_high
+    )
 
 
 def _groups(kind: str, conditions: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -191,7 +193,10 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += ["", "## Per exposure", "", *_table(report, report["per_exposure"])]
     if report["excluded_sessions"]:
         lines += ["", "## Excluded sessions", ""]
-        lines += [f"- participant {e['participant']}: {e['reason']} ({e['answered']} answers)" for e in report["excluded_sessions"]]
+        lines += [
+            f"- participant {e['participant']}: {e['reason']} ({e['answered']} answers)"
+            for e in report["excluded_sessions"]
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -220,10 +225,16 @@ def exposure_svg(report: dict[str, Any], width: int = 520, height: int = 300) ->
         f'<rect width="{width}" height="{height}" fill="white"/>',
     ]
     for v in (0, 0.25, 0.5, 0.75, 1):
-        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>')
-        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end">{v:.0%}</text>')
+        parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>'
+        )
+        parts.append(
+            f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end">{v:.0%}</text>'
+        )
     for e in xs:
-        parts.append(f'<text x="{x(e):.1f}" y="{height - bottom + 16}" font-size="11" text-anchor="middle">{e / 1000:g}</text>')
+        parts.append(
+            f'<text x="{x(e):.1f}" y="{height - bottom + 16}" font-size="11" text-anchor="middle">{e / 1000:g}</text>'
+        )
     parts.append(
         f'<text x="{(left + width - right) / 2:.0f}" y="{height - 8}" font-size="12" text-anchor="middle">'
         "exposure (s, log scale)</text>"
@@ -249,7 +260,18 @@ def exposure_svg(report: dict[str, Any], width: int = 520, height: int = 300) ->
 
 
 def _html_table(report: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in ("condition", "exposure", report["measure"], "95% CI (Wilson)", "95% CI (bootstrap)", "answers", "participants"))
+    head = "".join(
+        f"<th>{html.escape(h)}</th>"
+        for h in (
+            "condition",
+            "exposure",
+            report["measure"],
+            "95% CI (Wilson)",
+            "95% CI (bootstrap)",
+            "answers",
+            "participants",
+        )
+    )
     body = "".join(
         "<tr>"
         + "".join(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,10 +188,16 @@ class StudyStore:
             )
 
     def study(self, name: str) -> StudyRow:
+        found = self.study_or_none(name)
+        if found is None:
+            raise PixforgeError(f"no study named {name!r} in {self.path}")
+        return found
+
+    def study_or_none(self, name: str) -> StudyRow | None:
         with self._connect() as db:
             row = db.execute("SELECT * FROM studies WHERE name = ?", (name,)).fetchone()
         if row is None:
-            raise PixforgeError(f"no study named {name!r} in {self.path}")
+            return None
         return StudyRow(
             row["name"],
             row["kind"],
@@ -217,7 +223,12 @@ class StudyStore:
     # participants and plans --------------------------------------------------------------------------------
 
     def add_participant(
-        self, study: str, token: str, worker: str | None, plan: Any, seed_of: Any
+        self,
+        study: str,
+        token: str,
+        worker: str | None,
+        plan: Callable[[int, int], tuple[str | None, list[Trial]]],
+        seed_of: Callable[[int], int],
     ) -> Participant:
         """Register the next participant of ``study`` with the trials ``plan(number, seed)`` returns.
 
@@ -232,9 +243,7 @@ class StudyStore:
                 ).fetchone()
             ):
                 raise PixforgeError("this participant already has a session in this study")
-            number = db.execute(
-                "SELECT COUNT(*) FROM participants WHERE study = ?", (study,)
-            ).fetchone()[0]
+            number = db.execute("SELECT COUNT(*) FROM participants WHERE study = ?", (study,)).fetchone()[0]
             seed = seed_of(number)
             condition, trials = plan(number, seed)
             cur = db.execute(
@@ -286,7 +295,9 @@ class StudyStore:
     def show_trial(self, participant: int, idx: int) -> Trial:
         """Count one more showing of trial ``idx`` (a reload shows the current trial again) and return it."""
         with self._connect() as db:
-            db.execute("UPDATE trials SET views = views + 1 WHERE participant = ? AND idx = ?", (participant, idx))
+            db.execute(
+                "UPDATE trials SET views = views + 1 WHERE participant = ? AND idx = ?", (participant, idx)
+            )
             row = db.execute(
                 "SELECT * FROM trials WHERE participant = ? AND idx = ?", (participant, idx)
             ).fetchone()
@@ -329,7 +340,9 @@ class StudyStore:
             p = db.execute("SELECT * FROM participants WHERE id = ?", (participant,)).fetchone()
             if p is None or p["finished"] is not None:
                 raise PixforgeError("this session is finished; it takes no more answers")
-            done = db.execute("SELECT COUNT(*) FROM answers WHERE participant = ?", (participant,)).fetchone()[0]
+            done = db.execute(
+                "SELECT COUNT(*) FROM answers WHERE participant = ?", (participant,)
+            ).fetchone()[0]
             if idx != done:
                 raise PixforgeError(f"trial {idx} is not the current trial (the current one is {done})")
             row = db.execute(
@@ -355,7 +368,9 @@ class StudyStore:
                     time.time(),
                 ),
             )
-            total = db.execute("SELECT COUNT(*) FROM trials WHERE participant = ?", (participant,)).fetchone()[0]
+            total = db.execute(
+                "SELECT COUNT(*) FROM trials WHERE participant = ?", (participant,)
+            ).fetchone()[0]
             finished = idx + 1 == total
             if finished:
                 db.execute("UPDATE participants SET finished = ? WHERE id = ?", (time.time(), participant))

@@ -6,7 +6,7 @@ const DEBOUNCE_MS = 120;
 const s = {
   models: [], model: null, width: 0, height: 0, label: null, instance: null, clusters: {},
   tool: "brush", cls: null, selected: null, undo: [], redo: [],
-  seq: 0, shown: 0, renders: 0, timer: null, drag: null, lastMs: null,
+  seq: 0, shown: 0, renders: 0, timer: null, pending: false, inflight: 0, drag: null, lastMs: null,
 };
 window.studio = s;
 
@@ -270,12 +270,15 @@ function styleSelected(k) {
 
 function schedule() {
   clearTimeout(s.timer);
+  s.pending = true;
   s.timer = setTimeout(render, DEBOUNCE_MS);
 }
 
 async function render() {
+  s.pending = false;
   const seq = ++s.seq;
   const started = performance.now();
+  s.inflight += 1;
   try {
     const response = await api(`/studio/api/models/${encodeURIComponent(s.model.name)}/render?seq=${seq}`, {
       method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(encode()),
@@ -290,7 +293,7 @@ async function render() {
     out.dataset.seq = String(seq);
     $("#status").textContent = `render ${seq}: ${Math.round(s.lastMs)} ms (server ${response.headers.get("x-render-ms")} ms)`;
     showError($("#error"), null);
-  } catch (error) { showError($("#error"), error); }
+  } catch (error) { showError($("#error"), error); } finally { s.inflight -= 1; }
 }
 
 function save() { download(`${s.model.name}-scene.json`, new Blob([JSON.stringify(encode())], { type: "application/json" })); }
@@ -304,4 +307,5 @@ async function open() {
   } catch (error) { showError($("#error"), error); }
 }
 
+s.encode = encode;
 start();
