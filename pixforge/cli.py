@@ -197,10 +197,15 @@ def translate(
     show_attention: bool,
     device: str,
 ) -> None:
-    """Translate images (files, folders, or a dataset's --split) with the model in RUN."""
+    """Translate images (files, folders, or a dataset's --split) with the model in RUN (or an exported .onnx)."""
     from pixforge import api, pages
 
-    translator = api.load(run, device=device)
+    if run.suffix == ".onnx":
+        from pixforge.export import OnnxTranslator
+
+        translator: Any = OnnxTranslator(run)
+    else:
+        translator = api.load(run, device=device)
     items = _inputs(inputs, translator, split, instances)
     shown = (REGION_MAPS if show_region else set()) | (ATTENTION_MAPS if show_attention else set())
     out.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib import error, request
 
+import numpy as np
 from PIL import Image
 
 from pixforge.errors import PixforgeError
@@ -34,6 +35,11 @@ class ServerError(PixforgeError):
 def upload_bytes(value: Upload) -> bytes:
     """An upload's bytes: a PIL image as PNG, a path's contents, or bytes as they are."""
     if isinstance(value, Image.Image):
+        if value.mode == "I":  # PNG holds integer ids as 16 bits
+            ids = np.asarray(value)
+            if ids.min() < 0 or ids.max() > 65535:
+                raise PixforgeError("an id map sent as PNG must hold ids in 0..65535")
+            value = Image.fromarray(ids.astype(np.uint16))
         buffer = io.BytesIO()
         value.save(buffer, format="PNG")
         return buffer.getvalue()

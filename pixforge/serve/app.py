@@ -205,6 +205,9 @@ def parse_options(model: ServedModel, form: dict[str, Any]) -> tuple[dict[str, A
             options[name] = int(value)
         except (TypeError, ValueError):
             raise RequestError(422, f"Option {name}: '{value}' is not an integer.") from None
+    n_clusters = model.n_clusters()
+    if "cluster" in options and not 0 <= options["cluster"] < n_clusters:
+        raise RequestError(422, f"Option cluster: {options['cluster']} is not in 0..{n_clusters - 1}.")
     return options, explain
 
 

@@ -62,6 +62,10 @@ class ServedModel:
             return {}
         return {c: int(n) for c, n in enumerate(method.centre_counts.tolist()) if n}
 
+    def n_clusters(self) -> int:
+        """K of the per-class K-means (pix2pixHD's ``n_clusters``; 0 without styles)."""
+        return int(self.translator.config.model.n_clusters) if self.has_styles() else 0
+
     def has_styles(self) -> bool:
         method = self.translator.method
         return isinstance(method, Pix2PixHD) and "E" in method.nets

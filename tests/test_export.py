@@ -1,0 +1,188 @@
+"""ONNX export: onnxruntime against pixforge's own translation, per method, at two sizes through one graph."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from PIL import Image
+
+import pixforge
+from pixforge.cli import main
+from pixforge.data.dataset import one_hot
+from pixforge.errors import PixforgeError
+from pixforge.export import OnnxTranslator, export_run, read_metadata, session
+
+PARITY = 1e-4
+
+#: name -> (method, data layout, overrides) of the tiny runs exported below
+RUNS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "unet_eval": ("pix2pix", "aligned", {"test_mode": "eval"}),
+    "unet_paper": ("pix2pix", "aligned", {"test_mode": "paper"}),
+    "resnet": ("pix2pix", "aligned", {"netG": "resnet_6blocks", "test_mode": "eval"}),
+    "cyclegan": ("cyclegan", "unaligned", {}),
+    "guidegan": ("guidegan", "aligned", {"test_mode": "eval"}),
+    "drpan": ("drpan", "aligned", {"test_mode": "eval"}),
+    "hd_global": ("pix2pixhd", "labeled", {}),
+    "hd_enhancer": ("pix2pixhd", "labeled", {"n_local_enhancers": 1}),
+}
+
+
+@pytest.fixture(scope="module")
+def runs(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("export")
+    out = {}
+    for name, (method, layout, overrides) in RUNS.items():
+        out[name] = root / name
+        pixforge.train(method, synth_root / layout, out[name], preset="tiny", steps=1, overrides=overrides)
+    return out
+
+
+def image_inputs(multiple: int) -> list[torch.Tensor]:
+    """Two sizes, both multiples of the generator's: square at batch 1, and wider than tall at batch 2."""
+    gen = torch.Generator().manual_seed(0)
+    small, large = max(32, multiple), max(32, multiple) + multiple
+    return [
+        torch.rand(1, 3, small, small, generator=gen) * 2 - 1,
+        torch.rand(2, 3, large, large + multiple, generator=gen) * 2 - 1,
+    ]
+
+
+def reference(translator: pixforge.Translator, batch: dict[str, torch.Tensor], **options: Any) -> np.ndarray:
+    """``translate``'s output for every sample alone (pix2pix's paper mode normalises per batch)."""
+    n = next(iter(batch.values())).shape[0]
+    outs = [
+        translator.translate_batch({k: v[i : i + 1] for k, v in batch.items()}, **options)["output"]
+        for i in range(n)
+    ]
+    return torch.cat(outs).numpy()
+
+
+def no_dropout(translator: pixforge.Translator) -> None:
+    """Deterministic translation: dropout layers at p = 0 (the export turns dropout off)."""
+    for module in translator.method.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
+def max_diff(path: Path, feeds: dict[str, torch.Tensor], expected: np.ndarray) -> float:
+    got = session(path).run(None, {k: v.numpy() for k, v in feeds.items()})[0]
+    assert got.shape == expected.shape
+    return float(np.abs(got - expected).max())
+
+
+@pytest.mark.parametrize("name", ["unet_eval", "unet_paper", "resnet", "guidegan", "drpan"])
+def test_image_model_matches_translate_at_two_sizes(runs: dict[str, Path], tmp_path: Path, name: str):
+    translator = pixforge.load(runs[name], device="cpu")
+    no_dropout(translator)
+    result = export_run(runs[name], tmp_path / f"{name}.onnx")
+    assert result.inputs == ["image"] and result.max_diff <= PARITY
+    for x in image_inputs(translator.method.size_multiple):
+        diff = max_diff(result.path, {"image": x}, reference(translator, {"A": x}))
+        print(f"parity {name} {tuple(x.shape)}: {diff:.2e}")
+        assert diff <= PARITY
+
+
+@pytest.mark.parametrize("direction", ["AtoB", "BtoA"])
+def test_cyclegan_exports_each_direction(runs: dict[str, Path], tmp_path: Path, direction: str):
+    translator = pixforge.load(runs["cyclegan"], device="cpu")
+    path = export_run(runs["cyclegan"], tmp_path / "c.onnx", direction=direction).path
+    assert read_metadata(path)["direction"] == direction
+    for x in image_inputs(translator.method.size_multiple):
+        diff = max_diff(path, {"image": x}, reference(translator, {"A": x}, direction=direction))
+        print(f"parity cyclegan {direction} {tuple(x.shape)}: {diff:.2e}")
+        assert diff <= PARITY
+    other = reference(translator, {"A": x}, direction="BtoA" if direction == "AtoB" else "AtoB")
+    assert max_diff(path, {"image": x}, other) > 1e-3
+
+
+def label_inputs(multiple: int, label_nc: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(label, instance) maps at two sizes: blocks of classes and instances that do not follow the classes."""
+    gen = torch.Generator().manual_seed(0)
+    out = []
+    for n, h, w in ((1, 32, 32), (2, 32 + multiple, 32 + 2 * multiple)):
+        label = torch.randint(0, label_nc, (n, 1, h // 4, w // 4), generator=gen)
+        label = label.repeat_interleave(4, 2).repeat_interleave(4, 3)
+        instance = torch.randint(0, 4, (n, 1, h // 8, w // 8), generator=gen)
+        out.append((label, instance.repeat_interleave(8, 2).repeat_interleave(8, 3) * 1000 + label))
+    return out
+
+
+@pytest.mark.parametrize("name", ["hd_global", "hd_enhancer"])
+def test_pix2pixhd_with_instances_and_clusters_matches_translate(
+    runs: dict[str, Path], tmp_path: Path, name: str
+):
+    translator = pixforge.load(runs[name], device="cpu")
+    result = export_run(runs[name], tmp_path / f"{name}.onnx")
+    assert result.inputs == ["label", "instance", "cluster"]
+    label_nc = translator.label_nc
+    for label, instance in label_inputs(translator.method.size_multiple, label_nc):
+        batch = {"A": one_hot(label, label_nc), "label": label, "instance": instance}
+        for cluster in (0, 3):
+            clusters = torch.full((label.shape[0],), cluster, dtype=torch.int64)
+            feeds = {"label": label, "instance": instance, "cluster": clusters}
+            diff = max_diff(result.path, feeds, reference(translator, batch, cluster=cluster))
+            print(f"parity {name} cluster {cluster} {tuple(label.shape)}: {diff:.2e}")
+            assert diff <= PARITY
+
+
+def test_paper_mode_is_per_sample_norm_without_dropout(runs: dict[str, Path], tmp_path: Path, caplog):
+    translator = pixforge.load(runs["unet_paper"], device="cpu")
+    with caplog.at_level(logging.WARNING, logger="pixforge"):
+        path = export_run(runs["unet_paper"], tmp_path / "p.onnx").path
+    assert "dropout off" in caplog.text
+    graph = onnx.load(str(path)).graph
+    ops = {node.op_type for node in graph.node}
+    assert "InstanceNormalization" in ops and "BatchNormalization" not in ops and "Dropout" not in ops
+    x = image_inputs(translator.method.size_multiple)[1]
+    no_dropout(translator)
+    together = translator.translate_batch({"A": x})["output"].numpy()
+    assert max_diff(path, {"image": x}, reference(translator, {"A": x})) <= PARITY
+    assert max_diff(path, {"image": x}, together) > 1e-3  # torch at batch 2 mixes the samples' statistics
+
+
+def test_metadata_and_fixed_size(runs: dict[str, Path], tmp_path: Path):
+    path = export_run(runs["resnet"], tmp_path / "fixed.onnx", fixed_size=(48, 32)).path
+    meta = read_metadata(path)
+    assert meta["method"] == "pix2pix" and meta["version"] == pixforge.__version__
+    assert '"netG": "resnet_6blocks"' in meta["config"] and '"fixed_size": [48, 32]' in meta["inputs"]
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [1, 3, 32, 48]
+    with pytest.raises(PixforgeError, match="multiples of 4"):
+        export_run(runs["resnet"], tmp_path / "bad.onnx", fixed_size=(30, 32))
+
+
+def test_translate_cli_runs_an_onnx_file_like_the_run(
+    runs: dict[str, Path], synth_root: Path, tmp_path: Path
+):
+    run = runs["hd_global"]
+    onnx_file = tmp_path / "hd.onnx"
+    main(["export", str(run), "--out", str(onnx_file)])
+    data = synth_root / "labeled"
+    for source, out in ((run, "torch"), (onnx_file, "onnx")):
+        main(
+            [
+                "translate",
+                str(source),
+                str(data),
+                "--split",
+                "test",
+                "--cluster",
+                "2",
+                "--out",
+                str(tmp_path / out),
+            ]
+        )
+    names = sorted(p.name for p in (tmp_path / "torch").glob("*.png"))
+    assert names and names == sorted(p.name for p in (tmp_path / "onnx").glob("*.png"))
+    for name in names:
+        a = np.asarray(Image.open(tmp_path / "torch" / name), dtype=np.int16)
+        b = np.asarray(Image.open(tmp_path / "onnx" / name), dtype=np.int16)
+        assert np.abs(a - b).max() <= 1
+    with pytest.raises(PixforgeError, match="no option style_seed"):
+        OnnxTranslator(onnx_file).translate(Image.new("L", (32, 32)), style_seed=1)
