@@ -20,7 +20,6 @@ import json
 import math
 import statistics
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -28,13 +27,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import uvicorn
 from PIL import Image, ImageFilter
 
 import pixforge
 from pixforge.data.synth import synthesize
 from pixforge.serve.app import ServeSettings
-from pixforge.serve.server import config
+from pixforge.serve.server import background
 from pixforge.studio.app import StudioSettings, create_studio_app
 from pixforge.studio.paint import scene_from_json, scene_to_json
 from pixforge.studio.protocol import REAL, create_study
@@ -42,16 +40,6 @@ from pixforge.studio.report import study_report, to_markdown
 
 #: simulated chance of picking the generated image as real at 125 ms and at 8 s, per condition
 FOOLING = {"blur": (0.45, 0.15), "poster": (0.30, 0.05)}
-
-
-def start_studio(runs: list[Path], db: Path, port: int) -> tuple[uvicorn.Server, threading.Thread]:
-    app = create_studio_app(ServeSettings(runs, "cpu", max_wait_ms=1), StudioSettings(db, "bench"))
-    server = uvicorn.Server(config(app, "127.0.0.1", port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, thread
 
 
 def post(url: str, body: Any) -> bytes:
@@ -155,7 +143,6 @@ def main() -> None:
     )
     parser.add_argument("--strokes", type=int, default=30)
     parser.add_argument("--participants", type=int, default=12)
-    parser.add_argument("--port", type=int, default=8931)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, help="Also write the simulated study's report (markdown) here.")
     args = parser.parse_args()
@@ -173,9 +160,10 @@ def main() -> None:
         photo.save(images[REAL] / path.name)
         photo.filter(ImageFilter.GaussianBlur(1.5)).save(images["blur"] / path.name)
         photo.quantize(6).convert("RGB").save(images["poster"] / path.name)
-    server, thread = start_studio([root / "demo"], root / "studies.sqlite", args.port)
-    url = f"http://127.0.0.1:{args.port}"
-    try:
+    app = create_studio_app(
+        ServeSettings([root / "demo"], "cpu", max_wait_ms=1), StudioSettings(root / "db", "b")
+    )
+    with background(app) as url:
         http = http_latency(url, args.strokes)
         print(f"demo pix2pix (64 px, ngf 32), CPU, {args.threads} threads, {args.strokes} strokes")
         print(
@@ -187,7 +175,7 @@ def main() -> None:
                 f"in Chromium, pointer-up to photo on screen (debounce not counted): median "
                 f"{statistics.median(shown):.1f} ms, p90 {np.percentile(shown, 90):.1f} ms ({len(shown)} strokes)"
             )
-        report = simulated_study(url, images, args.participants, server.config.app.state.studies)
+        report = simulated_study(url, images, args.participants, app.state.studies)
         truth = ", ".join(f"{c}: {a:.0%} at 125 ms -> {b:.0%} at 8 s" for c, (a, b) in FOOLING.items())
         print(
             f"\nsimulated study: {args.participants} scripted participants; simulated fooling chance {truth}\n"
@@ -195,9 +183,6 @@ def main() -> None:
         print(report)
         if args.out:
             args.out.write_text(report)
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 if __name__ == "__main__":

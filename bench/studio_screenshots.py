@@ -10,20 +10,16 @@ headless Chromium as the browser tests do, and saves palette PNGs (small files) 
 from __future__ import annotations
 
 import argparse
-import socket
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-import uvicorn
 from PIL import Image, ImageFilter
 from playwright.sync_api import Page, sync_playwright
 
 import pixforge
 from pixforge.data.synth import synthesize
 from pixforge.serve.app import ServeSettings
-from pixforge.serve.server import config
+from pixforge.serve.server import background
 from pixforge.studio.app import StudioSettings, create_studio_app
 from pixforge.studio.protocol import create_study
 
@@ -72,48 +68,35 @@ def main() -> None:
         photo.filter(ImageFilter.GaussianBlur(1.2)).save(fake / path.name)
     app = create_studio_app(ServeSettings([run], "cpu"), StudioSettings(root / "studies.sqlite", "shots"))
     create_study(app.state.studies, "facades-realism", "real-vs-fake", real, [str(fake)], "unlimited", 2, 10)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(config(app, "127.0.0.1", port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
     args.out.mkdir(parents=True, exist_ok=True)
     aligned = Image.open(sorted((root / "synth" / "aligned" / "test").glob("*.png"))[0])
     labels = root / "labels.png"
     aligned.crop((aligned.width // 2, 0, aligned.width, aligned.height)).save(labels)
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True)
-            page = browser.new_page(viewport={"width": 1180, "height": 560})
-            page.goto(f"{url}/studio/")
-            page.set_input_files("#file", str(labels))
-            page.wait_for_function("document.querySelector('#output').dataset.seq !== undefined")
-            page.screenshot(path=str(args.out / "studio-translate.png"))
-            page.set_viewport_size({"width": 1280, "height": 620})
-            page.goto(f"{url}/studio/paint")
-            page.wait_for_function("window.studio.shown > 0")
-            page.click("#palette button[data-class='3']")
-            page.fill("#size", "6")
-            drag(page, [(0.3, 0.62), (0.3, 0.9), (0.42, 0.9), (0.42, 0.62)])
-            page.click("#palette button[data-class='12']")
-            drag(page, [(0.55, 0.8), (0.85, 0.8)])
-            page.wait_for_function(
-                "window.studio.shown >= 3 && !window.studio.pending && !window.studio.inflight"
-            )
-            page.screenshot(path=str(args.out / "studio-paint.png"))
-            page.set_viewport_size({"width": 1000, "height": 640})
-            page.goto(f"{url}/study/facades-realism")
-            page.click("#begin")
-            page.wait_for_function("!document.querySelector('#answer-left').disabled")
-            page.screenshot(path=str(args.out / "studio-study.png"))
-            browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with background(app) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True)
+        page = browser.new_page(viewport={"width": 1180, "height": 560})
+        page.goto(f"{url}/studio/")
+        page.set_input_files("#file", str(labels))
+        page.wait_for_function("document.querySelector('#output').dataset.seq !== undefined")
+        page.screenshot(path=str(args.out / "studio-translate.png"))
+        page.set_viewport_size({"width": 1280, "height": 620})
+        page.goto(f"{url}/studio/paint")
+        page.wait_for_function("window.studio.shown > 0")
+        page.click("#palette button[data-class='3']")
+        page.fill("#size", "6")
+        drag(page, [(0.3, 0.62), (0.3, 0.9), (0.42, 0.9), (0.42, 0.62)])
+        page.click("#palette button[data-class='12']")
+        drag(page, [(0.55, 0.8), (0.85, 0.8)])
+        page.wait_for_function(
+            "window.studio.shown >= 3 && !window.studio.pending && !window.studio.inflight"
+        )
+        page.screenshot(path=str(args.out / "studio-paint.png"))
+        page.set_viewport_size({"width": 1000, "height": 640})
+        page.goto(f"{url}/study/facades-realism")
+        page.click("#begin")
+        page.wait_for_function("!document.querySelector('#answer-left').disabled")
+        page.screenshot(path=str(args.out / "studio-study.png"))
+        browser.close()
     for name in ("studio-translate.png", "studio-paint.png", "studio-study.png"):
         small_png(args.out / name)
         print(f"wrote {args.out / name} ({(args.out / name).stat().st_size // 1024} KiB)")

@@ -5,9 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +12,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-import uvicorn
 from PIL import Image, ImageFilter
 
 import pixforge
 from pixforge.serve.app import ServeSettings
-from pixforge.serve.server import config
+from pixforge.serve.server import background
 from pixforge.studio.app import StudioSettings, create_studio_app
 
 
@@ -66,12 +62,6 @@ def study_images(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return folders
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class LiveStudio:
     url: str
@@ -90,18 +80,8 @@ def live_studio(
         ServeSettings([studio_runs["facades"], studio_runs["hd"]], "cpu", max_wait_ms=1),
         StudioSettings(db, "admin-secret"),
     )
-    port = free_port()
-    server = uvicorn.Server(config(app, "127.0.0.1", port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the studio did not start")
-        time.sleep(0.05)
-    yield LiveStudio(f"http://127.0.0.1:{port}", app, db, "admin-secret")
-    server.should_exit = True
-    thread.join(30)
+    with background(app) as url:
+        yield LiveStudio(url, app, db, "admin-secret")
 
 
 def chromium_path() -> str | None:

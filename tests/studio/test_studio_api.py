@@ -18,7 +18,9 @@ from pixforge.studio.paint import scene_from_json, scene_to_json
 
 def call(url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        url, data=data, headers={"content-type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request) as response:
             return response.status, response.read()
@@ -54,14 +56,37 @@ def test_a_saved_scene_renders_the_same_from_the_cli(live_studio, studio_runs, t
     scene["clusters"] = {str(thing): 2}
     path = tmp_path / "scene.json"
     path.write_text(json.dumps(scene))
-    main(["scene", "render", str(path), str(studio_runs["hd"]), "--out", str(tmp_path / "out.png"), "--device", "cpu"])
-    served = np.asarray(Image.open(io.BytesIO(call(f"{live_studio.url}/studio/api/models/hd/render", scene)[1])))
+    main(
+        [
+            "scene",
+            "render",
+            str(path),
+            str(studio_runs["hd"]),
+            "--out",
+            str(tmp_path / "out.png"),
+            "--device",
+            "cpu",
+        ]
+    )
+    served = np.asarray(
+        Image.open(io.BytesIO(call(f"{live_studio.url}/studio/api/models/hd/render", scene)[1]))
+    )
     assert np.abs(np.asarray(Image.open(tmp_path / "out.png"), dtype=int) - served).max() <= 1
 
 
 def test_study_answers_are_guarded(live_studio, study_images) -> None:
     main(
-        ["study", "create", "guarded", "--db", str(live_studio.db), "--kind", "ab", "--fake", str(study_images["blur"])]
+        [
+            "study",
+            "create",
+            "guarded",
+            "--db",
+            str(live_studio.db),
+            "--kind",
+            "ab",
+            "--fake",
+            str(study_images["blur"]),
+        ]
         + ["--fake", str(study_images["poster"]), "--practice", "0", "--trials", "2"]
     )
     url = live_studio.url
@@ -95,7 +120,10 @@ def test_admin_needs_the_token(live_studio, study_images) -> None:
     assert len(links) == 2 and call(live_studio.url + links[0])[0] == 200
     token = links[0].rsplit("/", 1)[1]
     assert json.loads(call(f"{live_studio.url}/study/api/session/{token}")[1])["answered"] == 0
-    call(f"{live_studio.url}/study/api/session/{token}/answer", {"trial": 0, "choice": "left", "response_ms": 9})
+    call(
+        f"{live_studio.url}/study/api/session/{token}/answer",
+        {"trial": 0, "choice": "left", "response_ms": 9},
+    )
     report = json.loads(call(f"{base}/studies/audited/report", headers=admin)[1])
     assert report["report"]["participants"]["total"] == 2 and "<table>" in report["html"]
     status, csv = call(f"{base}/studies/audited/answers.csv", headers=admin)

@@ -26,7 +26,9 @@ def store(tmp_path: Path) -> StudyStore:
 def make(store: StudyStore, study_images: dict[str, Path], name: str = "s", **kwargs) -> None:
     options = {"practice": 2, "trials": 6, "exposure": "1000", "seed": 0, **kwargs}
     fakes = [f"blur={study_images['blur']}", f"poster={study_images['poster']}"]
-    protocol.create_study(store, name, options.pop("kind", "real-vs-fake"), study_images["real"], fakes, **options)
+    protocol.create_study(
+        store, name, options.pop("kind", "real-vs-fake"), study_images["real"], fakes, **options
+    )
 
 
 def test_exposure_specs() -> None:
@@ -103,7 +105,9 @@ def test_an_answer_survives_a_killed_server(store: StudyStore, study_images) -> 
     make(store, study_images)
     p = protocol.join(store, "s")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    done = subprocess.run([sys.executable, "-c", ANSWER_AND_DIE, str(store.path), str(p.id)], env=env, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", ANSWER_AND_DIE, str(store.path), str(p.id)], env=env, check=False
+    )
     assert done.returncode == -signal.SIGKILL
     with sqlite3.connect(store.path) as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
