@@ -79,10 +79,10 @@ def main() -> None:
         page.set_input_files("#file", str(labels))
         page.wait_for_function("document.querySelector('#output').dataset.seq !== undefined")
         page.screenshot(path=str(args.out / "studio-translate.png"))
-        page.set_viewport_size({"width": 1280, "height": 620})
+        page.set_viewport_size({"width": 1360, "height": 660})
         page.goto(f"{url}/studio/paint")
         page.wait_for_function("window.studio.shown > 0")
-        page.click("#palette button[data-class='3']")
+        page.click("#palette button[data-class='4']")  # door
         page.fill("#size", "6")
         drag(page, [(0.3, 0.62), (0.3, 0.9), (0.42, 0.9), (0.42, 0.62)])
         page.click("#palette button[data-class='12']")

@@ -76,13 +76,13 @@ def test_paint_a_stroke_changes_the_output(browser, live_studio, tmp_path: Path,
     page.select_option("#model", "facades")
     first = wait_render(page, 0)
     before = page_image(page, "#output")
-    page.click("#palette button[data-class='3']")  # door
+    page.click("#palette button[data-class='4']")  # door
     page.fill("#size", "8")
     stroke(page, [(0.2, 0.5), (0.5, 0.55), (0.8, 0.6)])
     latest = wait_render(page, first)
     after = page_image(page, "#output")
     label = np.array(page.evaluate("Array.from(window.studio.label)")).reshape(32, 32)
-    assert (label[15:21, 8:24] == 3).mean() > 0.9
+    assert (label[15:21, 8:24] == 4).mean() > 0.9
     painted = np.zeros((32, 32), bool)
     painted[15:21, 8:24] = True
     change = np.abs(after - before).mean(-1)
@@ -163,4 +163,50 @@ def test_select_an_instance_change_its_class_and_style(
     print("CHANGE", change[mask].mean(), change[~mask].mean())
     assert change[mask].mean() > max(0.5, 1.5 * change[~mask].mean())
     page.screenshot(path=str(tmp_path / "paint-instance.png"))
+    assert not errors
+
+
+def test_paint_tools_undo_redo_and_scene_files(browser, live_studio, tmp_path: Path) -> None:
+    """Rectangle with a new instance, fill, eraser, undo/redo on the maps; a saved scene loads back unchanged."""
+    page, errors = new_page(browser, live_studio, "/studio/paint")
+    page.select_option("#model", "hd")
+    page.wait_for_function("window.studio.model.name === 'hd' && window.studio.shown > 0")
+
+    def maps() -> tuple[np.ndarray, np.ndarray]:
+        label = np.array(page.evaluate("Array.from(window.studio.label)")).reshape(32, 32)
+        return label, np.array(page.evaluate("Array.from(window.studio.instance)")).reshape(32, 32)
+
+    start_label, start_instance = maps()
+    page.click("#tools button[data-tool='rect']")
+    page.click("#palette button[data-class='11']")
+    page.check("#new-instance")
+    stroke(page, [(4.5 / 32, 4.5 / 32), (12.5 / 32, 10.5 / 32)])
+    label, instance = maps()
+    assert (label[4:11, 4:13] == 11).all() and len(np.unique(instance[4:11, 4:13])) == 1
+    assert instance[5, 5] // 1000 == 11 and instance[5, 5] not in start_instance
+    assert (label[20:, :] == start_label[20:, :]).all()
+    page.click("#undo")
+    assert (maps()[0] == start_label).all()
+    page.click("#redo")
+    assert (maps()[0] == label).all()
+    page.uncheck("#new-instance")
+    page.click("#tools button[data-tool='fill']")
+    page.click("#palette button[data-class='6']")
+    stroke(page, [(6.5 / 32, 6.5 / 32)])
+    assert (maps()[0][4:11, 4:13] == 6).all() and (maps()[0][20:, :] == start_label[20:, :]).all()
+    page.click("#tools button[data-tool='eraser']")
+    stroke(page, [(8.5 / 32, 8.5 / 32)])
+    assert maps()[0][8, 8] == 0  # the first class (unlabeled) of the synthetic labeled data
+    edited_label, edited_instance = maps()
+    with page.expect_download() as saved:
+        page.click("#save")
+    scene = tmp_path / "scene.json"
+    saved.value.save_as(scene)
+    page.select_option("#start", "blank")
+    page.click("#load-start")
+    assert (maps()[0] == 0).all()
+    page.set_input_files("#open", str(scene))
+    page.wait_for_function("window.studio.label.some((v) => v !== 0)")
+    assert (maps()[0] == edited_label).all() and (maps()[1] == edited_instance).all()
+    assert json.loads(scene.read_text())["model"] == "hd"
     assert not errors

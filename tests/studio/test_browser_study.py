@@ -183,6 +183,13 @@ def test_real_vs_fake_session_with_practice_reload_and_report(
         assert (rate["wilson_low"], rate["wilson_high"]) == (pytest.approx(low), pytest.approx(high))
     assert report["per_exposure"] == []
     assert "fooling rate" in (out / "report.md").read_text() and (out / "report.html").is_file()
+
+    admin = context.new_page()
+    admin.goto(f"{live_studio.url}/studio/admin#token={live_studio.admin_token}")
+    admin.click("#studies tr:has-text('rvf') button:has-text('Report')")
+    admin.wait_for_selector("#report table")
+    assert f"{report['rates'][0]['k']}/{report['rates'][0]['n']}" in admin.text_content("#report")
+    admin.screenshot(path=str(tmp_path / "admin-report.png"), full_page=True)
     context.close()
 
 

@@ -141,3 +141,20 @@ def test_report_counts_finished_trials_only(store: StudyStore, study_images) -> 
         assert (r["k"], r["n"]) == (sum(x["chosen_condition"] == a for x in mine), len(mine))
     assert sum(r["n"] for r in report["per_exposure"]) == 6
     assert "Excluded sessions" in to_markdown(report)
+
+
+def test_colour_coded_labels_are_told_from_photos(synth_root: Path, facades_root: Path) -> None:
+    """The paint page's test for models on colour-coded labels: the real CMP facade labels pass, photos do not."""
+    from PIL import Image
+
+    from pixforge.data.palette import FACADE_COLORS
+    from pixforge.studio.paint import colour_coded
+
+    for path in [
+        *sorted(facades_root.glob("train/*.jpg"))[:5],
+        *sorted(synth_root.glob("aligned/train/*.png"))[:3],
+    ]:
+        pair = Image.open(path)
+        w, h = pair.size
+        assert not colour_coded(pair.crop((0, 0, w // 2, h)), FACADE_COLORS), path
+        assert colour_coded(pair.crop((w // 2, 0, w, h)), FACADE_COLORS), path
