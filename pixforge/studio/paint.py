@@ -111,7 +111,7 @@ def read_scene(path: Path) -> PaintScene:
     """A scene file saved by the paint page."""
     try:
         return scene_from_json(json.loads(Path(path).read_text()))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PixforgeError(f"{path}: not a scene file ({exc})") from exc
     except RequestError as exc:
         raise PixforgeError(f"{path}: {exc}") from exc

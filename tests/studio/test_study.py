@@ -158,3 +158,48 @@ def test_colour_coded_labels_are_told_from_photos(synth_root: Path, facades_root
         w, h = pair.size
         assert not colour_coded(pair.crop((0, 0, w // 2, h)), FACADE_COLORS), path
         assert colour_coded(pair.crop((w // 2, 0, w, h)), FACADE_COLORS), path
+
+
+def test_study_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, study_images, capsys) -> None:
+    from pixforge.cli import main
+
+    db = str(tmp_path / "s.sqlite")
+    cases = [
+        (
+            [
+                "study",
+                "create",
+                "a",
+                "--db",
+                db,
+                "--kind",
+                "ab",
+                "--fake",
+                str(tmp_path / "none"),
+                "--fake",
+                str(study_images["blur"]),
+            ],
+            "not a folder",
+        ),
+        (
+            ["study", "create", "a b", "--db", db, "--kind", "ab", "--fake", str(study_images["blur"])],
+            "study name",
+        ),
+        (["study", "report", "a", "--db", str(tmp_path / "missing.sqlite")], "no such study database"),
+        (
+            ["scene", "render", str(study_images["real"] / "00000.png"), str(tmp_path), "--out", "x.png"],
+            "not a scene file",
+        ),
+    ]
+    main(
+        ["study", "create", "ok", "--db", db, "--kind", "ab", "--fake", str(study_images["blur"])]
+        + ["--fake", str(study_images["poster"]), "--trials", "3", "--practice", "0"]
+    )
+    cases.append((["study", "report", "nope", "--db", db], "no study named 'nope'"))
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and message in err and len(err.splitlines()) == 1, (argv, err)
+    main(["study", "report", "ok", "--db", db, "--out", str(tmp_path / "r")])
+    assert "0 finished" in capsys.readouterr().out and (tmp_path / "r" / "report.json").is_file()
