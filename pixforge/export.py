@@ -333,7 +333,7 @@ def export_translator(
     multiple = method.size_multiple
     if fixed_size is not None and (fixed_size[0] % multiple or fixed_size[1] % multiple):
         raise PixforgeError(f"option --fixed-size: sides must be multiples of {multiple} for this model")
-    sizes = [fixed_size] if fixed_size else _check_sizes(translator, multiple)
+    sizes = [fixed_size] if fixed_size else _check_sizes(translator)
     w, h = sizes[0]
     example = example_inputs(names, method, 1, h, w)
     dynamic = None
@@ -362,11 +362,12 @@ def export_translator(
     return ExportResult(out, method.name, names, diff, sizes)
 
 
-def _check_sizes(translator: Translator, multiple: int) -> list[tuple[int, int]]:
-    """Two sizes for the check: the model's size (or 2 multiples) and a non-square larger one."""
-    data = translator.config.data
-    base = data.crop_size if data.preprocess == "resize_and_crop" else 2 * multiple
-    base = max(multiple * 2, -(-base // multiple) * multiple)
+def _check_sizes(translator: Translator) -> list[tuple[int, int]]:
+    """Two sizes (W, H) for the check: the training crop size rounded up to the multiple, and a larger
+    non-square one. pix2pixHD's generator needs sides of at least twice its multiple."""
+    multiple = translator.method.size_multiple
+    smallest = multiple * (2 if isinstance(translator.method, Pix2PixHD) else 1)
+    base = max(smallest, -(-translator.config.data.crop_size // multiple) * multiple)
     return [(base, base), (base + 2 * multiple, base + multiple)]
 
 

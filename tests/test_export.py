@@ -15,6 +15,7 @@ from PIL import Image
 import pixforge
 from pixforge.cli import main
 from pixforge.data.dataset import one_hot
+from pixforge.data.transforms import pad_to_multiple
 from pixforge.errors import PixforgeError
 from pixforge.export import OnnxTranslator, export_run, read_metadata, session
 
@@ -25,9 +26,15 @@ RUNS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "unet_eval": ("pix2pix", "aligned", {"test_mode": "eval"}),
     "unet_paper": ("pix2pix", "aligned", {"test_mode": "paper"}),
     "resnet": ("pix2pix", "aligned", {"netG": "resnet_6blocks", "test_mode": "eval"}),
+    "resnet_native": (
+        "pix2pix",
+        "aligned",
+        {"netG": "resnet_6blocks", "test_mode": "eval", "preprocess": "none", "flip": "false"},
+    ),
     "cyclegan": ("cyclegan", "unaligned", {}),
     "guidegan": ("guidegan", "aligned", {"test_mode": "eval"}),
     "drpan": ("drpan", "aligned", {"test_mode": "eval"}),
+    "unet_labels": ("pix2pix", "labeled", {"test_mode": "eval"}),
     "hd_global": ("pix2pixhd", "labeled", {}),
     "hd_enhancer": ("pix2pixhd", "labeled", {"n_local_enhancers": 1}),
 }
@@ -131,6 +138,17 @@ def test_pix2pixhd_with_instances_and_clusters_matches_translate(
             assert diff <= PARITY
 
 
+def test_label_input_is_one_hot_inside_the_graph(runs: dict[str, Path], tmp_path: Path):
+    translator = pixforge.load(runs["unet_labels"], device="cpu")
+    result = export_run(runs["unet_labels"], tmp_path / "labels.onnx")
+    assert result.inputs == ["label"]
+    for label, _ in label_inputs(translator.method.size_multiple, translator.label_nc):
+        expected = reference(translator, {"A": one_hot(label, translator.label_nc)})
+        diff = max_diff(result.path, {"label": label}, expected)
+        print(f"parity unet_labels {tuple(label.shape)}: {diff:.2e}")
+        assert diff <= PARITY
+
+
 def test_paper_mode_is_per_sample_norm_without_dropout(runs: dict[str, Path], tmp_path: Path, caplog):
     translator = pixforge.load(runs["unet_paper"], device="cpu")
     with caplog.at_level(logging.WARNING, logger="pixforge"):
@@ -147,7 +165,8 @@ def test_paper_mode_is_per_sample_norm_without_dropout(runs: dict[str, Path], tm
 
 
 def test_metadata_and_fixed_size(runs: dict[str, Path], tmp_path: Path):
-    path = export_run(runs["resnet"], tmp_path / "fixed.onnx", fixed_size=(48, 32)).path
+    path = export_run(runs["resnet"], tmp_path / "fixed.onnx", fixed_size=(48, 32), opset=17).path
+    assert [o.version for o in onnx.load(str(path)).opset_import if o.domain in ("", "ai.onnx")] == [17]
     meta = read_metadata(path)
     assert meta["method"] == "pix2pix" and meta["version"] == pixforge.__version__
     assert '"netG": "resnet_6blocks"' in meta["config"] and '"fixed_size": [48, 32]' in meta["inputs"]
@@ -186,3 +205,41 @@ def test_translate_cli_runs_an_onnx_file_like_the_run(
         assert np.abs(a - b).max() <= 1
     with pytest.raises(PixforgeError, match="no option style_seed"):
         OnnxTranslator(onnx_file).translate(Image.new("L", (32, 32)), style_seed=1)
+
+
+def test_onnx_translator_pads_and_crops_like_translate(runs: dict[str, Path], tmp_path: Path):
+    """A model that runs at the input's own size: a size off the multiple is padded and cropped back."""
+    path = export_run(runs["resnet_native"], tmp_path / "native.onnx").path
+    image = Image.fromarray(np.random.default_rng(3).integers(0, 256, (22, 30, 3), dtype=np.uint8))
+    translator = pixforge.load(runs["resnet_native"], device="cpu")
+    onnx_translator = OnnxTranslator(path)
+    padded = pad_to_multiple(translator.prepare(image), translator.method.size_multiple, "reflect")
+    assert np.array_equal(onnx_translator.feeds(image, None, 0)["image"], padded.numpy())
+    ours = np.asarray(onnx_translator(image), dtype=np.int16)
+    theirs = np.asarray(translator(image), dtype=np.int16)
+    assert ours.shape == (22, 30, 3) and np.abs(ours - theirs).max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--fixed-size", "wide"], "--fixed-size"),
+        (["--direction", "BtoA"], "one direction"),
+    ],
+)
+def test_export_cli_bad_options_exit_2_with_one_line(
+    runs: dict[str, Path], tmp_path: Path, capsys, args, words
+):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(runs["resnet"]), "--out", str(tmp_path / "x.onnx"), *args])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and words in err and "\n" not in err
+
+
+def test_translate_refuses_a_file_that_is_not_an_export(tmp_path: Path, capsys):
+    bogus = tmp_path / "model.onnx"
+    bogus.write_bytes(b"not onnx at all")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["translate", str(bogus), str(tmp_path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "not a readable ONNX model" in err and "\n" not in err

@@ -14,7 +14,10 @@ The contract (stable; the studio builds on it, extend it without breaking it):
   translation ``options`` (``direction``, ``cluster``, ``style_seed``, ...) and returns
   ``Translator.translate_batch``'s maps (``output`` and the explanation maps) as CPU tensors of batch size 1.
   Requests of the same model, input shapes and options are stacked into one forward pass of at most
-  ``max_batch``, waiting at most ``max_wait_ms`` for company; inference runs in one worker thread per device.
+  ``max_batch``, waiting at most ``max_wait_ms`` for company; inference runs in one worker thread per device,
+  which owns the models: render through ``submit`` rather than calling a served translator from another
+  thread. Paper-mode pix2pix models normalise per sample (:func:`pixforge.export.per_sample_norms`), so a
+  batch never changes an answer.
 - ``app.state.settings``, ``app.state.metrics`` (:class:`~pixforge.serve.metrics.Metrics`).
 - HTTP: ``GET /healthz`` (never needs the token), ``GET /v1/models``, ``GET /v1/models/{name}``,
   ``POST /v1/models/{name}/translate`` (multipart: ``image``, or ``label`` and optional ``instance``; form

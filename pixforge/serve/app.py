@@ -247,6 +247,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
     """The server app for ``settings.runs`` (loaded here, once)."""
     settings.validate()
     registry = ModelRegistry.load(list(settings.runs), settings.device)
+    if settings.amp != "none" and any(m.translator.device.type != "cuda" for m in registry):
+        raise PixforgeError("option --amp: bf16 is supported on CUDA only (use --device cuda)")
     metrics = Metrics()
     batcher = Batcher(registry, settings.max_batch, settings.max_wait_ms, metrics, settings.amp)
 

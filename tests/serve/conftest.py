@@ -20,6 +20,7 @@ RUNS = {
     "hd": ("pix2pixhd", "labeled", {}),
     "drpan": ("drpan", "aligned", {"test_mode": "eval"}),
     "cycle": ("cyclegan", "unaligned", {}),
+    "guide": ("guidegan", "aligned", {"test_mode": "eval"}),
 }
 #: small limits so that the limit tests need small uploads
 MAX_PIXELS = 128 * 128
@@ -72,7 +73,7 @@ def label_map() -> Callable[..., Image.Image]:
 
 @pytest.fixture(scope="session")
 def server(serve_runs: dict[str, Path]) -> Iterator[str]:
-    """All four runs, batching on (8 per pass, 30 ms wait)."""
+    """All the runs, batching on (8 per pass, 30 ms wait)."""
     app = create_app(make_settings(list(serve_runs.values()), max_batch=8, max_wait_ms=30))
     with background(app) as url:
         yield url

@@ -22,7 +22,7 @@ def arrays_equal(a: Image.Image, b: Image.Image) -> bool:
 
 def test_models_lists_what_a_front_end_needs(server: str):
     models = {m["name"]: m for m in Client(server).models()}
-    assert list(models) == ["p2p", "hd", "drpan", "cycle"]
+    assert list(models) == ["p2p", "hd", "drpan", "cycle", "guide"]
     hd = models["hd"]
     assert hd["method"] == "pix2pixhd" and hd["input"] == "labels" and hd["label_nc"] == 13
     assert hd["classes"][2] == "facade" and hd["palette"][2] == [0, 48, 255] and hd["instances"]
@@ -69,6 +69,12 @@ def test_explain_region_returns_json_with_maps(server: str, serve_runs: dict[str
     assert set(maps) == {"output", "score", "region"} and all(m.size == (32, 32) for m in maps.values())
     local = pixforge.load(serve_runs["drpan"], device="cpu").translate(image)
     assert all(arrays_equal(maps[k], local[k]) for k in maps)
+
+
+def test_explain_attention_returns_guidegan_maps(server: str, photo):
+    maps = Client(server).translate(photo(), model="guide", explain="attention")
+    assert set(maps) == {"output", "attention", "attention_output"}
+    assert np.asarray(maps["attention"]).min() == 255  # the test-time all-ones map
 
 
 def test_metrics_count_requests_latency_batches_and_errors(server: str, photo):

@@ -8,10 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 import pixforge
 from pixforge.client import Client
+from pixforge.errors import PixforgeError
 from pixforge.serve.app import create_app
+from pixforge.serve.registry import ModelRegistry
 from pixforge.serve.server import background
 
 
@@ -76,3 +80,24 @@ def test_server_answers_while_a_batch_is_waiting(serve_runs: dict[str, Path], se
         assert health["status"] == "ok" and worker.is_alive()  # the translation still waits for company
         worker.join(10)
         assert result["out"].size == (32, 32)
+
+
+def test_paper_mode_models_are_served_per_sample(synth_root: Path, tmp_path: Path, photo):
+    """Batch norm with batch statistics (pix2pix's paper test mode) would mix the samples of a batch; the
+    served model normalises each sample alone, so a stacked pass gives the single answers."""
+    run = tmp_path / "paper"
+    pixforge.train("pix2pix", synth_root / "aligned", run, preset="tiny", steps=1, overrides={"dropout": 0.0})
+    translator = ModelRegistry.load([run], device="cpu").get("paper").translator
+    assert translator.config.model.test_mode == "paper"
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    together = translator.translate_batch({"A": x})["output"]
+    alone = torch.cat([translator.translate_batch({"A": x[i : i + 1]})["output"] for i in range(2)])
+    assert (together - alone).abs().max() < 1e-5
+    plain = pixforge.load(run, device="cpu")
+    mixed = plain.translate_batch({"A": x})["output"]
+    assert (mixed - alone).abs().max() > 1e-3  # what batching would do without per-sample norms
+
+
+def test_amp_needs_cuda(serve_runs: dict[str, Path], settings):
+    with pytest.raises(PixforgeError, match="CUDA only"):
+        create_app(settings([serve_runs["p2p"]], amp="bf16"))
