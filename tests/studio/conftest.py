@@ -22,10 +22,10 @@ from pixforge.studio.app import StudioSettings, create_studio_app
 
 @pytest.fixture(scope="session")
 def studio_runs(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A tiny pix2pix on the colour-coded facade labels (BtoA) and a tiny pix2pixHD with clusters (two
-    downsamplings: edits stay local), 40 and 100 steps."""
+    """A tiny pix2pix on the colour-coded facade labels (BtoA), a tiny pix2pixHD with clusters (two
+    downsamplings: edits stay local) and a tiny DRPAN (its region overlay), 40, 100 and 2 steps."""
     root = tmp_path_factory.mktemp("studio-runs")
-    runs = {"facades": root / "facades", "hd": root / "hd"}
+    runs = {"facades": root / "facades", "hd": root / "hd", "drpan": root / "drpan"}
     pixforge.train(
         "pix2pix",
         synth_root / "aligned",
@@ -44,6 +44,7 @@ def studio_runs(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         preprocess="none",
         n_downsample_global=2,
     )
+    pixforge.train("drpan", synth_root / "aligned", runs["drpan"], preset="tiny", steps=2, direction="BtoA")
     return runs
 
 
@@ -77,7 +78,9 @@ def live_studio(
     """The studio app serving both runs, in uvicorn on a free port of 127.0.0.1 (a thread of this process)."""
     db = tmp_path_factory.mktemp("studio-db") / "studies.sqlite"
     app = create_studio_app(
-        ServeSettings([studio_runs["facades"], studio_runs["hd"]], "cpu", max_wait_ms=1),
+        ServeSettings(
+            [studio_runs["facades"], studio_runs["hd"], studio_runs["drpan"]], "cpu", max_wait_ms=1
+        ),
         StudioSettings(db, "admin-secret"),
     )
     with background(app) as url:

@@ -210,3 +210,35 @@ def test_paint_tools_undo_redo_and_scene_files(browser, live_studio, tmp_path: P
     assert (maps()[0] == edited_label).all() and (maps()[1] == edited_instance).all()
     assert json.loads(scene.read_text())["model"] == "hd"
     assert not errors
+
+
+def test_translate_label_maps_with_a_style_and_region_overlays(
+    browser, live_studio, synth_root: Path, tmp_path: Path, page_image
+) -> None:
+    """pix2pixHD: label + instance uploads with a chosen cluster; DRPAN: its score map and region as overlays."""
+    stem = sorted((synth_root / "labeled" / "test" / "labels").glob("*.png"))[0].name
+    label, instance = (synth_root / "labeled" / "test" / kind / stem for kind in ("labels", "instances"))
+    page, errors = new_page(browser, live_studio, "/studio/")
+    page.select_option("#model", "hd")
+    page.select_option("#style-kind", "cluster")
+    page.fill("#style-value", "2")
+    page.set_input_files("#instance", str(instance))
+    page.set_input_files("#file", str(label))
+    page.wait_for_function("document.querySelector('#output').dataset.seq !== undefined")
+    page.wait_for_function("window.studio.seq === Number(document.querySelector('#output').dataset.seq)")
+    expected = Client(live_studio.url).translate(
+        model="hd", label=Image.open(label), instance=instance.read_bytes(), cluster=2
+    )
+    assert np.abs(page_image(page, "#output") - np.asarray(expected, dtype=np.float64)).max() == 0
+    aligned = Image.open(sorted((synth_root / "aligned" / "test").glob("*.png"))[0])
+    upload = tmp_path / "labels.png"
+    aligned.crop((aligned.width // 2, 0, aligned.width, aligned.height)).save(upload)
+    page.select_option("#model", "drpan")
+    page.set_input_files("#file", str(upload))
+    page.check("#explain-region")
+    page.wait_for_selector("#output-frame img.overlay[data-map='region']")
+    assert page.locator("#output-frame img.overlay").count() == 2
+    page.screenshot(path=str(tmp_path / "translate-overlays.png"))
+    page.uncheck("#explain-region")
+    page.wait_for_function("document.querySelectorAll('#output-frame img.overlay').length === 0")
+    assert not errors
