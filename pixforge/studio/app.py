@@ -38,13 +38,12 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from pixforge.errors import PixforgeError
 from pixforge.serve.app import ServeSettings, create_app, png_bytes, to_images
 from pixforge.serve.inputs import RequestError
 from pixforge.studio import protocol
 from pixforge.studio.paint import Paintable, scene_from_json, scene_to_json
 from pixforge.studio.report import report_fragment, study_report
-from pixforge.studio.store import Participant, StudyStore
+from pixforge.studio.store import OutOfTurn, Participant, SessionRefused, StudyStore
 
 STATIC = Path(str(resources.files("pixforge.studio") / "static"))
 QUESTIONS = {"real-vs-fake": "Which image is the real photo?", "ab": "Which image looks more realistic?"}
@@ -160,6 +159,11 @@ def paint_router(app: FastAPI) -> APIRouter:
 # participants --------------------------------------------------------------------------------------------
 
 
+def _sentence(exc: Exception) -> str:
+    text = str(exc)
+    return f"{text[:1].upper()}{text[1:]}."
+
+
 def _cookie(name: str) -> str:
     return f"pixforge_study_{name}"
 
@@ -223,9 +227,8 @@ def study_router(store: StudyStore) -> APIRouter:
         worker = request.query_params.get("worker") or None
         try:
             participant = await run_in_threadpool(protocol.join, store, name, worker)
-        except PixforgeError as exc:
-            status = 403 if "already" in str(exc) else 422
-            raise RequestError(status, f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
+        except SessionRefused as exc:
+            raise RequestError(403, _sentence(exc)) from None
         response = JSONResponse({"token": participant.token, "resumed": False})
         response.set_cookie(_cookie(name), participant.token, httponly=True, samesite="strict", path="/study")
         return response
@@ -249,9 +252,8 @@ def study_router(store: StudyStore) -> APIRouter:
             ) from None
         try:
             trial, finished = await run_in_threadpool(store.add_answer, participant.id, idx, choice, rt)
-        except PixforgeError as exc:
-            status = 409 if "current trial" in str(exc) or "finished" in str(exc) else 422
-            raise RequestError(status, f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
+        except OutOfTurn as exc:
+            raise RequestError(409, _sentence(exc)) from None
         feedback = None
         if trial.phase == "practice" and participant.condition is not None:
             chosen = trial.left_condition if choice == "left" else trial.right_condition

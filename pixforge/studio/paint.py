@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pixforge.api import Translator
 from pixforge.data import formats
 from pixforge.data.dataset import TranslationDataset, one_hot
 from pixforge.data.palette import FACADE_CLASSES, FACADE_COLORS, colors_to_ids, ids_to_colors
@@ -131,7 +132,7 @@ class Paintable:
     model: ServedModel
 
     @property
-    def translator(self) -> Any:
+    def translator(self) -> Translator:
         return self.model.translator
 
     @cached_property
@@ -217,9 +218,8 @@ class Paintable:
 
     def sample(self, i: int) -> PaintScene:
         """Sample ``i`` of the dataset as a scene at the canvas size."""
-        if not 0 <= i < self.sample_count():
+        if self.dataset is None or not 0 <= i < self.sample_count():
             raise RequestError(404, f"Model {self.model.name} has no sample {i}.")
-        assert self.dataset is not None
         maps = self.dataset.raw_maps(i)
         size = self.size()
         if self.kind == "scene":

@@ -83,6 +83,14 @@ CREATE TABLE IF NOT EXISTS answers (
 """
 
 
+class SessionRefused(PixforgeError):
+    """A second session for a participant who already has one."""
+
+
+class OutOfTurn(PixforgeError):
+    """An answer to a trial that is not the session's current one (answered already, or not yet reached)."""
+
+
 @dataclass(frozen=True)
 class StudyRow:
     """A study: its kind (``real-vs-fake`` or ``ab``), compared conditions, exposure spec and trial counts."""
@@ -242,7 +250,7 @@ class StudyStore:
                     "SELECT 1 FROM participants WHERE study = ? AND worker = ?", (study, worker)
                 ).fetchone()
             ):
-                raise PixforgeError("this participant already has a session in this study")
+                raise SessionRefused("this participant already has a session in this study")
             number = db.execute("SELECT COUNT(*) FROM participants WHERE study = ?", (study,)).fetchone()[0]
             seed = seed_of(number)
             condition, trials = plan(number, seed)
@@ -293,7 +301,8 @@ class StudyStore:
             )
 
     def show_trial(self, participant: int, idx: int) -> Trial:
-        """Count one more showing of trial ``idx`` (a reload shows the current trial again) and return it."""
+        """Count one more showing of trial ``idx`` and return it. ``views`` (copied into the answer) is above 1
+        when the participant reloaded the page during the trial and so saw its images again."""
         with self._connect() as db:
             db.execute(
                 "UPDATE trials SET views = views + 1 WHERE participant = ? AND idx = ?", (participant, idx)
@@ -339,12 +348,12 @@ class StudyStore:
         with self._connect() as db:
             p = db.execute("SELECT * FROM participants WHERE id = ?", (participant,)).fetchone()
             if p is None or p["finished"] is not None:
-                raise PixforgeError("this session is finished; it takes no more answers")
+                raise OutOfTurn("this session is finished; it takes no more answers")
             done = db.execute(
                 "SELECT COUNT(*) FROM answers WHERE participant = ?", (participant,)
             ).fetchone()[0]
             if idx != done:
-                raise PixforgeError(f"trial {idx} is not the current trial (the current one is {done})")
+                raise OutOfTurn(f"trial {idx} is not the current trial (the current one is {done})")
             row = db.execute(
                 "SELECT * FROM trials WHERE participant = ? AND idx = ?", (participant, idx)
             ).fetchone()
