@@ -106,7 +106,8 @@ def test_a_stale_render_never_overwrites_a_newer_one(browser, live_studio, tmp_p
             const seq = /render\\?seq=(\\d+)/.exec(String(url));
             if (seq && window.holdSeq === Number(seq[1])) {
                 window.delayed.push(Number(seq[1]));
-                await new Promise((done) => setTimeout(done, 1500));
+                await new Promise((done) => setTimeout(done, 3000));
+                window.shownAtRelease = window.studio.shown;
             }
             return response;
         };
@@ -122,8 +123,9 @@ def test_a_stale_render_never_overwrites_a_newer_one(browser, live_studio, tmp_p
     page.click("#palette button[data-class='5']")
     stroke(page, [(0.2, 0.7), (0.8, 0.7)])
     page.wait_for_function(f"window.studio.shown >= {first + 2}")
-    page.wait_for_function("window.delayed.length === 1")
-    page.wait_for_timeout(1700)  # the held-back response has arrived by now
+    page.wait_for_function("window.delayed.length === 1 && window.shownAtRelease !== undefined")
+    assert page.evaluate("window.shownAtRelease") == first + 2  # the newer render was on screen first
+    page.wait_for_timeout(300)  # the held-back response is handled by now
     assert int(page.get_attribute("#output", "data-seq")) == first + 2
     assert int(page.evaluate("window.studio.shown")) == first + 2
 

