@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import signal
+import socket
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -131,3 +136,44 @@ def test_admin_needs_the_token(live_studio, study_images) -> None:
     assert status == 200 and lines[0].startswith("participant_number,idx,study") and len(lines) == 2
     assert error_of(call(f"{base}/studies/audited/report"))[0] == 401
     assert error_of(call(f"{base}/studies/audited/answers.csv"))[0] == 401
+
+
+def test_the_studio_command_serves_and_stops_on_sigterm(studio_runs, tmp_path: Path) -> None:
+    """``pixforge studio RUN``: prints the admin link, serves the pages on 127.0.0.1, SIGTERM exits 0."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    root = Path(__file__).resolve().parents[2]
+    argv = [sys.executable, "-m", "pixforge", "studio", str(studio_runs["facades"]), "--port", str(port)]
+    argv += ["--study-db", str(tmp_path / "s.sqlite"), "--device", "cpu"]
+    proc = subprocess.Popen(
+        argv,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while not _up(url):
+            assert proc.poll() is None and time.monotonic() < deadline, "the studio did not start"
+            time.sleep(0.2)
+        assert call(f"{url}/studio/")[0] == 200 and call(f"{url}/studio/paint")[0] == 200
+        assert error_of(call(f"{url}/studio/api/admin/studies"))[0] == 401
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    token = out.split("#token=", 1)[1].split()[0]
+    assert f"http://127.0.0.1:{port}/studio/admin#token=" in out and len(token) >= 16
+
+
+def _up(url: str) -> bool:
+    try:
+        urllib.request.urlopen(f"{url}/healthz", timeout=2).close()
+        return True
+    except OSError:
+        return False
