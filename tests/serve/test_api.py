@@ -31,6 +31,8 @@ def test_models_lists_what_a_front_end_needs(server: str):
     assert models["p2p"]["input"] == "image" and models["p2p"]["options"] == []
     with request.urlopen(server + "/openapi.json") as resp:
         assert "/v1/models/{name}/translate" in json.loads(resp.read())["paths"]
+    with request.urlopen(server + "/docs") as resp:
+        assert resp.status == 200 and b"swagger" in resp.read().lower()
 
 
 def test_translate_answers_a_png_equal_to_local_translation(server: str, serve_runs: dict[str, Path], photo):
