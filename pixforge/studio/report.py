@@ -1,7 +1,7 @@
 """Study reports: fooling rate (real-vs-fake) or preference rate (A/B) per condition, with 95% intervals.
 
-Counted: the answers of finished sessions, practice trials left out; an unfinished session is excluded and
-listed. Each rate carries two 95% intervals: Wilson's score interval over the answers (the usual interval
+Counted: the answers of finished sessions, practice trials left out; an unfinished session (or a personal
+link never opened) is excluded and listed. Each rate carries two 95% intervals: Wilson's score interval over the answers (the usual interval
 for a proportion; it treats answers as independent) and a percentile bootstrap over participants (whole
 sessions resampled with replacement, 2000 times, seeded; it accounts for answers of one person being
 alike). Limited-time studies also get the rates per exposure, drawn as an inline SVG like pix2pixHD's
@@ -94,11 +94,14 @@ def study_report(store: StudyStore, name: str) -> dict[str, Any]:
     answers = store.answers(name)
     finished = {p.number for p in people if p.finished is not None}
     counted = [a for a in answers if a["phase"] == "trial" and a["participant_number"] in finished]
+    answered: defaultdict[int, int] = defaultdict(int)
+    for a in answers:
+        answered[a["participant_number"]] += 1
     excluded = [
         {
             "participant": p.number,
-            "reason": "unfinished session",
-            "answered": sum(a["participant_number"] == p.number for a in answers),
+            "reason": "unfinished session" if answered[p.number] else "not started",
+            "answered": answered[p.number],
         }
         for p in people
         if p.finished is None
