@@ -26,7 +26,11 @@ The contract (stable; the studio builds on it, extend it without breaking it):
   Every error is JSON ``{"error": "One sentence."}`` with a 4xx status (404 unknown model, 401 bad token,
   413 too large, 415 not an image, 422 bad content or option); with a token, send ``Authorization: Bearer T``.
 - :func:`pixforge.serve.server.run` ``(app, host="127.0.0.1", port=8000)``: uvicorn; SIGTERM drains the
-  requests in flight and returns (the CLI then exits 0).
+  requests in flight and returns (the CLI then exits 0). :func:`pixforge.serve.server.background` ``(app)``
+  serves from a thread on a free port of 127.0.0.1 and yields the base URL (tests, benchmarks).
+- Helpers: :func:`pixforge.serve.app.to_images` (maps -> PIL images at the input's size),
+  :func:`pixforge.serve.app.png_bytes`, :class:`pixforge.serve.inputs.RequestError` (status + one sentence,
+  answered as the JSON error) and the upload checks of :mod:`pixforge.serve.inputs`.
 
 Nothing in a request names a file: only the runs named at start are served.
 """
