@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from PIL import Image
 
 from pixforge import __version__
 from pixforge.api import Item, dataset_items, viewable
+from pixforge.distributed import PeerError
 from pixforge.errors import PixforgeError
 
 log = logging.getLogger("pixforge")
@@ -34,6 +36,65 @@ ATTENTION_MAPS = {"attention", "attention_output"}
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 def cli(debug: bool) -> None:
     """pixforge: image-to-image translation with conditional GANs."""
+
+
+def launch_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Add --nproc, --nnodes, --node-rank and --rdzv-endpoint; the command receives them as ``launch``."""
+    from pixforge.distributed import Launch
+
+    @functools.wraps(command)
+    def wrapper(
+        *, nproc: int, nnodes: int, node_rank: int | None, rdzv_endpoint: str | None, **kwargs: Any
+    ) -> None:
+        command(launch=Launch(nproc, nnodes, node_rank, rdzv_endpoint), **kwargs)
+
+    options = [
+        click.option(
+            "--nproc", default=1, show_default=True, help="Processes on this machine (one per GPU)."
+        ),
+        click.option("--nnodes", default=1, show_default=True, help="Machines in the job."),
+        click.option("--node-rank", type=int, help="This machine's rank (0 hosts the rendezvous)."),
+        click.option(
+            "--rdzv-endpoint", metavar="HOST:PORT", help="Rendezvous address: node 0's host and a port."
+        ),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+LAUNCH_PARAMS = {"nproc", "nnodes", "node_rank", "rdzv_endpoint"}
+
+
+def relaunch(launch: Any, device: str) -> None:
+    """Run the current command again as ``launch`` describes, through torch.distributed.run; exit with its code."""
+    from pixforge.distributed import launch as run_launch
+
+    launch.check(device)
+    ctx = click.get_current_context()
+    sys.exit(run_launch(launch, _command_args(ctx)))
+
+
+def _command_args(ctx: click.Context) -> list[str]:
+    """The command line of ``ctx``'s command rebuilt from its parsed values, less the launch options."""
+    args = ["--debug"] if ctx.parent is not None and ctx.parent.params.get("debug") else []
+    args.append(ctx.info_name or "")
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if param.name in LAUNCH_PARAMS or value is None or value is False or value == ():
+            continue
+        if isinstance(param, click.Argument):
+            args += [str(v) for v in value] if isinstance(value, tuple) else [str(value)]
+            continue
+        flag = param.opts[0]
+        if getattr(param, "is_flag", False):
+            args.append(flag)
+        elif getattr(param, "multiple", False):
+            for v in value:
+                args += [flag, str(v)]
+        else:
+            args += [flag, str(value)]
+    return args
 
 
 @cli.command()
@@ -60,6 +121,7 @@ def cli(debug: bool) -> None:
 @click.option(
     "--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Any config option (repeatable)."
 )
+@launch_options
 def train(
     method: str,
     data_root: Path,
@@ -80,9 +142,15 @@ def train(
     resume: bool,
     init_from: Path | None,
     assignments: tuple[str, ...],
+    launch: Any,
 ) -> None:
-    """Train METHOD (pix2pix, ...) on the dataset in --data into the run directory --out."""
+    """Train METHOD (pix2pix, ...) on the dataset in --data into the run directory --out.
+
+    With --nproc N (and --nnodes, --node-rank, --rdzv-endpoint for several machines) the same command runs
+    as N processes per machine through torch.distributed.run: one per GPU, or N gloo processes on the CPU.
+    """
     from pixforge.api import train as run_train
+    from pixforge.api import train_config
     from pixforge.config import parse_assignments
 
     flags = {
@@ -97,6 +165,20 @@ def train(
         "train.channels_last": channels_last,
         "train.seed": seed,
     }
+    if launch.needed:
+        cfg = train_config(
+            method,
+            data_root,
+            out,
+            preset=preset,
+            config=config_file,
+            size=size,
+            resume=resume,
+            overrides=parse_assignments(assignments),
+            **{k: v for k, v in flags.items() if v is not None},
+        )
+        relaunch(launch, cfg.train.device)
+        return
     result = run_train(
         method,
         data_root,
@@ -548,6 +630,15 @@ def segmenter_train(
         )
 
 
+def _error(line: str) -> None:
+    """Print a one-line error (under ``--nproc`` the ranks > 0 only record it for the launcher)."""
+    from pixforge.distributed import ERROR_DIR_ENV, record_error
+
+    record_error(line)
+    if os.environ.get(ERROR_DIR_ENV) is None or os.environ.get("LOCAL_RANK", "0") == "0":
+        click.echo(line, err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -558,8 +649,13 @@ def main(argv: list[str] | None = None) -> None:
     except PixforgeError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"error: {exc}", err=True)
+        _error(f"error: {exc}")
         sys.exit(2)
+    except PeerError as exc:
+        if debug:
+            traceback.print_exc()
+        _error(f"error: {exc}")
+        sys.exit(1)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -29,6 +29,8 @@ DIRECTIONS = ("AtoB", "BtoA")
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "none")
 DEVICES = ("auto", "cpu", "cuda")
 AMP = ("none", "bf16")
+BACKENDS = ("auto", "gloo", "nccl")
+LR_SCALES = ("none", "linear")
 
 
 def choice(default: str, choices: tuple[str, ...]) -> Any:
@@ -73,6 +75,11 @@ class TrainConfig:
     The schedule is ``epochs`` at a constant learning rate then ``epochs_decay`` decaying linearly to zero
     (pix2pix §4). ``steps`` > 0 replaces it for short runs: ``steps`` in all, of which the last
     ``steps_decay`` decay linearly.
+
+    Under torchrun ``batch_size`` is per process (the global batch is world size x batch_size); ``lr_scale``
+    ``linear`` multiplies ``lr`` by the world size (off by default: the lr is never rescaled silently).
+    ``sync_bn`` computes batch-norm statistics over the global batch; ``backend`` is the process group's
+    (``auto``: NCCL on CUDA, gloo on the CPU). ``fused_adam`` uses torch's fused Adam kernel (CPU and CUDA).
     """
 
     steps: int = 0
@@ -92,6 +99,10 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     sample_count: int = 4
+    fused_adam: bool = True
+    backend: str = choice("auto", BACKENDS)
+    sync_bn: bool = False
+    lr_scale: str = choice("none", LR_SCALES)
 
 
 SECTIONS = ("data", "train", "model")
