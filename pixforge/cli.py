@@ -279,24 +279,36 @@ def translate(
     show_attention: bool,
     device: str,
 ) -> None:
-    """Translate images (files, folders, or a dataset's --split) with the model in RUN."""
-    from pixforge import api, pages
+    """Translate images (files, folders, or a dataset's --split) with the model in RUN.
 
-    translator = api.load(run, device=device)
-    items = _inputs(inputs, translator, split, instances)
-    shown = (REGION_MAPS if show_region else set()) | (ATTENTION_MAPS if show_attention else set())
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for item in items:
-        for suffix, options in _styles(cluster, random_styles):
-            if direction is not None:
-                options["direction"] = direction
-            name = item.name + suffix
-            maps = translator.translate(item.source, item.instance, **options)
-            maps["output"].save(out / f"{name}.png")
-            for key in shown & set(maps):
-                maps[key].save(out / f"{name}_{key}.png")
-            rows.append(_row(out, name, item, maps["output"], translator.label_nc, make_html))
+    Under torchrun every process translates its share of the inputs (each image once) and rank 0 writes the
+    gallery and the summary.
+    """
+    from pixforge import api, distributed, pages
+    from pixforge.devices import pick_device
+
+    with distributed.session("gloo") as world:
+        translator = api.load(run, device=str(distributed.local_device(pick_device(device))))
+        items = _inputs(inputs, translator, split, instances)
+        shown = (REGION_MAPS if show_region else set()) | (ATTENTION_MAPS if show_attention else set())
+        out.mkdir(parents=True, exist_ok=True)
+        mine = []
+        for index, item in distributed.shard(list(enumerate(items))):
+            for suffix, options in _styles(cluster, random_styles):
+                if direction is not None:
+                    options["direction"] = direction
+                name = item.name + suffix
+                maps = translator.translate(item.source, item.instance, **options)
+                maps["output"].save(out / f"{name}.png")
+                for key in shown & set(maps):
+                    maps[key].save(out / f"{name}_{key}.png")
+                mine.append((index, _row(out, name, item, maps["output"], translator.label_nc, make_html)))
+        gathered = sorted(
+            (x for part in distributed.all_gather_objects(mine) for x in part), key=lambda x: x[0]
+        )
+        if not world.main:
+            return
+    rows = [row for _, row in gathered]
     l1s = [r["l1"] for r in rows if r["l1"] is not None]
     mean_l1 = float(np.mean(l1s)) if l1s else None
     if make_html:
@@ -508,11 +520,16 @@ def evaluate(
         raise PixforgeError("evaluate needs --fake DIR and --real DIR (or RUN --data DIR)")
     if run is None and (labels is None) != (scoring.segmenter is None):
         raise PixforgeError("FCN-scores need --labels DIR and --segmenter RUN together")
+    from pixforge import distributed
+
     options = scoring.options()
     if run is not None:
-        report = evaluate_run(
-            run, data_root, split=split, out=images, metrics=scoring.metrics, device=device, **options
-        )
+        with distributed.session("gloo") as world:
+            report = evaluate_run(
+                run, data_root, split=split, out=images, metrics=scoring.metrics, device=device, **options
+            )
+        if not world.main:
+            return
     else:
         report = evaluate_dirs(fake, real, scoring.metrics, labels=labels, **options)
     click.echo(report.to_markdown())

@@ -270,9 +270,10 @@ def all_gather_rows(*tensors: Tensor) -> tuple[Tensor, ...]:
     out = []
     with collective_errors():
         for t in tensors:
-            parts = [torch.empty_like(t) for _ in range(w.size)]
-            dist.all_gather(parts, t.contiguous())
-            out.append(torch.cat(parts))
+            sent = t.to(torch.uint8) if t.dtype == torch.bool else t.contiguous()
+            parts = [torch.empty_like(sent) for _ in range(w.size)]
+            dist.all_gather(parts, sent)
+            out.append(torch.cat(parts).to(t.dtype))
     return tuple(out)
 
 

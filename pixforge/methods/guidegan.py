@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pixforge import distributed
 from pixforge.config import bounded, choice
 from pixforge.errors import PixforgeError
 from pixforge.losses import GAN_MODES, GANLoss
@@ -199,8 +200,14 @@ class AttentionGuide:
         return self.blend(x, self.map_for(x, index, flip))
 
     def remember(self, net: nn.Module, x: Tensor, index: Tensor, flip: Tensor) -> None:
-        """Cache D's attention for its input ``x`` (built on G's outputs) for the samples' next visits."""
-        self.cache.store(index, flip, self.attention_map(net, x))
+        """Cache D's attention for its input ``x`` (built on G's outputs) for the samples' next visits.
+
+        Under torchrun every rank stores every rank's maps, so each rank's cache holds the whole cache (the
+        next visit of a sample may fall to another rank).
+        """
+        maps = self.attention_map(net, x)
+        index, flip, maps = distributed.all_gather_rows(index.to(maps.device), flip.to(maps.device), maps)
+        self.cache.store(index, flip, maps)
 
 
 def _auto(value: str, default: str) -> str:
