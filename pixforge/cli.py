@@ -21,7 +21,7 @@ from PIL import Image
 
 from pixforge import __version__
 from pixforge.api import Item, dataset_items, viewable
-from pixforge.distributed import PeerError
+from pixforge.distributed import PeerError, launch_rank
 from pixforge.errors import PixforgeError
 
 log = logging.getLogger("pixforge")
@@ -191,6 +191,8 @@ def train(
         overrides=parse_assignments(assignments),
         **{k: v for k, v in flags.items() if v is not None},
     )
+    if launch_rank() != 0:
+        return
     losses = " ".join(f"{k}={v:.4g}" for k, v in result.scalars.items())
     state = "interrupted at" if result.interrupted else "finished at"
     click.echo(

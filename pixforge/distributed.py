@@ -85,6 +85,11 @@ def backend_name() -> str:
     return str(dist.get_backend()) if world().active else "none"
 
 
+def launch_rank() -> int:
+    """The global rank torchrun gave this process (0 when not launched by it), with or without a group."""
+    return int(os.environ.get("RANK", "0")) if launched() else 0
+
+
 def world() -> World:
     """The process group this process belongs to (one process when none was joined)."""
     if not (dist.is_available() and dist.is_initialized()):
@@ -380,27 +385,42 @@ class StopVote:
 # batch statistics over all ranks ------------------------------------------------------------------------
 
 
+class _SumOverRanks(torch.autograd.Function):
+    """y = sum over ranks of x; its gradient is again the sum over ranks of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        out = x.clone()
+        with collective_errors():
+            dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        out = grad.clone()
+        with collective_errors():
+            dist.all_reduce(out)
+        return out
+
+
 class SyncBatchNorm2d(nn.BatchNorm2d):
     """Batch norm whose training statistics are those of the global batch (all ranks' samples).
 
     For the CPU, where torch's :class:`torch.nn.SyncBatchNorm` refuses to run; on CUDA that one is used.
-    Sums are all-reduced with the differentiable all-reduce of :mod:`torch.distributed.nn`, so the backward
-    pass carries every rank's gradient through the shared mean and variance (two passes: the mean, then the
-    centred squares). Without a process group, or in eval mode, it is plain batch norm.
+    Sums are all-reduced with a differentiable sum over ranks, so the backward pass carries every rank's
+    gradient through the shared mean and variance (two passes: the mean, then the centred squares). Without a process group, or in eval mode, it is plain batch norm.
     """
 
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and world().active):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         dims = (0, 2, 3)
         count = torch.tensor([x.numel() // x.shape[1]], dtype=x.dtype, device=x.device)
-        sums = all_reduce(torch.cat([x.sum(dims), count]))
+        sums = _SumOverRanks.apply(torch.cat([x.sum(dims), count]))
         n = sums[-1].detach()
         mean = sums[:-1] / n
         centred = x - mean.view(1, -1, 1, 1)
-        var = all_reduce((centred * centred).sum(dims)) / n
+        var = _SumOverRanks.apply((centred * centred).sum(dims)) / n
         if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
             self._update_running(mean.detach(), var.detach() * n / max(float(n) - 1, 1.0))
         y = centred * torch.rsqrt(var + self.eps).view(1, -1, 1, 1)
