@@ -187,10 +187,7 @@ class Translator:
         """
         h, w = batch["A"].shape[-2:]
         m = self.method.size_multiple
-        padded = {
-            k: pad_to_multiple(v, m, "replicate" if k in ("label", "instance") else "reflect")
-            for k, v in batch.items()
-        }
+        padded = {k: pad_to_multiple(v, m) for k, v in batch.items()}
         with self.method.inference():
             out = self.method.generate(padded, **options)
             maps = {"output": out, **self.method.explain(padded, out)}
@@ -246,7 +243,7 @@ def dataset_items(path: Path, translator: Translator, split: str) -> list[Item]:
     for i, record in enumerate(ds.data.records):
         maps = ds.raw_maps(i)
         if ds.fmt == "labeled":
-            items.append(Item(record.stem, maps["label"], maps["B"], maps.get("instance")))
+            items.append(Item(record.stem, maps["label"], maps.get("B"), maps.get("instance")))
         else:
             items.append(Item(record.stem, maps["A"], None if ds.fmt == "unaligned" else maps["B"]))
     return items

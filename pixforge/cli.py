@@ -390,7 +390,10 @@ def inspect_cmd(root: Path, data_format: str) -> None:
     click.echo(f"{report.root}: {report.fmt} format")
     for split, count in report.counts.items():
         sizes = ", ".join(f"{s} x{n}" for s, n in report.sizes.get(split, {}).items())
-        click.echo(f"  {split}: {count} samples" + (f" ({sizes})" if sizes else ""))
+        notes = [sizes] if sizes else []
+        if split in report.labels_only:
+            notes.append("labels only")
+        click.echo(f"  {split}: {count} samples" + (f" ({'; '.join(notes)})" if notes else ""))
     click.echo(f"{len(report.problems)} problem(s)")
     for problem in report.problems:
         click.echo(f"  - {problem}")

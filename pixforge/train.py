@@ -13,8 +13,8 @@ takes rank 0's weights, trains on its block of each global batch (:class:`EpochS
 phase's gradients over the ranks after the phase's backward. Rank 0 alone writes the run directory; the
 logged losses are averaged over the ranks. The checkpoint also holds every rank's RNG and the rank's own
 method state (CycleGAN's image pool), so a resume on the same number of processes is exact; on another
-number of processes the data order continues at the same epoch and position of its permutation (the rest
-of an epoch too short for one new global batch is skipped), rank r > 0 draws a fresh random stream seeded
+number of processes the data order continues at the same epoch and position of its permutation (past
+the new epoch length: at the next epoch), rank r > 0 draws a fresh random stream seeded
 from (seed, step, r), and ranks that had no state of their own start from rank 0's.
 """
 
@@ -291,7 +291,8 @@ class Trainer:
             own = ranks[self.world.rank]
         else:
             own = {"rng": state["rng"], "extra": {}} if self.world.main else {"extra": {}}
-        self.method.load_extra_state({**loaded.extra, **own["extra"]})
+        keys = own.get("keys", list(loaded.extra))
+        self.method.load_extra_state({k: own["extra"].get(k, loaded.extra.get(k)) for k in keys})
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         for name, sched in self.schedulers.items():
@@ -310,7 +311,7 @@ class Trainer:
         if "data_position" not in state:
             return self.step * self.global_batch
         epoch, pos = state["data_position"]
-        if pos + self.global_batch > per_epoch:
+        if pos >= per_epoch:
             epoch, pos = epoch + 1, 0
         if old_world != self.world.size:
             log.warning(
@@ -354,7 +355,7 @@ class Trainer:
     def _sample_batch(self) -> Batch:
         """A fixed batch for sample grids, from the val or test split when there is one."""
         split = next(
-            (s for s in ("val", "test") if formats.split_folder(Path(self.cfg.data.root), self.fmt, s)),
+            (s for s in ("val", "test") if formats.has_targets(Path(self.cfg.data.root), self.fmt, s)),
             "train",
         )
         ds = TranslationDataset(
@@ -462,7 +463,9 @@ class Trainer:
     def _rank_states(self) -> list[dict[str, Any]]:
         """Every rank's RNG and the method state that differs from rank 0's (gathered on all ranks)."""
         extra = {k: v.detach().cpu() for k, v in self.method.extra_state().items()}
-        ranks = distributed.all_gather_objects({"rng": torch.get_rng_state(), "extra": extra})
+        ranks = distributed.all_gather_objects(
+            {"rng": torch.get_rng_state(), "extra": extra, "keys": list(extra)}
+        )
         main = ranks[0]["extra"]
         for r in ranks:
             r["extra"] = {k: v for k, v in r["extra"].items() if k not in main or not torch.equal(v, main[k])}

@@ -3,8 +3,14 @@
 Each item is a dict with ``A`` (input) and ``B`` (target) tensors in [-1, 1], the sample ``index`` and
 whether it was ``flip``-ped; labeled data adds ``label`` (class ids) and, when present, ``instance``.
 ``index_A`` and ``index_B`` say which image of its own domain ``A`` and ``B`` are (for unaligned data, whose B
-image is drawn at random at every visit, they differ; otherwise both equal ``index``).
-For labeled data ``A`` is the one-hot label map (``label_nc`` channels) and ``B`` the photo.
+image is drawn at random at every visit, they differ; otherwise both equal ``index``). ``flip_A``/``flip_B``
+and ``box_A``/``box_B`` (:meth:`~pixforge.data.transforms.Params.box`: where the tensor lies in its loaded
+image) describe each side's geometry; they are equal except for unaligned data.
+For labeled data ``A`` is the one-hot label map (``label_nc`` channels) and ``B`` the photo; a labels-only
+split (val/test with ``labels/`` but no ``images/``, pix2pixHD's inference layout) has no ``B``.
+
+Unaligned data has independent domains, as in the CycleGAN authors' UnalignedDataset: B's crop and flip are
+drawn for B from B's own size, and an epoch is max(|A|, |B|) samples (position i reads A image i mod |A|).
 
 Randomness comes only from the key the sampler passes with each index (see :class:`EpochSampler`), so the
 same (seed, epoch, position) gives the same crop and flip whatever the worker, and a resumed run sees
@@ -41,12 +47,29 @@ def data_channels(root: Path, fmt: str, cfg: DataConfig) -> tuple[int, int, int]
         return 3, 3, 0
     if cfg.direction != "AtoB":
         raise PixforgeError("option direction: labeled data translates labels to images (AtoB) only")
-    label_nc = cfg.label_nc or formats.count_classes(root)
+    label_nc = cfg.label_nc or formats.count_classes(root) or _cityscapes_label_nc(root)
     if not label_nc:
         raise PixforgeError(
             f"{root}: labeled data needs the number of classes: --set label_nc=N, or a classes.txt"
         )
     return label_nc, 3, label_nc
+
+
+_told_cityscapes: set[Path] = set()
+
+
+def _cityscapes_label_nc(root: Path) -> int | None:
+    """The Cityscapes presets' class count for Cityscapes-named labels without a classes.txt (told once per root)."""
+    label_nc = formats.cityscapes_label_nc(root)
+    if label_nc and Path(root) not in _told_cityscapes:
+        _told_cityscapes.add(Path(root))
+        log.warning(
+            "%s: Cityscapes label files and no classes.txt: label_nc=%d as the cityscapes presets "
+            "(--set label_nc=N to change)",
+            root,
+            label_nc,
+        )
+    return label_nc
 
 
 class TranslationDataset(Dataset):
@@ -102,12 +125,15 @@ class TranslationDataset(Dataset):
             )
 
     def __len__(self) -> int:
-        return len(self.data.records)
+        """Samples per epoch: the records, or max(|A|, |B|) for unaligned data (junyanz's and ASGIT's
+        UnalignedDataset), so that every image of the larger domain is visited."""
+        return max(len(self.data.records), len(self.data.b_files))
 
     def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
         index, seed = key if isinstance(key, tuple) else (key, 0)
-        for offset in range(len(self)):
-            i = (index + offset) % len(self)
+        records = len(self.data.records)
+        for offset in range(records):
+            i = (index + offset) % records
             if i in self.broken:
                 continue
             try:
@@ -115,7 +141,7 @@ class TranslationDataset(Dataset):
             except BrokenImageError as exc:
                 self.broken.add(i)
                 log.warning("skipping %s", exc)
-                self._fail_if_too_broken(len(self.broken), len(self))
+                self._fail_if_too_broken(len(self.broken), records)
         raise PixforgeError(f"{self.data.folder}: no readable images")
 
     def raw_maps(
@@ -137,7 +163,9 @@ class TranslationDataset(Dataset):
             b_path = self.data.b_files[rng.randrange(len(self.data.b_files)) if b_index is None else b_index]
             maps = {"A": formats.read_image(record.files["A"]), "B": formats.read_image(b_path)}
         else:
-            maps = {"B": formats.read_image(record.files["image"]), "label": self._label_image(record)}
+            maps = {"label": self._label_image(record)}
+            if "image" in record.files:
+                maps["B"] = formats.read_image(record.files["image"])
             if "instance" in record.files:
                 maps["instance"] = Image.fromarray(
                     formats.read_instance(record.files["instance"]).astype(np.int32)
@@ -157,7 +185,8 @@ class TranslationDataset(Dataset):
 
     def domain_sizes(self) -> tuple[int, int]:
         """How many distinct images ``index_A`` and ``index_B`` range over."""
-        sizes = (len(self), len(self.data.b_files) if self.fmt == "unaligned" else len(self))
+        records = len(self.data.records)
+        sizes = (records, len(self.data.b_files) if self.fmt == "unaligned" else records)
         return sizes[::-1] if self._swapped() else sizes
 
     def _swapped(self) -> bool:
@@ -166,33 +195,46 @@ class TranslationDataset(Dataset):
     def _load(self, i: int, rng: random.Random) -> dict[str, Any]:
         b_index = rng.randrange(len(self.data.b_files)) if self.fmt == "unaligned" else i
         maps = self.raw_maps(i, rng, b_index)
-        size = maps["B"].size if "A" not in maps else maps["A"].size
-        params = transforms.make_params(size, self.cfg, rng, self.train)
+        sides = self._params(maps, rng)
         index_a, index_b = (b_index, i) if self._swapped() else (i, b_index)
         item: dict[str, Any] = {
             "index": i,
             "index_A": index_a,
             "index_B": index_b,
-            "flip": params.flip,
+            "flip": sides["A"].flip,
             "stem": self.data.records[i].stem,
         }
+        for side, params in sides.items():
+            item[f"flip_{side}"] = params.flip
+            item[f"box_{side}"] = torch.tensor(params.box())
         for key, img in maps.items():
-            out = transforms.apply(img, params, nearest=key in ("label", "instance"))
+            out = transforms.apply(
+                img, sides["B" if key == "B" else "A"], nearest=key in ("label", "instance")
+            )
             if key in ("label", "instance"):
                 item[key] = torch.from_numpy(np.asarray(out, dtype=np.int64)).unsqueeze(0)
             else:
                 item[key] = transforms.to_tensor(out)
+        item = self._pad(item)
         if self.fmt == "labeled":
             item["A"] = one_hot(item["label"], self.label_nc)
-        return self._pad(item)
+        return item
+
+    def _params(self, maps: dict[str, Image.Image], rng: random.Random) -> dict[str, transforms.Params]:
+        """The transform parameters of each side: one set for every map of a sample, or for unaligned data
+        A's drawn from A's size, then B's from B's (independent domains)."""
+        first = maps["A"] if "A" in maps else maps["label"]
+        a = transforms.make_params(first.size, self.cfg, rng, self.train)
+        if self.fmt != "unaligned":
+            return {"A": a, "B": a}
+        return {"A": a, "B": transforms.make_params(maps["B"].size, self.cfg, rng, self.train)}
 
     def _pad(self, item: dict[str, Any]) -> dict[str, Any]:
-        h, w = item["B"].shape[-2:]
-        self.pad_notice(h, w)
+        """Pad every map to the size multiple the same way (so labels, instances and photo agree in the band)."""
         for key in ("A", "B", "label", "instance"):
             if key in item:
-                mode = "replicate" if key in ("label", "instance") else "reflect"
-                item[key] = transforms.pad_to_multiple(item[key], self.size_multiple, mode)
+                self.pad_notice(*item[key].shape[-2:])
+                item[key] = transforms.pad_to_multiple(item[key], self.size_multiple)
         return item
 
 
@@ -210,7 +252,8 @@ class EpochSampler(Sampler[SampleKey]):
     yields its ``r``-th block of ``batch_size`` of them, so the ranks' batches of a step together hold exactly
     the samples, augmented the same way, that one process with batch ``world_size * batch_size`` would hold.
     An epoch is ``size // global batch`` whole global batches. ``start`` is the global position to begin at
-    (``epoch * per_epoch + position``), so a resumed run continues the data order exactly.
+    (``epoch * per_epoch + position``), so a resumed run continues the data order exactly; a start that is
+    not on a global batch boundary makes the batches straddle epochs, as one process's would.
     """
 
     def __init__(
@@ -244,13 +287,18 @@ class EpochSampler(Sampler[SampleKey]):
         return divmod(start + steps * self.global_batch, self.per_epoch)
 
     def __iter__(self) -> Iterator[SampleKey]:
+        block = range(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        for n, key in enumerate(self._stream()):
+            if n % self.global_batch in block:
+                yield key
+
+    def _stream(self) -> Iterator[SampleKey]:
+        """Every position from ``start`` on, over the epochs (what one process with the global batch reads)."""
         epoch, pos = divmod(self.start, self.per_epoch)
         while True:
             order = self.order(epoch)
-            for batch in range(pos, self.per_epoch - self.global_batch + 1, self.global_batch):
-                first = batch + self.rank * self.batch_size
-                for p in range(first, first + self.batch_size):
-                    yield order[p], self.seed * 100_003 + epoch * self.per_epoch + p
+            for p in range(pos, self.per_epoch):
+                yield order[p], self.seed * 100_003 + epoch * self.per_epoch + p
             epoch, pos = epoch + 1, 0
 
     def __len__(self) -> int:

@@ -11,9 +11,11 @@ Maps of one sample share a file stem; the Cityscapes suffixes (``_leftImg8bit``,
 ``_gtFine_instanceIds``) are ignored when matching, so its files can be used as they are named.
 
 Splits are ``train``, ``val`` and ``test``. A folder that directly holds one split's layout is read as
-its ``train`` split. Labels are class ids (8-bit ``L``/``P`` PNGs, or 32-bit ``I``), or RGB colours decoded
+its ``train`` split. A labeled ``val`` or ``test`` split may hold labels (and instances) but no ``images/``:
+pix2pixHD's inference layout (NVIDIA's ``test_label/``, ``test_inst/``); only ``train`` needs images. Labels are class ids (8-bit ``L``/``P`` PNGs, or 32-bit ``I``), or RGB colours decoded
 with a ``palette.json`` (a list of ``[r, g, b]``, index = class id) in the dataset root. The number of
-classes comes from ``label_nc``, ``classes.txt`` (one name per id) or ``palette.json``.
+classes comes from ``label_nc``, ``classes.txt`` (one name per id) or ``palette.json``; Cityscapes-named
+labels (``*_gtFine_labelIds.png``) without either get the Cityscapes presets' 34 label ids.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ log = logging.getLogger("pixforge")
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 SPLITS = ("train", "val", "test")
 FORMAT_FOLDERS = {"paired": ("A", "B"), "labeled": ("images", "labels")}
+#: label ids of Cityscapes' ``*_labelIds`` maps (0..33), the ``label_nc`` of the pix2pixhd cityscapes presets
+CITYSCAPES_LABEL_NC = 34
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -101,6 +105,17 @@ def available_splits(root: Path, fmt: str) -> list[str]:
     return [s for s in SPLITS if split_folder(root, fmt, s) is not None]
 
 
+def _labels_only(folder: Path, fmt: str, split: str) -> bool:
+    """Whether a labeled val/test split holds labels but no images (only train needs images)."""
+    return fmt == "labeled" and split != "train" and not (folder / "images").is_dir()
+
+
+def has_targets(root: Path, fmt: str, split: str) -> bool:
+    """Whether ``split`` exists with target images (not a labels-only split)."""
+    folder = split_folder(root, fmt, split)
+    return folder is not None and not _labels_only(folder, fmt, split)
+
+
 @dataclass(frozen=True)
 class Record:
     """One sample: its stem and the files of its maps (keys: AB | A, B | image, label, instance)."""
@@ -119,6 +134,8 @@ class SplitData:
     records: list[Record]
     b_files: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: a labeled val/test split with labels but no images (translation inputs without targets)
+    labels_only: bool = False
 
 
 #: suffixes of the Cityscapes file names, dropped when matching a sample's maps by stem
@@ -179,12 +196,13 @@ def scan_split(root: Path, fmt: str, split: str) -> SplitData:
             "labeled": {"image": "images", "label": "labels", "instance": "instances"},
         }
         folders = {k: folder / v for k, v in names[fmt].items() if (folder / v).is_dir()}
-        required = tuple(names[fmt])[:2]
+        labels_only = _labels_only(folder, fmt, split)
+        required = ("label",) if labels_only else tuple(names[fmt])[:2]
         if not all(k in folders for k in required):
             need = " and ".join(str(folder / names[fmt][k]) for k in required)
             raise PixforgeError(f"{folder}: the {fmt} format needs {need}; check --data-format")
         records, problems = _match_by_stem(folders, required)
-        data = SplitData(fmt, split, folder, records, problems=problems)
+        data = SplitData(fmt, split, folder, records, problems=problems, labels_only=labels_only)
     if not data.records:
         raise PixforgeError(f"{folder}: no images in the {split} split")
     return data
@@ -233,6 +251,13 @@ def count_classes(root: Path) -> int | None:
         return len([line for line in names.read_text().splitlines() if line.strip()])
     palette = read_palette(root)
     return None if palette is None else len(palette)
+
+
+def cityscapes_label_nc(root: Path) -> int | None:
+    """:data:`CITYSCAPES_LABEL_NC` when the train labels carry Cityscapes names (``*_labelIds``), else None."""
+    folder = split_folder(Path(root), "labeled", "train")
+    labels = list_images(folder / "labels") if folder is not None else []
+    return CITYSCAPES_LABEL_NC if labels and labels[0].stem.endswith("_labelIds") else None
 
 
 def read_label(path: Path, palette: np.ndarray | None) -> np.ndarray:
@@ -292,6 +317,8 @@ class Inspection:
     counts: dict[str, int]
     sizes: dict[str, dict[str, int]]
     problems: list[str]
+    #: labeled val/test splits with labels but no images: inputs for translation, not a problem
+    labels_only: list[str] = field(default_factory=list)
 
 
 def inspect(root: Path, fmt: str = "auto") -> Inspection:
@@ -302,7 +329,8 @@ def inspect(root: Path, fmt: str = "auto") -> Inspection:
     sizes: dict[str, dict[str, int]] = {}
     problems: list[str] = []
     palette = read_palette(root) if fmt == "labeled" else None
-    label_nc = count_classes(root) if fmt == "labeled" else None
+    label_nc = (count_classes(root) or cityscapes_label_nc(root)) if fmt == "labeled" else None
+    labels_only: list[str] = []
     for split in available_splits(root, fmt):
         try:
             data = scan_split(root, fmt, split)
@@ -311,6 +339,8 @@ def inspect(root: Path, fmt: str = "auto") -> Inspection:
             continue
         problems.extend(data.problems)
         counts[split] = len(data.records)
+        if data.labels_only:
+            labels_only.append(split)
         tally: dict[str, int] = {}
         for record in data.records:
             try:
@@ -330,4 +360,4 @@ def inspect(root: Path, fmt: str = "auto") -> Inspection:
         sizes[split] = tally
         if data.b_files:
             counts[f"{split}B"] = len(data.b_files)
-    return Inspection(root, fmt, counts, sizes, problems)
+    return Inspection(root, fmt, counts, sizes, problems, labels_only)

@@ -4,7 +4,11 @@ The preprocessing modes are those pix2pix users know: ``resize_and_crop`` (resiz
 random ``crop_size`` crop; at test time a plain resize to ``crop_size``), ``crop`` (a random crop; centre
 crop at test time), ``scale_width`` (width to ``load_size``, aspect kept) and ``none``. Label and instance
 maps are resized with nearest neighbour, images bicubically. After preprocessing, a side that the generator
-cannot take is padded (reflection) up to its multiple.
+cannot take is padded up to its multiple, every map of a sample the same way (reflection; replication where a
+side is too small to reflect), so a label map, its one-hot channels and its instance map agree in the band.
+
+:meth:`Params.box` says where a sample's tensor lies in its loaded image (after the resize, before the crop
+and the flip), so that per-sample state kept across visits (GuideGAN's attention cache) can follow the crop.
 """
 
 from __future__ import annotations
@@ -32,6 +36,17 @@ class Params:
     resize: tuple[int, int] | None
     crop: tuple[int, int, int, int] | None
     flip: bool
+    #: (width, height) of the loaded image: the source after ``resize``, the frame ``crop`` is taken from
+    frame: tuple[int, int] = (0, 0)
+
+    def box(self) -> tuple[float, float, float, float, float, float]:
+        """(left, top, width, height, frame width, frame height) in pixels of the loaded image.
+
+        The first four give the crop (the whole frame without one), unflipped; padding is not included.
+        """
+        fw, fh = self.frame
+        x, y, w, h = self.crop if self.crop is not None else (0, 0, fw, fh)
+        return float(x), float(y), float(w), float(h), float(fw), float(fh)
 
 
 def _random_crop(size: tuple[int, int], crop: int, rng: random.Random) -> tuple[int, int, int, int]:
@@ -63,7 +78,7 @@ def make_params(size: tuple[int, int], cfg: DataConfig, rng: random.Random, trai
     elif cfg.preprocess == "scale_width":
         resize = (cfg.load_size, max(1, round(h * cfg.load_size / w)))
     flip = train and cfg.flip and rng.random() < 0.5
-    return Params(resize, crop, flip)
+    return Params(resize, crop, flip, resize or (w, h))
 
 
 def apply(img: Image.Image, params: Params, nearest: bool = False) -> Image.Image:

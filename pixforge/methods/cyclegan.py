@@ -8,8 +8,9 @@ The objective (CycleGAN eq. 1-3, least-squares GAN loss, §4) is
     + lambda_identity * lambda_cycle * (||G_A(b) - b||_1 + ||G_B(a) - a||_1)
 
 with the identity term optional (§5.2; weight 0.5 * lambda in the authors' code). The discriminators learn
-from a pool of the last 50 generated images (§4, after Shrivastava et al. 2017). The pool is not saved in
-checkpoints: a resumed run starts with an empty pool, so CycleGAN's resume is not bit-exact.
+from a pool of the last 50 generated images (§4, after Shrivastava et al. 2017). The pools travel in
+checkpoints (:meth:`CycleGAN.extra_state`) and draw from the CPU torch RNG, which the trainer saves, so a
+resumed run continues exactly: 6 steps + resume + 6 steps equals 12 steps, past the pool filling.
 
 Directions are those of the data as trained (``data.direction`` swaps the folders' roles, as for every
 method): ``generate(batch, direction="AtoB")`` (the default) runs G_A, ``"BtoA"`` runs G_B.
@@ -60,11 +61,25 @@ class ImagePool:
     Until the pool is full every image is stored and returned as is; then each image, with probability
     1/2, takes the place of a random stored one, which is returned instead. The draws come from the CPU
     torch RNG, so a query never waits for the device.
+
+    Its state (:meth:`state` / :meth:`load`) is the stored images, slot by slot: the one thing besides the
+    weights and the RNG that decides the next query, so a checkpoint that carries it resumes exactly.
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.images: list[Tensor] = []
+
+    def state(self) -> dict[str, Tensor]:
+        """The stored images keyed by slot (``"0"``, ``"1"``, ...), each (C, H, W); empty before the first query.
+
+        One tensor per slot, since images of different sizes (non-square data) may share a pool.
+        """
+        return {str(slot): image for slot, image in enumerate(self.images)}
+
+    def load(self, state: dict[str, Tensor]) -> None:
+        """Restore what :meth:`state` returned (slots 0..n-1); tensors move to the device at the next query."""
+        self.images = [state[str(slot)].clone() for slot in range(len(state))]
 
     def query(self, images: Tensor) -> Tensor:
         if self.size == 0:
@@ -77,7 +92,7 @@ class ImagePool:
                 self.images.append(image.clone())
                 out.append(image)
             elif draw < 0.5:
-                old, self.images[slot] = self.images[slot], image.clone()
+                old, self.images[slot] = self.images[slot].to(image.device), image.clone()
                 out.append(old if old.shape == image.shape else image)
             else:
                 out.append(image)
@@ -104,6 +119,17 @@ class CycleGAN(Method):
         #: pools of generated B images (for D_A) and generated A images (for D_B)
         self.pools = {"B": ImagePool(cfg.pool_size), "A": ImagePool(cfg.pool_size)}
 
+    def extra_state(self) -> dict[str, Tensor]:
+        """The image pools, as ``pool_B.<slot>`` (generated B images, for D_A) and ``pool_A.<slot>`` (for D_B)."""
+        return {
+            f"pool_{side}.{slot}": t for side, pool in self.pools.items() for slot, t in pool.state().items()
+        }
+
+    def load_extra_state(self, state: dict[str, Tensor]) -> None:
+        for side, pool in self.pools.items():
+            prefix = f"pool_{side}."
+            pool.load({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+
     def make_generator(self, input_nc: int, output_nc: int) -> nn.Module:
         cfg = self.cfg
         size = min(self.info.size)
@@ -124,6 +150,11 @@ class CycleGAN(Method):
         """
         return self.nets[GENERATOR_OF[direction]](x)
 
+    def translate_other(self, direction: str, x: Tensor) -> Tensor:
+        """The generator on an image that is not a sample's own input: a fake to reconstruct from, or the other
+        domain's image for the identity term. Plain :meth:`translate` here; GuideGAN feeds it unguided."""
+        return self.translate(direction, x)
+
     def forward_step(self, batch: Batch) -> State:
         real_A, real_B = batch["A"], batch["B"]
         fake_B = self.translate("AtoB", real_A, batch)
@@ -133,8 +164,8 @@ class CycleGAN(Method):
             "real_B": real_B,
             "fake_B": fake_B,
             "fake_A": fake_A,
-            "rec_A": self.translate("BtoA", fake_B),
-            "rec_B": self.translate("AtoB", fake_A),
+            "rec_A": self.translate_other("BtoA", fake_B),
+            "rec_B": self.translate_other("AtoB", fake_A),
         }
 
     def phases(self) -> list[Phase]:
@@ -153,8 +184,8 @@ class CycleGAN(Method):
         loss = gan_A + gan_B + self.cfg.lambda_cycle * (cycle_A + cycle_B)
         scalars = {"G_A": gan_A, "G_B": gan_B, "cycle_A": cycle_A, "cycle_B": cycle_B}
         if self.cfg.lambda_identity > 0:
-            idt_A = F.l1_loss(self.translate("AtoB", s["real_B"]), s["real_B"])
-            idt_B = F.l1_loss(self.translate("BtoA", s["real_A"]), s["real_A"])
+            idt_A = F.l1_loss(self.translate_other("AtoB", s["real_B"]), s["real_B"])
+            idt_B = F.l1_loss(self.translate_other("BtoA", s["real_A"]), s["real_A"])
             loss = loss + self.cfg.lambda_identity * self.cfg.lambda_cycle * (idt_A + idt_B)
             scalars.update(idt_A=idt_A, idt_B=idt_B)
         return loss, {k: v.detach() for k, v in scalars.items()}
@@ -197,9 +228,9 @@ class CycleGAN(Method):
             return {
                 "input": batch["A"],
                 "output": fake_B,
-                "reconstruction": self.translate("BtoA", fake_B),
+                "reconstruction": self.translate_other("BtoA", fake_B),
                 "B": batch["B"],
                 "B_output": fake_A,
-                "B_reconstruction": self.translate("AtoB", fake_A),
+                "B_reconstruction": self.translate_other("AtoB", fake_A),
                 **extras,
             }

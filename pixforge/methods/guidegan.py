@@ -11,18 +11,26 @@ x' = concat(x, g(M)) (eq. 5).
 The map used for a sample is D's view of G's output for that sample at its previous visit (eq. 1): a cache
 keyed by the sample's dataset index (``index``; unpaired: ``index_A`` / ``index_B``, the image's place in
 its own domain, since B images are drawn at random), all ones before the first visit and at test time (§4).
-Maps are kept at D's resolution in the unflipped frame and flipped on use, so shuffling, flipping and
-batches of any size work (the public code forces batch 1, no shuffle, no flip). The cache travels in
-checkpoints. Random crops are not tracked: at its next visit a sample cropped elsewhere gets the map of its
-previous crop (at most load_size - crop_size pixels off). D's view costs one extra D forward pass per step,
+Maps are kept in the coordinates of the sample's whole loaded image (after the resize, before the random crop
+and the flip; the item's ``box_A`` / ``box_B``), at D's resolution, and are cropped and flipped with the
+sample's own parameters on use, so the map that guides a sample is aligned with the pixels G sees whatever
+the crop, the flip, the shuffling or the batch size (the public code forces batch 1, no shuffle, no flip).
+Parts of the image no crop has covered yet keep the all-ones map. The cache travels in checkpoints
+(:meth:`GuideGAN.extra_state`). D's view costs one extra D forward pass per step,
 without gradients, right after G's (in train mode, so a batch-norm D also updates its running statistics
 on it); D stays conditioned on the raw input x, never on x'.
 
 Supervised (default): pix2pix with the paper's appendix settings, UNet-128 + PatchGAN, LSGAN,
-10 * L_GAN + 10 * L_L1. Unpaired (``unpaired=true``): CycleGAN (ResNet 9 blocks by default) with attention
-from both discriminators, each direction guided by the D that judges its outputs, and one shared learned
-transfer (§3.1's T), the GAN terms weighted by 10 as well. Both variants subclass their base method; the
-guidance itself is the component :class:`AttentionGuide`.
+10 * L_GAN + 10 * L_L1 (appendix A: "G* = arg min max 10Lgan(G, D) + 10Ll1(G)"), instance norm as the
+authors' pix2pix_attn (the paper names a norm for its unsupervised runs only; batch norm is an option).
+Unpaired (``unpaired=true``): CycleGAN (ResNet 9 blocks by default) with attention from both discriminators,
+each direction guided by the D that judges its outputs, and one shared learned transfer (§3.1's T). Its
+objective is eq. 11, "L_GAN(G_X, D_Y) + L_GAN(G_Y, D_X) + λL_cyc(G_X, G_Y)": GAN weight 1 and no identity
+term, as the authors' ``backward_G`` (ASGIT, lambda_identity 0). Appendix A's "For all the experiments, we
+simply set the weight factor of the GAN loss to 10" is stated with the supervised objective as its example
+and is ``lambda_gan=10`` here. The cycle's reconstructions (eq. 10, ||G_Y(G_X(x')) - x||_1: G_Y sees G_X's
+output, not a blend of it) and the identity terms feed the generators unguided, as ASGIT does. Both variants
+subclass their base method; the guidance itself is the component :class:`AttentionGuide`.
 """
 
 from __future__ import annotations
@@ -65,11 +73,6 @@ def minmax(maps: Tensor) -> Tensor:
     return torch.where(span > 0, scaled, torch.ones_like(maps))
 
 
-def flip_where(maps: Tensor, flip: Tensor) -> Tensor:
-    """Mirror left-right the maps of the samples whose ``flip`` is true."""
-    return torch.where(flip.view(-1, 1, 1, 1), maps.flip(-1), maps)
-
-
 class LearnedUpsampler(nn.Module):
     """The learned transfer g(M; phi) of eq. 4-5 ("a small 3-layer neural network", appendix A).
 
@@ -95,12 +98,52 @@ class LearnedUpsampler(nn.Module):
         return (up + self.body(up)).clamp(0, 1)
 
 
-class AttentionCache:
-    """D's last attention map of each sample (rows = dataset indices), in the unflipped frame.
+@dataclass(frozen=True)
+class Where:
+    """Where the samples of a batch come from: dataset ``index``, ``flip`` and ``box`` (N, 6) as the items'
+    ``box_A`` / ``box_B`` (crop left, top, width, height and the loaded image's width, height, in pixels).
 
-    Maps are kept at D's resolution (N, 1, h, w) with a flag per sample saying whether it was seen. The
-    rows are reserved from the dataset (:meth:`reserve`); without a reservation they grow with the indices
-    met, which reads the largest index on the host.
+    Without a box the tensor itself is taken as the whole image (no crop).
+    """
+
+    index: Tensor
+    flip: Tensor
+    box: Tensor | None = None
+
+    def boxes(self, size: Sequence[int]) -> Tensor:
+        """The boxes (N, 6), float, or whole-tensor boxes for a tensor of ``size`` (H, W)."""
+        if self.box is not None:
+            return self.box.to(self.index.device, torch.float32)
+        h, w = float(size[0]), float(size[1])
+        return torch.tensor([0.0, 0.0, w, h, w, h], device=self.index.device).expand(len(self.index), 6)
+
+
+def _centres(count: int, span: Tensor) -> Tensor:
+    """Centres of ``count`` equal cells over [0, span) for each sample's ``span`` (N,): (N, count)."""
+    return (torch.arange(count, device=span.device, dtype=torch.float32) + 0.5) / count * span[:, None]
+
+
+def _reflect(p: Tensor, length: Tensor) -> Tensor:
+    """Tensor positions in the band padded after ``length`` pixels, mapped to the pixels they reflect."""
+    return torch.where(p > length[:, None], 2 * length[:, None] - 1 - p, p)
+
+
+def _grid(gx: Tensor, gy: Tensor) -> Tensor:
+    """A grid_sample grid (N, H, W, 2) from per-sample x (N, W) and y (N, H) coordinates in [-1, 1]."""
+    n, h, w = gx.shape[0], gy.shape[1], gx.shape[1]
+    return torch.stack([gx[:, None, :].expand(n, h, w), gy[:, :, None].expand(n, h, w)], dim=-1)
+
+
+class AttentionCache:
+    """D's last attention map of each sample (rows = dataset indices) over its whole loaded image.
+
+    Each row is a canvas (1, Hc, Wc) over the sample's loaded image at D's resolution (fixed by the first
+    store), all ones where no crop has reached, with a flag per sample saying whether it was seen.
+    :meth:`store` resamples a map of a crop into the canvas at the crop's place (unflipped) and :meth:`recall`
+    reads a crop back out, flipped, at the tensor's size, with a padded band reflected as the data's padding;
+    resampling is bilinear, on pixel centres (exact where the canvas and the crop share a grid). The rows are
+    reserved from the dataset (:meth:`reserve`); without a reservation they grow with the indices met, which
+    reads the largest index on the host.
     """
 
     def __init__(self) -> None:
@@ -121,31 +164,59 @@ class AttentionCache:
         self.maps, self.seen = maps, seen
         return maps, seen
 
-    def store(self, index: Tensor, flip: Tensor, maps: Tensor) -> None:
-        """Remember ``maps`` (N, 1, h, w) of the samples ``index``, seen flipped where ``flip`` is true."""
-        maps = flip_where(maps.float(), flip)
+    def store(self, where: Where, maps: Tensor, size: Sequence[int] | None = None) -> None:
+        """Remember ``maps`` (N, 1, h, w), D's view of tensors of ``size`` (H, W; default the maps' own size)."""
+        size = tuple(size or maps.shape[-2:])
+        box = where.boxes(size)
         if self.maps is None or self.seen is None:
-            self.maps = maps.new_ones(0, *maps.shape[1:])
+            frame = box[0, 4:].tolist()
+            canvas = (
+                max(1, round(frame[1] * maps.shape[-2] / size[0])),
+                max(1, round(frame[0] * maps.shape[-1] / size[1])),
+            )
+            self.maps = maps.new_ones(0, 1, *canvas, dtype=torch.float32)
             self.seen = torch.zeros(0, dtype=torch.bool, device=maps.device)
-        cache, seen = self._fit(index, self.maps, self.seen)
-        if maps.shape[-2:] != cache.shape[-2:]:
-            maps = F.interpolate(maps, size=cache.shape[-2:], mode="bilinear", align_corners=False)
-        cache[index] = maps
-        seen[index] = True
+        cache, seen = self._fit(where.index, self.maps, self.seen)
+        x0, y0, w, h, fw, fh = box.unbind(1)
+        xs, ys = _centres(cache.shape[-1], fw), _centres(cache.shape[-2], fh)
+        u = torch.where(where.flip.view(-1, 1), (x0 + w)[:, None] - xs, xs - x0[:, None])
+        v = ys - y0[:, None]
+        inside_x = (xs >= x0[:, None]) & (xs < (x0 + w)[:, None])
+        inside_y = (ys >= y0[:, None]) & (ys < (y0 + h)[:, None])
+        grid = _grid(2 * u / size[1] - 1, 2 * v / size[0] - 1)
+        new = F.grid_sample(maps.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        inside = (inside_y[:, :, None] & inside_x[:, None, :])[:, None]
+        cache[where.index] = torch.where(inside, new, cache[where.index])
+        seen[where.index] = True
 
-    def recall(self, index: Tensor, flip: Tensor) -> tuple[Tensor, Tensor] | None:
-        """The stored maps of ``index`` in each sample's current frame and whether they were seen; None if empty."""
+    def recall(self, where: Where, size: Sequence[int]) -> tuple[Tensor, Tensor] | None:
+        """The stored maps for tensors of ``size`` (H, W) cut from each sample's canvas by its box and flip
+        (N, 1, H, W), and whether each sample was seen; None if nothing was stored yet."""
         if self.maps is None or self.seen is None:
             return None
-        maps, seen = self._fit(index, self.maps, self.seen)
-        return flip_where(maps[index], flip), seen[index]
+        cache, seen = self._fit(where.index, self.maps, self.seen)
+        x0, y0, w, h, fw, fh = where.boxes(size).unbind(1)
+        ones = torch.ones_like(fw)
+        p = _reflect(_centres(size[1], ones * size[1]), w)
+        q = _reflect(_centres(size[0], ones * size[0]), h)
+        xs = torch.where(where.flip.view(-1, 1), (x0 + w)[:, None] - p, x0[:, None] + p)
+        ys = y0[:, None] + q
+        grid = _grid(2 * xs / fw[:, None] - 1, 2 * ys / fh[:, None] - 1)
+        maps = F.grid_sample(
+            cache[where.index], grid, mode="bilinear", padding_mode="border", align_corners=False
+        )
+        return maps, seen[where.index]
 
     def state(self) -> dict[str, Tensor]:
+        """The cache as tensors: ``""`` the canvases (rows, 1, Hc, Wc) float32 and ``"_seen"`` (rows,) bool;
+        empty before the first store. Rows are dataset indices, so caches of disjoint samples merge row-wise
+        (take each row from the holder whose ``_seen`` is set)."""
         if self.maps is None or self.seen is None:
             return {}
         return {"": self.maps, "_seen": self.seen}
 
     def load(self, maps: Tensor, seen: Tensor) -> None:
+        """Restore what :meth:`state` returned; tensors move to the batch's device at the next use."""
         self.maps, self.seen = maps.float(), seen.bool()
 
 
@@ -185,29 +256,37 @@ class AttentionGuide:
             return (maps + 1) * x
         return torch.cat([x, maps.to(x.dtype)], dim=1)
 
-    def map_for(self, x: Tensor, index: Tensor | None = None, flip: Tensor | None = None) -> Tensor:
-        """The map for G's input ``x`` (N, 1, H, W): each seen sample's cached map, flipped like the sample,
-        else all ones; always all ones without ``index`` (test time)."""
+    def map_for(self, x: Tensor, where: Where | None = None) -> Tensor:
+        """The map for G's input ``x`` (N, 1, H, W): each seen sample's cached map, cut and flipped like the
+        sample, else all ones; always all ones without ``where`` (test time)."""
         ones = x.new_ones(x.shape[0], 1, *x.shape[-2:])
-        cached = None if index is None or flip is None else self.cache.recall(index, flip)
+        cached = None if where is None else self.cache.recall(where, x.shape[-2:])
         if cached is None:
             return ones
         maps, seen = cached
         return torch.where(seen.view(-1, 1, 1, 1), self.upsample(maps, x.shape[-2:]).to(x.dtype), ones)
 
-    def guide(self, x: Tensor, index: Tensor | None = None, flip: Tensor | None = None) -> Tensor:
-        """The generator's input x' for ``x``: blended with :meth:`map_for`."""
-        return self.blend(x, self.map_for(x, index, flip))
+    def unguided(self, x: Tensor) -> Tensor:
+        """G's input for an image with no attention of its own (a reconstruction, an identity input): ``x``
+        itself under RHP, concat(x, ones) under alpha blending (the authors' ones placeholder)."""
+        return x if self.blend_mode == "rhp" else self.blend(x, x.new_ones(x.shape[0], 1, *x.shape[-2:]))
 
-    def remember(self, net: nn.Module, x: Tensor, index: Tensor, flip: Tensor) -> None:
+    def guide(self, x: Tensor, where: Where | None = None) -> Tensor:
+        """The generator's input x' for ``x``: blended with :meth:`map_for`."""
+        return self.blend(x, self.map_for(x, where))
+
+    def remember(self, net: nn.Module, x: Tensor, where: Where) -> None:
         """Cache D's attention for its input ``x`` (built on G's outputs) for the samples' next visits.
 
         Under torchrun every rank stores every rank's maps, so each rank's cache holds the whole cache (the
         next visit of a sample may fall to another rank).
         """
         maps = self.attention_map(net, x)
-        index, flip, maps = distributed.all_gather_rows(index.to(maps.device), flip.to(maps.device), maps)
-        self.cache.store(index, flip, maps)
+        if distributed.world().active:
+            box = [] if where.box is None else [where.box]
+            index, flip, maps, *box = distributed.all_gather_rows(where.index, where.flip, maps, *box)
+            where = Where(index, flip, box[0] if box else None)
+        self.cache.store(where, maps, x.shape[-2:])
 
 
 def _auto(value: str, default: str) -> str:
@@ -216,9 +295,10 @@ def _auto(value: str, default: str) -> str:
 
 @dataclass
 class GuideGANConfig:
-    """GuideGAN options (defaults: the paper's, appendix A). ``auto`` picks the base method's choice for the
-    variant, supervised | unpaired: netG unet_128 | resnet_9blocks, norm batch | instance, dropout 0.5 | 0.
-    Supervised runs use lambda_l1 and test_mode; unpaired runs lambda_cycle, lambda_identity and pool_size."""
+    """GuideGAN options (defaults: the paper's, appendix A). ``auto`` (or None) picks the choice for the
+    variant, supervised | unpaired: netG unet_128 | resnet_9blocks, norm instance | instance, dropout 0.5 | 0,
+    lambda_gan 10 (appendix A) | 1 (eq. 11, ASGIT). Supervised runs use lambda_l1 and test_mode; unpaired runs
+    lambda_cycle, lambda_identity (0: eq. 11 has no identity term, ASGIT's default) and pool_size."""
 
     unpaired: bool = False
     attention: str = choice("posthoc", ATTENTIONS)
@@ -232,10 +312,10 @@ class GuideGANConfig:
     norm: str = choice(AUTO, (AUTO, *NORMS))
     dropout: float | None = bounded(None, 0, 1, include_high=False)
     gan_mode: str = choice("lsgan", GAN_MODES)
-    lambda_gan: float = 10.0
+    lambda_gan: float | None = None
     lambda_l1: float = 10.0
     lambda_cycle: float = 10.0
-    lambda_identity: float = 0.5
+    lambda_identity: float = 0.0
     pool_size: int = 50
     test_mode: str = choice("paper", TEST_MODES)
 
@@ -248,6 +328,13 @@ class GuideGANConfig:
                 f"option attention_layer: D has {convs} convs with n_layers={self.n_layers}; choose 1..{convs}"
             )
 
+    @property
+    def gan_weight(self) -> float:
+        """lambda_gan, or by default 10 supervised (appendix A) and 1 unpaired (eq. 11)."""
+        if self.lambda_gan is not None:
+            return self.lambda_gan
+        return 1.0 if self.unpaired else 10.0
+
     def pix2pix(self) -> Pix2PixConfig:
         """The supervised base: pix2pix's networks with these options."""
         return Pix2PixConfig(
@@ -255,7 +342,7 @@ class GuideGANConfig:
             ngf=self.ngf,
             ndf=self.ndf,
             n_layers=self.n_layers,
-            norm=_auto(self.norm, "batch"),
+            norm=_auto(self.norm, "instance"),
             dropout=0.5 if self.dropout is None else self.dropout,
             gan_mode=self.gan_mode,
             lambda_l1=self.lambda_l1,
@@ -280,7 +367,7 @@ class GuideGANConfig:
 
 
 class WeightedGANLoss(GANLoss):
-    """lambda_gan * L_GAN: the paper weights the adversarial term by 10 in every experiment (appendix A).
+    """lambda_gan * L_GAN: 10 for the supervised objective (appendix A), 1 in the unpaired eq. 11.
 
     The weight applies to D's loss as well (the min-max objective is scaled); logged GAN losses include it.
     """
@@ -306,6 +393,8 @@ class GuideGAN(Method):
     config_type = GuideGANConfig
     #: the batch key identifying the sample that each guided direction's generator input comes from
     index_keys: ClassVar[dict[str, str]]
+    #: the side (A or B) of the data whose ``flip_*`` and ``box_*`` locate each guided direction's input
+    sides: ClassVar[dict[str, str]]
 
     options: GuideGANConfig
     guides: dict[str, AttentionGuide]
@@ -325,7 +414,7 @@ class GuideGAN(Method):
             d: AttentionGuide(cfg.attention, cfg.attention_layer, cfg.blend, transfer)
             for d in self.index_keys
         }
-        self.gan_loss = WeightedGANLoss(cfg.gan_mode, cfg.lambda_gan)
+        self.gan_loss = WeightedGANLoss(cfg.gan_mode, cfg.gan_weight)
 
     @property
     def extra_channels(self) -> int:
@@ -343,6 +432,15 @@ class GuideGAN(Method):
         if "T" not in self.nets:
             return phases
         return [replace(p, nets=(*p.nets, "T")) if p.name == "G" else p for p in phases]
+
+    def where(self, batch: Batch, direction: str) -> Where:
+        """Where the inputs of ``direction``'s generator come from: their index, flip and crop box.
+
+        Batches without per-side keys (built by hand) fall back to ``flip`` and no box (the tensor is the image).
+        """
+        side = self.sides[direction]
+        flip = batch.get(f"flip_{side}", batch.get("flip"))
+        return Where(batch[self.index_keys[direction]], flip, batch.get(f"box_{side}"))
 
     @abstractmethod
     def judged(self, batch: Batch, output: Tensor) -> tuple[str, nn.Module, Tensor]:
@@ -364,13 +462,20 @@ class GuideGAN(Method):
             guide.cache.reserve(sizes[self.index_keys[direction]])
 
     def extra_state(self) -> dict[str, Tensor]:
+        """Everything besides the weights that decides the next step: the base method's state (unpaired:
+        CycleGAN's ``pool_A.<slot>`` / ``pool_B.<slot>``) and each guide's cache, ``attention_<direction>``
+        (rows, 1, Hc, Wc) and ``attention_<direction>_seen`` (rows,) (:meth:`AttentionCache.state`)."""
         return {
-            f"attention_{d}{suffix}": t
-            for d, g in self.guides.items()
-            for suffix, t in g.cache.state().items()
+            **super().extra_state(),
+            **{
+                f"attention_{d}{suffix}": t
+                for d, g in self.guides.items()
+                for suffix, t in g.cache.state().items()
+            },
         }
 
     def load_extra_state(self, state: dict[str, Tensor]) -> None:
+        super().load_extra_state(state)
         for direction, guide in self.guides.items():
             maps, seen = state.get(f"attention_{direction}"), state.get(f"attention_{direction}_seen")
             if maps is not None and seen is not None:
@@ -381,6 +486,7 @@ class SupervisedGuideGAN(GuideGAN, Pix2Pix):
     """pix2pix with D's attention blended into G's input; D is conditioned on the raw input x."""
 
     index_keys: ClassVar[dict[str, str]] = {"AtoB": "index"}
+    sides: ClassVar[dict[str, str]] = {"AtoB": "A"}
 
     def __init__(self, cfg: GuideGANConfig, info: DataInfo) -> None:
         self.options = cfg
@@ -392,10 +498,10 @@ class SupervisedGuideGAN(GuideGAN, Pix2Pix):
 
     def forward_step(self, batch: Batch) -> State:
         """fake_B = G(x') with x' from the cached map (eq. 1); D's view of fake_B is cached for next time."""
-        guide, x, index, flip = self.guides["AtoB"], batch["A"], batch["index"], batch["flip"]
-        state = super().forward_step({**batch, "A": guide.guide(x, index, flip)})
+        guide, x, where = self.guides["AtoB"], batch["A"], self.where(batch, "AtoB")
+        state = super().forward_step({**batch, "A": guide.guide(x, where)})
         state["real_A"] = x
-        guide.remember(self.nets["D"], torch.cat([x, state["fake_B"].detach()], dim=1), index, flip)
+        guide.remember(self.nets["D"], torch.cat([x, state["fake_B"].detach()], dim=1), where)
         return state
 
     def generate(self, batch: Batch, **options: Any) -> Tensor:
@@ -413,11 +519,13 @@ class SupervisedGuideGAN(GuideGAN, Pix2Pix):
 class UnpairedGuideGAN(GuideGAN, CycleGAN):
     """CycleGAN with attention from both discriminators: G_A is guided by D_A, G_B by D_B.
 
-    Reconstructions and identity terms feed the generators images that have no cached map, so they get the
-    all-ones map, as at test time.
+    Reconstructions and identity terms feed the generators unguided inputs (:meth:`AttentionGuide.unguided`):
+    eq. 10 reconstructs from G_X's output itself, and ASGIT feeds the raw fake (RHP) or concat(fake, ones)
+    (alpha); a blend with the all-ones map would feed 2 * x under RHP.
     """
 
     index_keys: ClassVar[dict[str, str]] = {"AtoB": "index_A", "BtoA": "index_B"}
+    sides: ClassVar[dict[str, str]] = {"AtoB": "A", "BtoA": "B"}
     #: the discriminator that guides each direction: the one that judges its generator's outputs
     guided_by: ClassVar[dict[str, str]] = {"AtoB": "D_A", "BtoA": "D_B"}
 
@@ -435,15 +543,17 @@ class UnpairedGuideGAN(GuideGAN, CycleGAN):
         guide = self.guides[direction]
         if batch is None:
             return super().translate(direction, guide.guide(x))
-        return super().translate(direction, guide.guide(x, batch[self.index_keys[direction]], batch["flip"]))
+        return super().translate(direction, guide.guide(x, self.where(batch, direction)))
+
+    def translate_other(self, direction: str, x: Tensor) -> Tensor:
+        return super().translate(direction, self.guides[direction].unguided(x))
 
     def forward_step(self, batch: Batch) -> State:
         """CycleGAN's forward pass on guided inputs; each D's view of its generator's output is cached."""
         state = super().forward_step(batch)
         for direction, fake in (("AtoB", "fake_B"), ("BtoA", "fake_A")):
             net = self.nets[self.guided_by[direction]]
-            key = self.index_keys[direction]
-            self.guides[direction].remember(net, state[fake].detach(), batch[key], batch["flip"])
+            self.guides[direction].remember(net, state[fake].detach(), self.where(batch, direction))
         return state
 
     def generate(self, batch: Batch, **options: Any) -> Tensor:

@@ -14,6 +14,7 @@ from PIL import Image
 
 from pixforge.config import DataConfig
 from pixforge.data.dataset import EpochSampler, TranslationDataset, data_channels, one_hot
+from pixforge.data.transforms import to_tensor
 from pixforge.errors import PixforgeError
 
 TINY = {"load_size": 36, "crop_size": 32}
@@ -231,3 +232,108 @@ def test_label_id_out_of_range_names_the_file(bad_label):
         ds = TranslationDataset(root, "train", DataConfig(**TINY), train=True)
         ds[(2, 0)]
     assert str(path) in str(exc.value) and "13" in str(exc.value)
+
+
+# unaligned domains are independent (parity issue 9, items 1-2) -----------------------------------------
+
+
+def make_unaligned(root: Path, a_sizes: list[tuple[int, int]], b_sizes: list[tuple[int, int]]) -> Path:
+    """trainA/ and trainB/ of noise images in 50..255 (so a black, padded pixel can never be image content)."""
+    rng = np.random.default_rng(0)
+    for side, sizes in (("A", a_sizes), ("B", b_sizes)):
+        (root / f"train{side}").mkdir(parents=True)
+        for k, (w, h) in enumerate(sizes):
+            arr = rng.integers(50, 256, (h, w, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(root / f"train{side}" / f"{side}{k}.png")
+    return root
+
+
+def crop_positions(crop: torch.Tensor, image: np.ndarray) -> list[tuple[int, int]]:
+    """Every (x, y) where the [-1, 1] tensor ``crop`` equals a window of the uint8 image."""
+    c = crop.add(1).mul(127.5).round().byte().permute(1, 2, 0).numpy()
+    h, w = c.shape[:2]
+    return [
+        (x, y)
+        for y in range(image.shape[0] - h + 1)
+        for x in range(image.shape[1] - w + 1)
+        if np.array_equal(image[y : y + h, x : x + w], c)
+    ]
+
+
+def test_unaligned_b_is_cropped_from_its_own_image(tmp_path):
+    root = make_unaligned(tmp_path / "u", [(64, 64)] * 2, [(36, 36)] * 3)
+    ds = TranslationDataset(
+        root, "train", DataConfig(preprocess="crop", crop_size=32, flip=False), train=True
+    )
+    b_images = [np.asarray(Image.open(p)) for p in ds.data.b_files]
+    offsets = set()
+    for key in range(12):
+        item = ds[(key % 2, key)]
+        assert item["B"].shape == (3, 32, 32)
+        assert item["B"].min() > -1, "no black (padded) pixels in a crop of B"
+        positions = crop_positions(item["B"], b_images[item["index_B"]])
+        assert positions, "B is a crop of its own image"
+        offsets.update(positions)
+        x, y, w, h, fw, fh = item["box_B"].tolist()
+        assert (w, h, fw, fh) == (32, 32, 36, 36) and (int(x), int(y)) in positions
+    assert len(offsets) > 1
+
+
+def test_unaligned_scale_width_keeps_each_domains_aspect_ratio(tmp_path):
+    root = make_unaligned(tmp_path / "u", [(64, 32)], [(36, 48)])
+    ds = TranslationDataset(root, "train", DataConfig(preprocess="scale_width", load_size=32), train=True)
+    item = ds[(0, 5)]
+    assert item["A"].shape == (3, 16, 32)
+    assert item["B"].shape == (3, 43, 32)
+
+
+def test_unaligned_flips_are_drawn_per_domain(tmp_path):
+    root = make_unaligned(tmp_path / "u", [(32, 32)], [(32, 32)])
+    ds = TranslationDataset(root, "train", DataConfig(preprocess="none"), train=True)
+    flips = {(ds[(0, k)]["flip_A"], ds[(0, k)]["flip_B"]) for k in range(24)}
+    assert flips == {(False, False), (False, True), (True, False), (True, True)}
+
+
+def test_an_unaligned_epoch_visits_the_larger_domain(tmp_path):
+    root = make_unaligned(tmp_path / "u", [(32, 32)] * 3, [(32, 32)] * 5)
+    ds = TranslationDataset(root, "train", DataConfig(preprocess="none", flip=False), train=True)
+    assert len(ds) == 5
+    assert [ds[(i, 0)]["index_A"] for i in range(5)] == [0, 1, 2, 0, 1]
+    assert ds.domain_sizes() == (3, 5)
+    flipped = TranslationDataset(root, "train", DataConfig(preprocess="none", direction="BtoA"), train=True)
+    assert len(flipped) == 5
+
+
+# padding: every map of a sample the same way (item 5) -----------------------------------------------------
+
+
+def test_padding_treats_one_hot_labels_ids_and_instances_alike(synth_root):
+    cfg = DataConfig(preprocess="crop", crop_size=29, flip=False)
+    ds = TranslationDataset(synth_root / "labeled", "train", cfg, train=True, size_multiple=8)
+    mismatched = 0
+    for key in range(8):
+        item = ds[(key, key)]
+        assert item["A"].shape[-2:] == item["label"].shape[-2:] == item["instance"].shape[-2:] == (32, 32)
+        assert torch.equal(item["A"].argmax(0), item["label"][0]), "one-hot channels and ids agree"
+        for key_ in ("label", "instance"):
+            core = item[key_][..., :29, :29]
+            expected = torch.nn.functional.pad(core[None].float(), (0, 3, 0, 3), mode="reflect")[0].long()
+            assert torch.equal(item[key_], expected), f"{key_} padded like the photo (reflection)"
+        band = item["label"][0, 29:, :]
+        mismatched += int((band != item["label"][0, 28, :]).sum())
+    assert mismatched > 0, "the band differs from replication, so the test can tell the modes apart"
+
+
+def test_box_says_where_the_tensor_lies_in_the_loaded_image(synth_root):
+    ds = TranslationDataset(synth_root / "aligned", "train", DataConfig(**TINY), train=True)
+    boxes = set()
+    for key in range(8):
+        item = ds[(2, key)]
+        x, y, w, h, fw, fh = (int(v) for v in item["box_A"].tolist())
+        assert (w, h, fw, fh) == (32, 32, 36, 36) and torch.equal(item["box_A"], item["box_B"])
+        loaded = ds.raw_maps(2)["A"].resize((36, 36), Image.BICUBIC).crop((x, y, x + 32, y + 32))
+        if item["flip_A"]:
+            loaded = loaded.transpose(Image.FLIP_LEFT_RIGHT)
+        assert torch.equal(item["A"], to_tensor(loaded))
+        boxes.add((x, y))
+    assert len(boxes) > 1

@@ -277,8 +277,8 @@ def test_sampler_blocks_of_the_global_batch() -> None:
 
 def test_sampler_resumes_mid_epoch_on_another_world_size() -> None:
     """18 samples, global batch 4: 16 per epoch. From epoch 1, position 10 (where a run of another global
-    batch stopped): positions 10..13, then epoch 2 (14 and 15 are too few for a global batch)."""
-    sampler = EpochSampler(18, 4, seed=0, start=16 + 10)
-    it = iter(sampler)
-    got = [next(it)[0] for _ in range(8)]
-    assert got == sampler.order(1)[10:14] + sampler.order(2)[:4]
+    batch stopped), the ranks' blocks continue the order: positions 10..13, then 14, 15 and epoch 2's 0, 1."""
+    one = EpochSampler(18, 4, seed=0, start=16 + 10)
+    ranks = [iter(EpochSampler(18, 2, seed=0, start=16 + 10, rank=r, world_size=2)) for r in range(2)]
+    got = [next(s)[0] for _ in range(2) for s in ranks for _ in range(2)]
+    assert got == one.order(1)[10:16] + one.order(2)[:2]

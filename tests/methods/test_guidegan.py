@@ -28,12 +28,17 @@ from pixforge.methods.guidegan import (
     SupervisedGuideGAN,
     UnpairedGuideGAN,
     WeightedGANLoss,
-    flip_where,
+    Where,
 )
 from pixforge.nets.discriminators import AttentionPatchDiscriminator, PatchDiscriminator
 from pixforge.train import Trainer
 
 SIZE = 32
+
+
+def flip_where(maps: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the maps of the samples whose ``flip`` is true."""
+    return torch.where(flip.view(-1, 1, 1, 1), maps.flip(-1), maps)
 
 
 def make(**kw) -> GuideGAN:
@@ -166,13 +171,13 @@ def ramp() -> torch.Tensor:
 def test_flipped_sample_gets_its_cached_map_flipped() -> None:
     guide = AttentionGuide("posthoc", 4, "rhp")
     x = torch.zeros(2, 3, 4, 4)
-    guide.cache.store(torch.tensor([5]), torch.tensor([False]), ramp())
-    guide.cache.store(torch.tensor([6]), torch.tensor([True]), ramp())
+    guide.cache.store(Where(torch.tensor([5]), torch.tensor([False])), ramp())
+    guide.cache.store(Where(torch.tensor([6]), torch.tensor([True])), ramp())
     index = torch.tensor([5, 6])
-    upright = guide.map_for(x, index, torch.tensor([False, False]))
+    upright = guide.map_for(x, Where(index, torch.tensor([False, False])))
     assert torch.allclose(upright[0], ramp()[0])
     assert torch.allclose(upright[1], ramp()[0].flip(-1)), "stored in the unflipped frame"
-    mixed = guide.map_for(x, index, torch.tensor([True, False]))
+    mixed = guide.map_for(x, Where(index, torch.tensor([True, False])))
     assert torch.allclose(mixed[0], ramp()[0].flip(-1))
     assert torch.allclose(mixed[1], upright[1])
 
@@ -180,10 +185,10 @@ def test_flipped_sample_gets_its_cached_map_flipped() -> None:
 def test_unseen_samples_and_test_time_get_all_ones() -> None:
     guide = AttentionGuide("posthoc", 4, "rhp")
     x = torch.zeros(2, 3, 4, 4)
-    index, flip = torch.tensor([2, 9]), torch.tensor([False, False])
-    assert torch.equal(guide.map_for(x, index, flip), torch.ones(2, 1, 4, 4))
-    guide.cache.store(torch.tensor([2]), torch.tensor([False]), ramp())
-    maps = guide.map_for(x, index, flip)
+    where = Where(torch.tensor([2, 9]), torch.tensor([False, False]))
+    assert torch.equal(guide.map_for(x, where), torch.ones(2, 1, 4, 4))
+    guide.cache.store(Where(torch.tensor([2]), torch.tensor([False])), ramp())
+    maps = guide.map_for(x, where)
     assert torch.allclose(maps[0], ramp()[0]) and torch.equal(maps[1], torch.ones(1, 4, 4))
     assert torch.equal(guide.map_for(x), torch.ones(2, 1, 4, 4))
     assert guide.cache.maps is not None and len(guide.cache.maps) == 10, "grows to the largest index"
@@ -231,7 +236,7 @@ def test_unpaired_directions_are_guided_by_their_own_discriminators() -> None:
     ):
         guide = m.guides[direction]
         view = guide.attention_map(m.nets[net], state[fake].detach())
-        assert torch.allclose(guide.cache.maps[b[key]], flip_where(view, b["flip"]))
+        assert torch.allclose(guide.cache.maps[b[key]], flip_where(view, b["flip"]), atol=1e-6)
         assert guide.cache.seen.nonzero().flatten().tolist() == b[key].tolist()
 
 
@@ -259,9 +264,11 @@ def test_unaligned_items_say_which_b_image_they_carry(synth_root: Path) -> None:
 def test_variants_and_auto_choices() -> None:
     supervised = GuideGAN(GuideGANConfig(ngf=4, ndf=4), DataInfo(3, 3, (128, 128)))
     assert isinstance(supervised, SupervisedGuideGAN) and supervised.name == "guidegan"
-    assert (supervised.cfg.netG, supervised.cfg.norm, supervised.cfg.dropout) == ("unet_128", "batch", 0.5)
+    assert (supervised.cfg.netG, supervised.cfg.norm, supervised.cfg.dropout) == ("unet_128", "instance", 0.5)
+    assert supervised.gan_loss.weight == 10.0
     cfg = GuideGANConfig(unpaired=True).cyclegan()
     assert (cfg.netG, cfg.norm, cfg.dropout, cfg.lambda_cycle) == ("resnet_9blocks", "instance", 0.0, 10.0)
+    assert cfg.lambda_identity == 0.0, "eq. 11 has no identity term (ASGIT lambda_identity 0)"
     unpaired = make(unpaired=True, attention="trainable")
     assert isinstance(unpaired, UnpairedGuideGAN)
     assert isinstance(unpaired.nets["D_A"], AttentionPatchDiscriminator)
@@ -368,3 +375,127 @@ def test_translator_gives_attention_for_the_chosen_direction() -> None:
     maps = {d: translator.translate(image, direction=d) for d in ("AtoB", "BtoA")}
     assert all(set(v) == {"output", "attention", "attention_output"} for v in maps.values())
     assert maps["AtoB"]["attention_output"].tobytes() != maps["BtoA"]["attention_output"].tobytes()
+
+
+def test_unpaired_resume_is_exact_past_the_pool_filling(
+    synth_root: Path, tmp_path: Path, resume_check
+) -> None:
+    resume_check("guidegan", synth_root / "unaligned", tmp_path)
+
+
+def test_unpaired_objective_is_eq_11_gan_weight_one_and_no_identity() -> None:
+    m = make(unpaired=True, norm="instance")
+    assert m.gan_loss.weight == 1.0
+    loss, s = m.phases()[0].loss(m.forward_step(batch()))
+    assert set(s) == {"G_A", "G_B", "cycle_A", "cycle_B"}
+    pred = m.nets["D_A"](m.forward_step(batch())["fake_B"])
+    assert torch.allclose(
+        m.gan_loss(pred, True, for_discriminator=False), GANLoss("lsgan")(pred, True, False)
+    )
+    assert torch.allclose(loss, s["G_A"] + s["G_B"] + 10 * (s["cycle_A"] + s["cycle_B"]))
+    assert make(unpaired=True, norm="instance", lambda_gan=10.0).gan_loss.weight == 10.0
+
+
+@pytest.mark.parametrize("blend", ["rhp", "alpha"])
+def test_reconstruction_and_identity_passes_feed_the_generators_unguided(blend) -> None:
+    m = make(unpaired=True, norm="instance", blend=blend, lambda_identity=0.5)
+    inputs = {g: capture_inputs(m.nets[g]) for g in ("G_A", "G_B")}
+    b = batch()
+    state = m.forward_step(b)
+    m.phases()[0].loss(state)
+    ones = torch.ones(2, 1, SIZE, SIZE)
+
+    def raw(x: torch.Tensor) -> torch.Tensor:
+        return x if blend == "rhp" else torch.cat([x, ones], 1)
+
+    guided_a, rec_b, idt_a = inputs["G_A"]
+    guided_b, rec_a, idt_b = inputs["G_B"]
+    assert torch.equal(guided_a, m.guides["AtoB"].blend(b["A"], ones)), "first visit: the all-ones map"
+    assert torch.equal(rec_a, raw(state["fake_B"].detach())), "eq. 10: G_B reconstructs from G_A's output"
+    assert torch.equal(rec_b, raw(state["fake_A"].detach()))
+    assert torch.equal(idt_a, raw(b["B"])) and torch.equal(idt_b, raw(b["A"]))
+    assert torch.equal(guided_b, m.guides["BtoA"].blend(b["B"], ones))
+
+
+@pytest.mark.parametrize(
+    ("preset", "gan_weight", "identity", "norm"),
+    [
+        ("horse2zebra", 1.0, 0.0, "instance"),
+        ("cityscapes_unpaired", 1.0, 0.0, "instance"),
+        ("cityscapes", 10.0, 0.0, "instance"),
+        ("facades", 10.0, 0.0, "instance"),
+    ],
+)
+def test_presets_follow_the_paper_and_the_authors_code(preset, gan_weight, identity, norm) -> None:
+    model = resolve_config("guidegan", preset=preset).model
+    assert (model.gan_weight, model.lambda_identity, model.norm) == (gan_weight, identity, norm)
+
+
+# the cache follows the crop (parity issue 9, item 9) ------------------------------------------------------
+
+FRAME = (44, 40)
+HOT = (30, 21)
+
+
+def visit(x0: int, y0: int, flip: bool) -> dict[str, torch.Tensor]:
+    """A batch of sample 4 cropped at (x0, y0) from a 44x40 loaded image; A is all ones, so x' = M + 1."""
+    box = torch.tensor([[x0, y0, SIZE, SIZE, *FRAME]], dtype=torch.float32)
+    flips = torch.tensor([flip])
+    ones, index = torch.ones(1, 3, SIZE, SIZE), torch.tensor([4])
+    return {
+        "A": ones,
+        "B": -ones,
+        "index": index,
+        "index_A": index,
+        "flip": flips,
+        "flip_A": flips,
+        "box_A": box,
+    }
+
+
+def pixel_of(x: int, y: int, x0: int, y0: int, flip: bool) -> tuple[int, int]:
+    """The (row, column) of the tensor that shows image pixel (x, y) for a crop at (x0, y0)."""
+    c = x - x0
+    return y - y0, SIZE - 1 - c if flip else c
+
+
+def test_a_cached_hot_pixel_lands_on_the_same_image_pixel_under_other_crops_and_flips() -> None:
+    m = make()
+    guide = m.guides["AtoB"]
+    first = (5, 3, True)
+    hot_map = torch.zeros(1, 1, SIZE, SIZE)
+    hot_map[(0, 0, *pixel_of(*HOT, *first))] = 1.0
+    guide.attention_map = lambda net, x: hot_map
+    m.forward_step(visit(*first))
+    guide.remember = lambda *args: None
+    inputs = capture_inputs(m.nets["G"])
+    rows, cols = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
+    for x0, y0, flip in [(0, 0, False), (12, 8, True), (3, 5, False), (10, 2, True), (5, 3, False)]:
+        m.forward_step(visit(x0, y0, flip))
+        maps = inputs[-1][0, 0] - 1
+        r, c = pixel_of(*HOT, x0, y0, flip)
+        assert maps[r, c] == pytest.approx(1.0, abs=1e-5), (x0, y0, flip)
+        image_x = x0 + (SIZE - 1 - cols if flip else cols)
+        covered = (image_x >= 5) & (image_x < 5 + SIZE) & (rows + y0 >= 3) & (rows + y0 < 3 + SIZE)
+        covered[r, c] = False
+        assert maps[covered].abs().max() < 1e-5, "zero wherever the first crop saw no attention"
+        outside = (image_x < 5) | (image_x >= 5 + SIZE) | (rows + y0 < 3)
+        assert torch.equal(maps[outside], torch.ones_like(maps[outside])), "ones where no crop has been"
+
+
+def test_a_coarse_map_follows_the_crop_to_its_image_region() -> None:
+    """At D's resolution (8x8 cells of 4 px for a 32 px crop) a hot cell comes back over its image pixels."""
+    guide = AttentionGuide("posthoc", 4, "rhp")
+    index, upright = torch.tensor([0]), torch.tensor([False])
+    whole = torch.tensor([[0.0, 0.0, 48, 40, 48, 40]])
+    guide.cache.store(Where(index, upright, whole), torch.zeros(1, 1, 10, 12), (40, 48))
+    assert guide.cache.maps.shape == (1, 1, 10, 12), "a canvas over the whole 48x40 image at D's resolution"
+    cells = torch.zeros(1, 1, 8, 8)
+    cells[0, 0, 3, 5] = 1.0
+    guide.cache.store(Where(index, upright, torch.tensor([[8.0, 4.0, 32, 32, 48, 40]])), cells, (32, 32))
+    for x0, y0, flip in [(0, 8, False), (16, 0, True), (4, 4, False)]:
+        where = Where(index, torch.tensor([flip]), torch.tensor([[float(x0), float(y0), 32, 32, 48, 40]]))
+        maps = guide.map_for(torch.zeros(1, 3, 32, 32), where)[0, 0]
+        row, col = divmod(int(maps.argmax()), 32)
+        image_x, image_y = x0 + (31 - col if flip else col), y0 + row
+        assert 16 <= image_y < 20 and 28 <= image_x < 32, "within the hot cell's 4x4 image pixels"
