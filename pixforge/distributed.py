@@ -472,7 +472,8 @@ class Launch:
 
     @property
     def needed(self) -> bool:
-        return self.nproc > 1 or self.nnodes > 1
+        """Whether the command must go through torch.distributed.run (any launch option given)."""
+        return (self.nproc, self.nnodes, self.node_rank, self.endpoint) != (1, 1, None, None)
 
     def check(self, device: str) -> None:
         """Refuse impossible launches with one line, before any process starts."""
@@ -587,18 +588,20 @@ def _report_failures(failures: dict[int, Any], log_dir: str) -> int:
     import sys
     from pathlib import Path
 
-    errors = {
-        int(p.stem.removeprefix("rank")): p.read_text().splitlines() for p in Path(log_dir).glob("rank*.err")
-    }
-    shown = set(errors.get(0, []))
-    for rank, lines in sorted(errors.items()):
+    files = sorted(Path(log_dir).glob("rank*_local*.err"), key=lambda p: int(p.stem[4:].split("_")[0]))
+    shown = {line for p in files if p.stem.endswith("_local0") for line in p.read_text().splitlines()}
+    for path in files:
+        rank, lines = int(path.stem[4:].split("_")[0]), path.read_text().splitlines()
         for line in lines:
             if line not in shown:
                 shown.add(line)
                 print(f"{line} (rank {rank})", file=sys.stderr)
     if any(f.exitcode == 2 for f in failures.values()):
         return 2
-    rank, failure = min(failures.items())
+    # the root cause: not a rank the launcher itself stopped (SIGTERM), else the first to fail
+    rank, failure = min(
+        failures.items(), key=lambda rf: (rf[1].exitcode == -signal.SIGTERM, rf[1].timestamp, rf[0])
+    )
     if failure.exitcode < 0:
         cause = f"was killed by {signal.Signals(-failure.exitcode).name}"
     else:
@@ -614,5 +617,6 @@ def record_error(line: str) -> None:
     """Keep this rank's one-line error where :func:`launch` looks for it (when launched by it)."""
     folder = os.environ.get(ERROR_DIR_ENV)
     if folder and launched():
-        with open(os.path.join(folder, f"rank{os.environ.get('RANK', '0')}.err"), "a") as f:
+        name = f"rank{os.environ.get('RANK', '0')}_local{os.environ.get('LOCAL_RANK', '0')}.err"
+        with open(os.path.join(folder, name), "a") as f:
             f.write(line + "\n")

@@ -550,6 +550,8 @@ class Trainer:
                         self._checkpoint(writer)
                     stopped = vote(stop.requested)
                 stopped = vote.settle() or stopped or (stop.requested and not self.world.active)
+                if stopped and not stop.requested:
+                    log.warning("another rank was asked to stop: writing a checkpoint at step %d", self.step)
                 self._flush(writer, bar)
                 if self.step == self.total and not stopped:
                     self.method.after_training(self.dataset, self.device)

@@ -27,6 +27,8 @@ from pixforge.train import Trainer
 PLAIN = {"norm": "instance", "dropout": "0"}
 PIX2PIX = {"steps": 20, "batch_size": 2, "log_every": 1, "checkpoint_every": 5, "keep_checkpoints": 4}
 SHORT = {"steps": 5, "batch_size": 2, "log_every": 1}
+#: CycleGAN with pools of 4 images: full after 2 steps of 2 samples per rank, then drawn from
+POOL = {"steps": 12, "batch_size": 2, "log_every": 1, "checkpoint_every": 6, "overrides": {"pool_size": "4"}}
 
 
 def set_args(options: dict[str, Any]) -> list[str]:
@@ -84,7 +86,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory, synth_root: Path, dist_tools)
     run_cmd, torchrun_cmd, pixforge_cmd = dist_tools.run, dist_tools.torchrun_cmd, dist_tools.pixforge_cmd
     root = tmp_path_factory.mktemp("dist")
     aligned, unaligned, labeled = (synth_root / x for x in ("aligned", "unaligned", "labeled"))
-    out = {name: root / name for name in ("full", "part", "cyc", "bn", "gg", "hd", "tr", "ev")}
+    names = ("full", "part", "cyc", "cyc12", "cyc6", "bn", "gg", "hd", "tr", "ev")
+    out = {name: root / name for name in names}
     full = run_cmd(
         torchrun_cmd(
             "-m", "pixforge", "train", "pix2pix", "--data", str(aligned), "--out", str(out["full"]),
@@ -105,6 +108,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory, synth_root: Path, dist_tools)
                    "overrides": PLAIN}},
         {"train": {**train, "method": "pix2pixhd", "data": str(labeled), "out": str(out["hd"]), **SHORT,
                    "steps": 3}},
+        {"train": {**train, "method": "cyclegan", "data": str(unaligned), "out": str(out["cyc12"]), **POOL}},
+        {"train": {**train, "method": "cyclegan", "data": str(unaligned), "out": str(out["cyc6"]), **POOL,
+                   "stop_after": 6}},
+        {"train": {**train, "method": "cyclegan", "data": str(unaligned), "out": str(out["cyc6"]), **POOL,
+                   "resume": True}},
         {"cli": ["translate", str(out["part"]), str(aligned), "--split", "train", "--out", str(out["tr"]),
                  "--html"]},
         {"cli": ["evaluate", str(out["part"]), "--data", str(aligned), "--split", "train", "--metrics",
@@ -139,6 +147,16 @@ def test_resume_with_two_processes_is_exact(runs: dict[str, Path]) -> None:
     assert rows(runs["resumed"]) == rows(runs["full"])
     a, b = checkpoint.read(runs["resumed"]).weights, checkpoint.read(runs["full"]).weights
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cyclegan_pools_are_per_rank_and_resume_exactly(runs: dict[str, Path]) -> None:
+    """6 + resume + 6 == 12 steps with 2 processes, past the pools' filling: each rank gets its own pools back."""
+    assert rows(runs["cyc6"]) == rows(runs["cyc12"])
+    a, b = checkpoint.read(runs["cyc6"]).weights, checkpoint.read(runs["cyc12"]).weights
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ranks = state_of(runs["cyc12"])["ranks"]
+    own = [k for k in ranks[1]["extra"] if k.startswith("pool_")]
+    assert len(own) == 8 and sorted(ranks[1]["keys"]) == sorted(checkpoint.read(runs["cyc12"]).extra)
 
 
 def test_rank_zero_alone_writes_and_logs(runs: dict[str, Path]) -> None:
