@@ -61,6 +61,9 @@ def assert_same_training(
 ) -> None:
     """Equal losses at every step, and equal weight updates (where Adam's update is not float noise).
 
+    Equal up to float rounding: the sums run in another order, and GAN training amplifies the difference
+    (CycleGAN's losses drift apart by ~1e-3 in 5 steps with 1 vs 2 torch threads alone).
+
     A bias in front of instance norm has no gradient but float noise, which Adam scales to full steps, so
     the check covers the weight tensors.
     """
@@ -68,7 +71,7 @@ def assert_same_training(
     r2 = [r for r in r2 if step is None or r["step"] <= step]
     assert [r["step"] for r in r1] == [r["step"] for r in r2]
     for a, b in zip(r1, r2, strict=True):
-        assert a == pytest.approx(b, rel=1e-4, abs=1e-6)
+        assert a == pytest.approx(b, rel=5e-3, abs=1e-6)
     w1 = checkpoint.read(one).weights
     w2 = checkpoint.read(checkpoint.checkpoints_dir(two) / f"step_{step:08d}" if step else two).weights
     assert w1.keys() == w2.keys()
