@@ -389,6 +389,7 @@ class Trainer:
             sampler=sampler,
             num_workers=self.cfg.data.num_workers,
             pin_memory=self.device.type == "cuda",
+            persistent_workers=self.cfg.data.num_workers > 0,
             drop_last=True,
             generator=torch.Generator().manual_seed(t.seed),  # keeps the global RNG (dropout) untouched
         )

@@ -62,7 +62,8 @@ def assert_same_training(
     """Equal losses at every step, and equal weight updates (where Adam's update is not float noise).
 
     Equal up to float rounding: the sums run in another order, and GAN training amplifies the difference
-    (CycleGAN's losses drift apart by ~1e-3 in 5 steps with 1 vs 2 torch threads alone).
+    (CycleGAN's losses drift apart by 1e-4 at step 3 and 3e-3 at step 5 with 1 vs 2 torch threads alone;
+    without the gradient all-reduce they differ by 1e-2 at step 2), hence a tolerance that grows.
 
     A bias in front of instance norm has no gradient but float noise, which Adam scales to full steps, so
     the check covers the weight tensors.
@@ -71,7 +72,7 @@ def assert_same_training(
     r2 = [r for r in r2 if step is None or r["step"] <= step]
     assert [r["step"] for r in r1] == [r["step"] for r in r2]
     for a, b in zip(r1, r2, strict=True):
-        assert a == pytest.approx(b, rel=5e-3, abs=1e-6)
+        assert a == pytest.approx(b, rel=1e-3 if a["step"] <= 3 else 1e-2, abs=1e-6)
     w1 = checkpoint.read(one).weights
     w2 = checkpoint.read(checkpoint.checkpoints_dir(two) / f"step_{step:08d}" if step else two).weights
     assert w1.keys() == w2.keys()
@@ -80,7 +81,7 @@ def assert_same_training(
             continue
         d1, d2 = w1[k] - init[k], w2[k] - init[k]
         if k.endswith("weight"):
-            assert (d1 - d2).norm() <= 1e-2 * d1.norm() + 1e-7, k
+            assert (d1 - d2).norm() <= 2e-2 * d1.norm() + 1e-7, k
 
 
 @pytest.fixture(scope="module")
