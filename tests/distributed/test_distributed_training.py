@@ -27,6 +27,14 @@ from pixforge.train import Trainer
 PLAIN = {"norm": "instance", "dropout": "0"}
 PIX2PIX = {"steps": 20, "batch_size": 2, "log_every": 1, "checkpoint_every": 5, "keep_checkpoints": 4}
 SHORT = {"steps": 5, "batch_size": 2, "log_every": 1}
+#: pix2pixHD with a local enhancer whose global generator is frozen for the first 2 of 3 steps
+ENHANCER = {
+    "steps": 3,
+    "batch_size": 2,
+    "size": 64,
+    "checkpoint_every": 2,
+    "overrides": {"n_local_enhancers": "1", "steps_fix_global": "2", "encoder": "false"},
+}
 #: CycleGAN with pools of 4 images: full after 2 steps of 2 samples per rank, then drawn from
 POOL = {"steps": 12, "batch_size": 2, "log_every": 1, "checkpoint_every": 6, "overrides": {"pool_size": "4"}}
 
@@ -45,9 +53,20 @@ def state_of(run: Path) -> dict[str, Any]:
 
 
 def single(method: str, data: Path, out: Path, batch_size: int, **options: Any) -> Path:
-    """The one-process reference: batch ``batch_size`` (twice the per-process batch of the 2-process job)."""
+    """The one-process reference: batch ``batch_size`` (twice the per-process batch of the 2-process job).
+
+    It runs on 2 torch threads, which split the batch in halves as the 2 processes do, so that its sums run
+    in nearly the same order: GAN training amplifies rounding differences (a CycleGAN run on 1 thread and
+    one on 2 threads differ by ~17% in their 5-step weight updates, the 2-process run and the 2-thread run
+    by ~0.03%).
+    """
     kw = {**SHORT, "batch_size": batch_size}
-    pixforge.train(method, data, out, preset="tiny", **kw, overrides=options)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        pixforge.train(method, data, out, preset="tiny", **kw, overrides=options)
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
@@ -61,9 +80,8 @@ def assert_same_training(
 ) -> None:
     """Equal losses at every step, and equal weight updates (where Adam's update is not float noise).
 
-    Equal up to float rounding: the sums run in another order, and GAN training amplifies the difference
-    (CycleGAN's losses drift apart by 1e-4 at step 3 and 3e-3 at step 5 with 1 vs 2 torch threads alone;
-    without the gradient all-reduce they differ by 1e-2 at step 2), hence a tolerance that grows.
+    Equal up to float rounding (see :func:`single`); without the gradient all-reduce CycleGAN's losses differ
+    by 1e-2 at step 2 and its weight updates by ~100%.
 
     A bias in front of instance norm has no gradient but float noise, which Adam scales to full steps, so
     the check covers the weight tensors.
@@ -90,7 +108,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, synth_root: Path, dist_tools)
     run_cmd, torchrun_cmd, pixforge_cmd = dist_tools.run, dist_tools.torchrun_cmd, dist_tools.pixforge_cmd
     root = tmp_path_factory.mktemp("dist")
     aligned, unaligned, labeled = (synth_root / x for x in ("aligned", "unaligned", "labeled"))
-    names = ("full", "part", "cyc", "cyc12", "cyc6", "bn", "gg", "hd", "tr", "ev")
+    names = ("full", "part", "cyc", "cyc12", "cyc6", "bn", "gg", "hd", "hd2", "tr", "ev")
     out = {name: root / name for name in names}
     full = run_cmd(
         torchrun_cmd(
@@ -117,6 +135,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, synth_root: Path, dist_tools)
                    "stop_after": 6}},
         {"train": {**train, "method": "cyclegan", "data": str(unaligned), "out": str(out["cyc6"]), **POOL,
                    "resume": True}},
+        {"train": {**train, "method": "pix2pixhd", "data": str(labeled), "out": str(out["hd2"]), **ENHANCER}},
         {"cli": ["translate", str(out["part"]), str(aligned), "--split", "train", "--out", str(out["tr"]),
                  "--html"]},
         {"cli": ["evaluate", str(out["part"]), "--data", str(aligned), "--split", "train", "--metrics",
@@ -229,6 +248,25 @@ def test_pix2pixhd_clusters_once_over_all_ranks_features(runs: dict[str, Path], 
     method.cluster_features(plain, torch.device("cpu"))
     assert torch.equal(saved[1], method.centre_counts)
     assert torch.allclose(saved[0], method.centres, atol=1e-5)
+
+
+def test_a_frozen_network_is_neither_reduced_nor_stepped(
+    runs: dict[str, Path], synth_root: Path, tmp_path: Path
+) -> None:
+    """pix2pixHD's global generator frozen for 2 steps (no hang), unchanged at step 2, trained at step 3."""
+    cfg = train_config(
+        "pix2pixhd", synth_root / "labeled", tmp_path / "init", preset="tiny", size=64,
+        **{k: v for k, v in ENHANCER.items() if k not in ("size", "overrides")}, overrides=ENHANCER["overrides"],
+    )  # fmt: skip
+    init = Trainer(cfg, tmp_path / "init").method.state_dict()
+    step2 = checkpoint.read(checkpoint.checkpoints_dir(runs["hd2"]) / "step_00000002").weights
+    step3 = checkpoint.read(runs["hd2"]).weights
+    frozen = [k for k in init if k.startswith("nets.G.global_net.")]
+    trained = [k for k in init if k.startswith("nets.G.enhancers.")]
+    assert frozen and trained
+    assert all(torch.equal(step2[k], init[k]) for k in frozen)
+    assert not all(torch.equal(step2[k], init[k]) for k in trained)
+    assert not all(torch.equal(step3[k], init[k]) for k in frozen if k.endswith("weight"))
 
 
 def test_translate_writes_each_image_once(runs: dict[str, Path], synth_root: Path, tmp_path: Path) -> None:
