@@ -194,7 +194,6 @@ class Trainer:
         self.phase_params = {
             p.name: [q for n in p.nets for q in self.method.nets[n].parameters()] for p in self.phases
         }
-        self.buffers = [b for net in self.method.nets.values() for b in net.buffers()]
         self.optimizers = self._optimizers()
         self.total = self._total_steps()
         decay = self._decay_steps()
@@ -412,7 +411,7 @@ class Trainer:
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One iteration: the shared forward pass, then every phase in order."""
         self.method.current_step = self.step
-        distributed.broadcast_tensors(self.buffers)
+        distributed.broadcast_tensors([b for net in self.method.nets.values() for b in net.buffers()])
         set_requires_grad(self.method.nets.values(), True)
         with self._autocast():
             state = self.method.forward_step(batch)
