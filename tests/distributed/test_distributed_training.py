@@ -108,7 +108,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, synth_root: Path, dist_tools)
     run_cmd, torchrun_cmd, pixforge_cmd = dist_tools.run, dist_tools.torchrun_cmd, dist_tools.pixforge_cmd
     root = tmp_path_factory.mktemp("dist")
     aligned, unaligned, labeled = (synth_root / x for x in ("aligned", "unaligned", "labeled"))
-    names = ("full", "part", "cyc", "cyc12", "cyc6", "bn", "gg", "hd", "hd2", "tr", "ev")
+    names = ("full", "part", "cyc", "cyc12", "cyc6", "bn", "gg", "hd", "hd2", "lr", "tr", "ev")
     out = {name: root / name for name in names}
     full = run_cmd(
         torchrun_cmd(
@@ -136,6 +136,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory, synth_root: Path, dist_tools)
         {"train": {**train, "method": "cyclegan", "data": str(unaligned), "out": str(out["cyc6"]), **POOL,
                    "resume": True}},
         {"train": {**train, "method": "pix2pixhd", "data": str(labeled), "out": str(out["hd2"]), **ENHANCER}},
+        {"train": {**train, "method": "pix2pix", "data": str(aligned), "out": str(out["lr"]), "steps": 1,
+                   "log_every": 1, "overrides": {"lr_scale": "linear"}}},
         {"cli": ["translate", str(out["part"]), str(aligned), "--split", "train", "--out", str(out["tr"]),
                  "--html"]},
         {"cli": ["evaluate", str(out["part"]), "--data", str(aligned), "--split", "train", "--metrics",
@@ -180,6 +182,11 @@ def test_cyclegan_pools_are_per_rank_and_resume_exactly(runs: dict[str, Path]) -
     ranks = state_of(runs["cyc12"])["ranks"]
     own = [k for k in ranks[1]["extra"] if k.startswith("pool_")]
     assert len(own) == 8 and sorted(ranks[1]["keys"]) == sorted(checkpoint.read(runs["cyc12"]).extra)
+
+
+def test_lr_is_scaled_only_when_asked(runs: dict[str, Path]) -> None:
+    assert rows(runs["full"])[0]["lr"] == pytest.approx(2e-4)
+    assert rows(runs["lr"])[0]["lr"] == pytest.approx(2 * 2e-4)
 
 
 def test_rank_zero_alone_writes_and_logs(runs: dict[str, Path]) -> None:
