@@ -108,7 +108,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, synth_root: Path, dist_tools)
     run_cmd, torchrun_cmd, pixforge_cmd = dist_tools.run, dist_tools.torchrun_cmd, dist_tools.pixforge_cmd
     root = tmp_path_factory.mktemp("dist")
     aligned, unaligned, labeled = (synth_root / x for x in ("aligned", "unaligned", "labeled"))
-    names = ("full", "part", "cyc", "cyc12", "cyc6", "bn", "gg", "hd", "hd2", "lr", "tr", "ev")
+    names = ("full", "part", "cyc", "cyc12", "cyc6", "bn", "gg", "hd", "hd2", "lr", "drpan", "tr", "ev")
     out = {name: root / name for name in names}
     full = run_cmd(
         torchrun_cmd(
@@ -138,6 +138,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory, synth_root: Path, dist_tools)
         {"train": {**train, "method": "pix2pixhd", "data": str(labeled), "out": str(out["hd2"]), **ENHANCER}},
         {"train": {**train, "method": "pix2pix", "data": str(aligned), "out": str(out["lr"]), "steps": 1,
                    "log_every": 1, "overrides": {"lr_scale": "linear"}}},
+        {"train": {**train, "method": "drpan", "data": str(aligned), "out": str(out["drpan"]), **SHORT,
+                   "steps": 3}},
         {"cli": ["translate", str(out["part"]), str(aligned), "--split", "train", "--out", str(out["tr"]),
                  "--html"]},
         {"cli": ["evaluate", str(out["part"]), "--data", str(aligned), "--split", "train", "--metrics",
@@ -182,6 +184,13 @@ def test_cyclegan_pools_are_per_rank_and_resume_exactly(runs: dict[str, Path]) -
     ranks = state_of(runs["cyc12"])["ranks"]
     own = [k for k in ranks[1]["extra"] if k.startswith("pool_")]
     assert len(own) == 8 and sorted(ranks[1]["keys"]) == sorted(checkpoint.read(runs["cyc12"]).extra)
+
+
+@pytest.mark.parametrize("run", ["full", "cyc", "gg", "hd", "hd2", "drpan"])
+def test_every_method_trains_on_two_processes(runs: dict[str, Path], run: str) -> None:
+    state = state_of(runs[run])
+    assert state["world_size"] == 2 and state["global_batch"] == 4
+    assert state["step"] == checkpoint.read(runs[run]).step > 0
 
 
 def test_lr_is_scaled_only_when_asked(runs: dict[str, Path]) -> None:
