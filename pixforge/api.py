@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pixforge import checkpoint
+from pixforge import checkpoint, distributed
 from pixforge.config import Config, apply_overrides, from_dict, load_preset, read_yaml, validate
 from pixforge.data import formats
 from pixforge.data.dataset import TranslationDataset, one_hot
@@ -78,7 +79,42 @@ def train(
     ``flags`` are any config keys (``steps=20``, ``batch_size=4``, ``direction="BtoA"``); ``overrides`` the same
     as a mapping (``--set``). ``stop_after`` stops after that many steps of this call, with a checkpoint.
     ``init_from`` starts from the matching weights of another run.
+
+    Under torchrun (``WORLD_SIZE`` > 1 in the environment) the process joins the job first; rank 0 alone
+    logs and writes (see :mod:`pixforge.distributed`).
     """
+    cfg = train_config(
+        method,
+        data,
+        out,
+        preset=preset,
+        config=config,
+        size=size,
+        resume=resume,
+        overrides=overrides,
+        **flags,
+    )
+    init = Path(init_from) if init_from else None
+    device = pick_device(cfg.train.device)
+    with distributed.session(distributed.resolve_backend(cfg.train.backend, device)) as world:
+        if not world.main:
+            logging.getLogger("pixforge").setLevel(logging.ERROR)
+        return Trainer(cfg, Path(out), resume=resume, init_from=init).fit(stop_after=stop_after)
+
+
+def train_config(
+    method: str,
+    data: str | Path,
+    out: str | Path,
+    *,
+    preset: str | None = None,
+    config: str | Path | None = None,
+    size: int | None = None,
+    resume: bool = False,
+    overrides: dict[str, Any] | None = None,
+    **flags: Any,
+) -> Config:
+    """The resolved config :func:`train` would run with (arguments as there); bad options fail here."""
     all_flags = {"data.root": str(data), **size_flags(size), **flags}
     base = saved_config(Path(out)) if resume else None
     if base and base.get("method") != method:
@@ -86,8 +122,8 @@ def train(
     cfg = resolve_config(
         method, preset=preset, config_file=config, flags=all_flags, overrides=overrides, base=base
     )
-    init = Path(init_from) if init_from else None
-    return Trainer(cfg, Path(out), resume=resume, init_from=init).fit(stop_after=stop_after)
+    distributed.resolve_backend(cfg.train.backend, pick_device(cfg.train.device))
+    return cfg
 
 
 def saved_config(run_dir: Path) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from PIL import Image
 
 from pixforge import __version__
 from pixforge.api import Item, dataset_items, viewable
+from pixforge.distributed import PeerError, launch_rank
 from pixforge.errors import PixforgeError
 
 log = logging.getLogger("pixforge")
@@ -45,6 +47,65 @@ ATTENTION_MAPS = {"attention", "attention_output"}
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 def cli(debug: bool) -> None:
     """pixforge: image-to-image translation with conditional GANs."""
+
+
+def launch_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Add --nproc, --nnodes, --node-rank and --rdzv-endpoint; the command receives them as ``launch``."""
+    from pixforge.distributed import Launch
+
+    @functools.wraps(command)
+    def wrapper(
+        *, nproc: int, nnodes: int, node_rank: int | None, rdzv_endpoint: str | None, **kwargs: Any
+    ) -> None:
+        command(launch=Launch(nproc, nnodes, node_rank, rdzv_endpoint), **kwargs)
+
+    options = [
+        click.option(
+            "--nproc", default=1, show_default=True, help="Processes on this machine (one per GPU)."
+        ),
+        click.option("--nnodes", default=1, show_default=True, help="Machines in the job."),
+        click.option("--node-rank", type=int, help="This machine's rank (0 hosts the rendezvous)."),
+        click.option(
+            "--rdzv-endpoint", metavar="HOST:PORT", help="Rendezvous address: node 0's host and a port."
+        ),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+LAUNCH_PARAMS = {"nproc", "nnodes", "node_rank", "rdzv_endpoint"}
+
+
+def relaunch(launch: Any, device: str) -> None:
+    """Run the current command again as ``launch`` describes, through torch.distributed.run; exit with its code."""
+    from pixforge.distributed import launch as run_launch
+
+    launch.check(device)
+    ctx = click.get_current_context()
+    sys.exit(run_launch(launch, _command_args(ctx)))
+
+
+def _command_args(ctx: click.Context) -> list[str]:
+    """The command line of ``ctx``'s command rebuilt from its parsed values, less the launch options."""
+    args = ["--debug"] if ctx.parent is not None and ctx.parent.params.get("debug") else []
+    args.append(ctx.info_name or "")
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if param.name in LAUNCH_PARAMS or value is None or value is False or value == ():
+            continue
+        if isinstance(param, click.Argument):
+            args += [str(v) for v in value] if isinstance(value, tuple) else [str(value)]
+            continue
+        flag = param.opts[0]
+        if getattr(param, "is_flag", False):
+            args.append(flag)
+        elif getattr(param, "multiple", False):
+            for v in value:
+                args += [flag, str(v)]
+        else:
+            args += [flag, str(value)]
+    return args
 
 
 @cli.command()
@@ -75,6 +136,7 @@ def cli(debug: bool) -> None:
     metavar="KEY=VALUE",
     help="Any config option (repeatable); `pixforge options METHOD` lists them.",
 )
+@launch_options
 def train(
     method: str,
     data_root: Path,
@@ -95,9 +157,15 @@ def train(
     resume: bool,
     init_from: Path | None,
     assignments: tuple[str, ...],
+    launch: Any,
 ) -> None:
-    """Train METHOD (pix2pix, ...) on the dataset in --data into the run directory --out."""
+    """Train METHOD (pix2pix, ...) on the dataset in --data into the run directory --out.
+
+    With --nproc N (and --nnodes, --node-rank, --rdzv-endpoint for several machines) the same command runs
+    as N processes per machine through torch.distributed.run: one per GPU, or N gloo processes on the CPU.
+    """
     from pixforge.api import train as run_train
+    from pixforge.api import train_config
     from pixforge.config import parse_assignments
 
     flags = {
@@ -112,6 +180,20 @@ def train(
         "train.channels_last": channels_last,
         "train.seed": seed,
     }
+    if launch.needed:
+        cfg = train_config(
+            method,
+            data_root,
+            out,
+            preset=preset,
+            config=config_file,
+            size=size,
+            resume=resume,
+            overrides=parse_assignments(assignments),
+            **{k: v for k, v in flags.items() if v is not None},
+        )
+        relaunch(launch, cfg.train.device)
+        return
     result = run_train(
         method,
         data_root,
@@ -124,6 +206,8 @@ def train(
         overrides=parse_assignments(assignments),
         **{k: v for k, v in flags.items() if v is not None},
     )
+    if launch_rank() != 0:
+        return
     losses = " ".join(f"{k}={v:.4g}" for k, v in result.scalars.items())
     state = "interrupted at" if result.interrupted else "finished at"
     click.echo(
@@ -212,29 +296,41 @@ def translate(
     show_attention: bool,
     device: str,
 ) -> None:
-    """Translate images (files, folders, or a dataset's --split) with the model in RUN (or an exported .onnx)."""
-    from pixforge import api, pages
+    """Translate images (files, folders, or a dataset's --split) with the model in RUN (or an exported .onnx).
 
-    if run.suffix == ".onnx":
-        from pixforge.export import OnnxTranslator
+    Under torchrun every process translates its share of the inputs (each image once) and rank 0 writes the
+    gallery and the summary.
+    """
+    from pixforge import api, distributed, pages
+    from pixforge.devices import pick_device
 
-        translator: Any = OnnxTranslator(run)
-    else:
-        translator = api.load(run, device=device)
-    items = _inputs(inputs, translator, split, instances)
-    shown = (REGION_MAPS if show_region else set()) | (ATTENTION_MAPS if show_attention else set())
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for item in items:
-        for suffix, options in _styles(cluster, random_styles):
-            if direction is not None:
-                options["direction"] = direction
-            name = item.name + suffix
-            maps = translator.translate(item.source, item.instance, **options)
-            maps["output"].save(out / f"{name}.png")
-            for key in shown & set(maps):
-                maps[key].save(out / f"{name}_{key}.png")
-            rows.append(_row(out, name, item, maps["output"], translator.label_nc, make_html))
+    with distributed.session("gloo") as world:
+        if run.suffix == ".onnx":
+            from pixforge.export import OnnxTranslator
+
+            translator: Any = OnnxTranslator(run)
+        else:
+            translator = api.load(run, device=str(distributed.local_device(pick_device(device))))
+        items = _inputs(inputs, translator, split, instances)
+        shown = (REGION_MAPS if show_region else set()) | (ATTENTION_MAPS if show_attention else set())
+        out.mkdir(parents=True, exist_ok=True)
+        mine = []
+        for index, item in distributed.shard(list(enumerate(items))):
+            for suffix, options in _styles(cluster, random_styles):
+                if direction is not None:
+                    options["direction"] = direction
+                name = item.name + suffix
+                maps = translator.translate(item.source, item.instance, **options)
+                maps["output"].save(out / f"{name}.png")
+                for key in shown & set(maps):
+                    maps[key].save(out / f"{name}_{key}.png")
+                mine.append((index, _row(out, name, item, maps["output"], translator.label_nc, make_html)))
+        gathered = sorted(
+            (x for part in distributed.all_gather_objects(mine) for x in part), key=lambda x: x[0]
+        )
+        if not world.main:
+            return
+    rows = [row for _, row in gathered]
     l1s = [r["l1"] for r in rows if r["l1"] is not None]
     mean_l1 = float(np.mean(l1s)) if l1s else None
     if make_html:
@@ -478,11 +574,16 @@ def evaluate(
         raise PixforgeError("evaluate needs --fake DIR and --real DIR (or RUN --data DIR)")
     if run is None and (labels is None) != (scoring.segmenter is None):
         raise PixforgeError("FCN-scores need --labels DIR and --segmenter RUN together")
+    from pixforge import distributed
+
     options = scoring.options()
     if run is not None:
-        report = evaluate_run(
-            run, data_root, split=split, out=images, metrics=scoring.metrics, device=device, **options
-        )
+        with distributed.session("gloo") as world:
+            report = evaluate_run(
+                run, data_root, split=split, out=images, metrics=scoring.metrics, device=device, **options
+            )
+        if not world.main:
+            return
     else:
         report = evaluate_dirs(fake, real, scoring.metrics, labels=labels, **options)
     click.echo(report.to_markdown())
@@ -600,6 +701,15 @@ def segmenter_train(
         )
 
 
+def _error(line: str) -> None:
+    """Print a one-line error (under ``--nproc`` the ranks > 0 only record it for the launcher)."""
+    from pixforge.distributed import ERROR_DIR_ENV, record_error
+
+    record_error(line)
+    if os.environ.get(ERROR_DIR_ENV) is None or os.environ.get("LOCAL_RANK", "0") == "0":
+        click.echo(line, err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -610,8 +720,13 @@ def main(argv: list[str] | None = None) -> None:
     except PixforgeError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"error: {exc}", err=True)
+        _error(f"error: {exc}")
         sys.exit(2)
+    except PeerError as exc:
+        if debug:
+            traceback.print_exc()
+        _error(f"error: {exc}")
+        sys.exit(1)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

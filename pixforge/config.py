@@ -39,6 +39,8 @@ DIRECTIONS = ("AtoB", "BtoA")
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "none")
 DEVICES = ("auto", "cpu", "cuda")
 AMP = ("none", "bf16")
+BACKENDS = ("auto", "gloo", "nccl")
+LR_SCALES = ("none", "linear")
 
 
 def choice(default: str, choices: tuple[str, ...]) -> Any:
@@ -104,6 +106,11 @@ class TrainConfig:
     The schedule is ``epochs`` at a constant learning rate then ``epochs_decay`` decaying linearly to zero
     (pix2pix §4). ``steps`` > 0 replaces it for short runs: ``steps`` in all, of which the last
     ``steps_decay`` decay linearly.
+
+    Under torchrun ``batch_size`` is per process (the global batch is world size x batch_size); ``lr_scale``
+    ``linear`` multiplies ``lr`` by the world size (off by default: the lr is never rescaled silently).
+    ``sync_bn`` computes batch-norm statistics over the global batch; ``backend`` is the process group's
+    (``auto``: NCCL on CUDA, gloo on the CPU). ``fused_adam`` uses torch's fused Adam kernel (CPU and CUDA).
     """
 
     steps: int = 0
@@ -140,6 +147,14 @@ class TrainConfig:
     """How many of the newest checkpoints to keep."""
     sample_count: int = 4
     """Images in each sample grid (from the val or test split when there is one)."""
+    fused_adam: bool = True
+    """Fused Adam (one kernel for all parameters; CPU and CUDA), else torch's for-each Adam."""
+    backend: str = choice("auto", BACKENDS)
+    """Process-group backend under torchrun; auto: nccl with CUDA, gloo on the CPU."""
+    sync_bn: bool = False
+    """Under torchrun: batch-norm statistics of the global batch (SyncBatchNorm), else per process."""
+    lr_scale: str = choice("none", LR_SCALES)
+    """none: the lr as given; linear: the lr times the number of processes."""
 
 
 SECTIONS = ("data", "train", "model")

@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pixforge import pages
+from pixforge import distributed, pages
 from pixforge.api import dataset_items, load, viewable
 from pixforge.data.palette import colors_to_ids
+from pixforge.devices import pick_device
 from pixforge.errors import PixforgeError
 from pixforge.metrics.image import Color
 from pixforge.metrics.inception import FeatureExtractor, InceptionFeatures
@@ -84,6 +85,11 @@ def translate_split(
     folders are emptied first. Methods that keep their noise at test time (pix2pix's dropout, its
     sec. 3.1) are run with the torch RNG seeded by ``seed`` (the caller's RNG state is left as found), so
     an evaluation is reproducible.
+
+    In a torchrun job (a process group joined, :func:`pixforge.distributed.session`) each rank translates
+    every ``world size``-th sample, so each image is written once; all ranks return when all files are
+    written. With test-time noise the outputs then depend on the world size (each rank's RNG runs over its
+    own share).
     """
     with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
         torch.manual_seed(seed)
@@ -94,7 +100,7 @@ def _translate_split(
     run: Path, data: Path, out: Path, split: str, device: str, decode_labels: bool, seed: int
 ) -> TranslatedSplit:
 
-    translator = load(run, device=device)
+    translator = load(run, device=str(distributed.local_device(pick_device(device))))
     items = dataset_items(data, translator, split)
     if not items:
         raise PixforgeError(f"{data}: split {split} has no samples to evaluate")
@@ -106,18 +112,21 @@ def _translate_split(
         )
     label_nc = translator.label_nc
     with_labels = bool(label_nc) or decode_labels
-    for name in FOLDERS:
-        shutil.rmtree(out / name, ignore_errors=True)
-        if name != "labels" or with_labels:
-            (out / name).mkdir(parents=True)
+    if distributed.world().main:
+        for name in FOLDERS:
+            shutil.rmtree(out / name, ignore_errors=True)
+            if name != "labels" or with_labels:
+                (out / name).mkdir(parents=True)
+    distributed.barrier()
     input_is_image = not label_nc and not decode_labels
-    for item in items:
+    for item in distributed.shard(items):
         translator(item.source, item.instance).save(out / "fake" / f"{item.name}.png")
         item.target.convert("RGB").save(out / "real" / f"{item.name}.png")
         viewable(item.source, label_nc).save(out / "inputs" / f"{item.name}.png")
         input_is_image = input_is_image and item.source.size == item.target.size
         if with_labels:
             Image.fromarray(_label_ids(item.source, label_nc)).save(out / "labels" / f"{item.name}.png")
+    input_is_image = all(distributed.all_gather_objects(input_is_image))
     data_cfg = translator.config.data
     settings: dict[str, object] = {
         "run": str(run),
@@ -219,12 +228,17 @@ def evaluate_run(
     The images go to ``out`` (default ``RUN/evaluation/SPLIT``). ``segmenter`` adds FCN-scores against
     the input labels (see :func:`translate_split` for colour-coded labels); ``num_classes`` defaults to
     its ``label_nc``. Other arguments as in :func:`~pixforge.metrics.report.evaluate_dirs`.
+
+    In a torchrun job the split is translated by all ranks (:func:`translate_split`) and scored by rank 0;
+    the other ranks return an empty report.
     """
     run = Path(run)
     folder = Path(out) if out is not None else (run if run.is_dir() else run.parent) / "evaluation" / split
     translated = translate_split(
         run, data, folder, split=split, device=device, decode_labels=segmenter is not None
     )
+    if not distributed.world().main:
+        return Report({}, {**translated.settings, "scores": "computed by rank 0"}, [])
     return score_split(
         translated,
         metrics,

@@ -7,6 +7,15 @@ averaged and read back only every ``log_every`` steps (one host synchronisation 
 Resume is exact on CPU with a fixed seed: the checkpoint holds the weights, optimisers, schedulers, step and
 the torch RNG, and the data order and augmentation are functions of (seed, epoch, position), so
 10 steps + resume + 10 steps equals 20 steps.
+
+Under torchrun (:mod:`pixforge.distributed`) every rank builds the same method from the same config (checked),
+takes rank 0's weights, trains on its block of each global batch (:class:`EpochSampler`) and averages each
+phase's gradients over the ranks after the phase's backward. Rank 0 alone writes the run directory; the
+logged losses are averaged over the ranks. The checkpoint also holds every rank's RNG and the rank's own
+method state (CycleGAN's image pool), so a resume on the same number of processes is exact; on another
+number of processes the data order continues at the same epoch and position of its permutation (past
+the new epoch length: at the next epoch), rank r > 0 draws a fresh random stream seeded
+from (seed, step, r), and ranks that had no state of their own start from rank 0's.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from pixforge import checkpoint, pages, visual
+from pixforge import checkpoint, distributed, pages, visual
 from pixforge.config import Config, from_dict
 from pixforge.data import formats
 from pixforge.data.dataset import EpochSampler, TranslationDataset, data_channels
@@ -56,6 +65,9 @@ RESUMABLE = {
         "compile",
         "amp",
         "channels_last",
+        "fused_adam",
+        "backend",
+        "sync_bn",
     },
     "data": {"root", "num_workers", "max_broken"},
 }
@@ -98,27 +110,53 @@ def check_resumable(saved: Config, new: Config) -> None:
 
 
 class StopFlag:
-    """Ctrl-C asks the loop to stop at the end of the current step (a second Ctrl-C stops at once)."""
+    """Ctrl-C or SIGTERM (a SLURM preemption) asks the loop to stop at the end of the current step, with a
+    checkpoint; a second Ctrl-C stops at once.
 
-    def __init__(self) -> None:
+    Signals within ``grace`` seconds of the first count as the same request: under torchrun a Ctrl-C reaches
+    a worker twice, from the terminal and forwarded by the launcher.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, grace: float = 2.0) -> None:
         self.requested = False
+        self.grace = grace
+        self.since = 0.0
 
     def _handler(self, signum: int, frame: Any) -> None:
         if self.requested:
-            raise KeyboardInterrupt
+            if signum == signal.SIGINT and time.monotonic() - self.since > self.grace:
+                raise KeyboardInterrupt
+            return
         self.requested = True
-        log.warning("interrupted: finishing this step and writing a checkpoint (Ctrl-C again to abort)")
+        self.since = time.monotonic()
+        log.warning(
+            "%s: finishing this step and writing a checkpoint (Ctrl-C again to abort)",
+            signal.Signals(signum).name,
+        )
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = signal.signal(signal.SIGINT, self._handler)
+        previous = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+def comparable(cfg: Config) -> dict[str, Any]:
+    """The options every rank must agree on: all but where this machine keeps the data and how it reads it."""
+    flat = {f"{s}.{k}": v for s in ("model", "data", "train") for k, v in cfg.to_dict()[s].items()}
+    return {"method": cfg.method, **{k: v for k, v in flat.items() if k not in LOCAL_OPTIONS}}
+
+
+#: options that may differ between machines of one job
+LOCAL_OPTIONS = {"data.root", "data.num_workers"}
 
 
 class Trainer:
@@ -128,11 +166,13 @@ class Trainer:
         self, cfg: Config, run_dir: Path, *, resume: bool = False, init_from: Path | None = None
     ) -> None:
         self.run_dir = Path(run_dir)
-        self.resume_from = self._prepare_run_dir(resume)
+        self.world = distributed.world()
+        distributed.check_same("the config", comparable(cfg))
+        self.resume_from = distributed.on_main(lambda: self._prepare_run_dir(resume))
         if self.resume_from is not None:
-            check_resumable(self._saved_config(), cfg)
+            check_resumable(distributed.on_main(self._saved_config), cfg)
         self.cfg = cfg
-        self.device = pick_device(cfg.train.device)
+        self.device = distributed.local_device(pick_device(cfg.train.device))
         torch.manual_seed(cfg.train.seed)
         self.fmt = formats.resolve_format(Path(cfg.data.root), cfg.data.format)
         self.method = build_method(cfg, data_info(cfg, self.fmt)).to(self.device)
@@ -144,9 +184,16 @@ class Trainer:
             size_multiple=self.method.size_multiple,
             fmt=self.fmt,
         )
+        self._check_world()
         self.method.steps_per_epoch = self.steps_per_epoch()
         self.method.before_training(self.dataset)
+        if cfg.train.sync_bn:
+            for name, net in self.method.nets.items():
+                self.method.nets[name] = distributed.convert_sync_batchnorm(net, self.device)
         self.phases = self.method.phases()
+        self.phase_params = {
+            p.name: [q for n in p.nets for q in self.method.nets[n].parameters()] for p in self.phases
+        }
         self.optimizers = self._optimizers()
         self.total = self._total_steps()
         decay = self._decay_steps()
@@ -155,10 +202,16 @@ class Trainer:
             for k, o in self.optimizers.items()
         }
         self.step = 0
+        #: the global data position (epoch * per_epoch + position) of the batch of step ``data_step``
+        self.data_start, self.data_step = 0, 0
+        restored = False
         if self.resume_from is not None:
-            self._restore(self.resume_from)
+            restored = self._restore(self.resume_from)
         elif init_from is not None:
-            self._init_from(Path(init_from))
+            distributed.on_main(lambda: self._init_from(Path(init_from)))
+        distributed.broadcast_module(self.method)
+        if self.world.rank and not restored:
+            torch.manual_seed(cfg.train.seed + 1_000_003 * self.world.rank + 7_919 * self.step)
         self._configure_speed()
         self.sample_batch = self._sample_batch()
         self.sums: dict[str, torch.Tensor] = {}
@@ -184,18 +237,33 @@ class Trainer:
         loaded = checkpoint.read(self.resume_from)
         return from_dict(loaded.config, get_method(loaded.method).config_type)
 
+    def _check_world(self) -> None:
+        """Under torchrun, one epoch must hold at least one global batch."""
+        b, w = self.cfg.train.batch_size, self.world.size
+        if w > 1 and len(self.dataset) < w * b:
+            raise PixforgeError(
+                f"{self.cfg.data.root}: {len(self.dataset)} training samples are fewer than {w} processes x "
+                f"batch {b} = {w * b}; lower --batch-size or the number of processes"
+            )
+
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """One Adam per phase over the parameters of the networks it trains (fused on CUDA)."""
+        """One Adam per phase over the parameters of the networks it trains (fused: one kernel per step, on
+        the CPU as on CUDA). With ``lr_scale=linear`` the lr is multiplied by the world size."""
         t = self.cfg.train
-        fused = self.device.type == "cuda"
-        out = {}
-        for phase in self.phases:
-            params = [p for name in phase.nets for p in self.method.nets[name].parameters()]
-            out[phase.name] = torch.optim.Adam(params, lr=t.lr, betas=(t.beta1, t.beta2), fused=fused or None)
-        return out
+        lr = t.lr * (self.world.size if t.lr_scale == "linear" else 1)
+        return {
+            phase.name: torch.optim.Adam(
+                self.phase_params[phase.name], lr=lr, betas=(t.beta1, t.beta2), fused=t.fused_adam or None
+            )
+            for phase in self.phases
+        }
+
+    @property
+    def global_batch(self) -> int:
+        return self.cfg.train.batch_size * self.world.size
 
     def steps_per_epoch(self) -> int:
-        return max(1, len(self.dataset) // self.cfg.train.batch_size)
+        return max(1, len(self.dataset) // self.global_batch)
 
     def _total_steps(self) -> int:
         t = self.cfg.train
@@ -205,22 +273,61 @@ class Trainer:
         t = self.cfg.train
         return t.steps_decay if t.steps else t.epochs_decay * self.steps_per_epoch()
 
-    def _restore(self, weights: Path) -> None:
+    def _read_resume(self, weights: Path) -> tuple[checkpoint.Loaded, dict[str, Any]]:
         loaded = checkpoint.read(weights)
         if loaded.method != self.cfg.method:
             raise PixforgeError(
                 f"{weights}: a {loaded.method} checkpoint cannot resume a {self.cfg.method} run"
             )
+        return loaded, checkpoint.read_state(weights)
+
+    def _restore(self, weights: Path) -> bool:
+        """Load the checkpoint (read by rank 0, sent to all); True if this rank got its own RNG back."""
+        loaded, state = distributed.on_main(lambda: self._read_resume(weights))
         self.method.load_state_dict(loaded.weights)
-        self.method.load_extra_state(loaded.extra)
-        state = checkpoint.read_state(weights)
+        ranks = state.get("ranks") or [{"rng": state["rng"], "extra": {}}]
+        if len(ranks) == self.world.size:
+            own = ranks[self.world.rank]
+        else:
+            own = {"rng": state["rng"], "extra": {}} if self.world.main else {"extra": {}}
+        keys = own.get("keys", list(loaded.extra))
+        self.method.load_extra_state({k: own["extra"].get(k, loaded.extra.get(k)) for k in keys})
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         for name, sched in self.schedulers.items():
             sched.load_state_dict(state["schedulers"][name])
-        torch.set_rng_state(state["rng"])
         self.step = int(state["step"])
+        if "rng" in own:
+            torch.set_rng_state(own["rng"])
+        self.data_step = self.step
+        self.data_start = self._continue_data(state, len(ranks))
         log.info("resumed %s at step %d", self.run_dir, self.step)
+        return "rng" in own
+
+    def _continue_data(self, state: dict[str, Any], old_world: int) -> int:
+        """The global data position of the next step: where the checkpoint's run stopped in the epoch's order."""
+        per_epoch = self.steps_per_epoch() * self.global_batch
+        if "data_position" not in state:
+            return self.step * self.global_batch
+        epoch, pos = state["data_position"]
+        if pos >= per_epoch:
+            epoch, pos = epoch + 1, 0
+        if old_world != self.world.size:
+            log.warning(
+                "resuming a run of %d process(es) on %d: the data continues at epoch %d, position %d of its "
+                "order (global batch %d); the random streams of ranks > 0 and the per-rank state are new",
+                old_world,
+                self.world.size,
+                epoch,
+                pos,
+                self.global_batch,
+            )
+        return epoch * per_epoch + pos
+
+    def data_position(self) -> tuple[int, int]:
+        """(epoch, position in its order) of the next sample this run would train on."""
+        per_epoch = self.steps_per_epoch() * self.global_batch
+        return divmod(self.data_start + (self.step - self.data_step) * self.global_batch, per_epoch)
 
     def _init_from(self, path: Path) -> None:
         """Start from another run's weights (e.g. a trained global generator for a pix2pixHD enhancer run)."""
@@ -266,13 +373,22 @@ class Trainer:
 
     def _loader(self) -> DataLoader:
         t = self.cfg.train
-        sampler = EpochSampler(len(self.dataset), t.batch_size, t.seed, start=self.step * t.batch_size)
+        epoch, pos = self.data_position()
+        sampler = EpochSampler(
+            len(self.dataset),
+            t.batch_size,
+            t.seed,
+            start=epoch * self.steps_per_epoch() * self.global_batch + pos,
+            rank=self.world.rank,
+            world_size=self.world.size,
+        )
         return DataLoader(
             self.dataset,
             batch_size=t.batch_size,
             sampler=sampler,
             num_workers=self.cfg.data.num_workers,
             pin_memory=self.device.type == "cuda",
+            persistent_workers=self.cfg.data.num_workers > 0,
             drop_last=True,
             generator=torch.Generator().manual_seed(t.seed),  # keeps the global RNG (dropout) untouched
         )
@@ -295,6 +411,7 @@ class Trainer:
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One iteration: the shared forward pass, then every phase in order."""
         self.method.current_step = self.step
+        distributed.broadcast_tensors([b for net in self.method.nets.values() for b in net.buffers()])
         set_requires_grad(self.method.nets.values(), True)
         with self._autocast():
             state = self.method.forward_step(batch)
@@ -307,6 +424,7 @@ class Trainer:
             with self._autocast():
                 loss, out = phase.loss(state)
             loss.backward()
+            distributed.all_reduce_gradients(self.phase_params[phase.name])
             opt.step()
             scalars.update(out)
         for sched in self.schedulers.values():
@@ -324,9 +442,11 @@ class Trainer:
         if not self.count:
             return
         names = list(self.sums)
-        values = torch.stack([self.sums[k] for k in names]).div(self.count).tolist()
+        values = distributed.average(torch.stack([self.sums[k] for k in names]).div(self.count)).tolist()
         self.last = {k: float(v) for k, v in zip(names, values, strict=True)}
         self.sums, self.count = {}, 0
+        if writer is None:
+            return
         lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
         row = {"step": self.step, "lr": lr, **self.last, "time": round(time.time(), 3)}
         with open(self.run_dir / "metrics.jsonl", "a") as f:
@@ -340,24 +460,49 @@ class Trainer:
         else:
             log.info("step %d/%d %s", self.step, self.total, text)
 
-    def _checkpoint(self, writer: Any) -> Path:
+    def _rank_states(self) -> list[dict[str, Any]]:
+        """Every rank's RNG and the method state that differs from rank 0's (gathered on all ranks)."""
+        extra = {k: v.detach().cpu() for k, v in self.method.extra_state().items()}
+        ranks = distributed.all_gather_objects(
+            {"rng": torch.get_rng_state(), "extra": extra, "keys": list(extra)}
+        )
+        main = ranks[0]["extra"]
+        for r in ranks:
+            r["extra"] = {k: v for k, v in r["extra"].items() if k not in main or not torch.equal(v, main[k])}
+        return ranks
+
+    def _checkpoint(self, writer: Any) -> Path | None:
+        """Rank 0 writes the checkpoint, the sample grid and the run page; every rank takes part in gathers."""
+        ranks = self._rank_states()
         state = {
             "step": self.step,
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "rng": torch.get_rng_state(),
+            "ranks": ranks,
+            "world_size": self.world.size,
+            "global_batch": self.global_batch,
+            "data_position": self.data_position(),
         }
+        samples = self._samples() if self.world.main or self.cfg.train.sync_bn else None
+        if writer is None or samples is None:
+            return None
         path = checkpoint.save_checkpoint(
             self.run_dir, self.method, self.cfg.to_yaml(), self.step, state, self.cfg.train.keep_checkpoints
         )
-        self._samples(writer)
+        self._save_samples(samples, writer)
         pages.write_run_page(self.run_dir)
         return path
 
-    def _samples(self, writer: Any) -> None:
-        """Sample grid of the fixed batch; the RNG is forked so samples never change the training run."""
+    def _samples(self) -> Any:
+        """Sample grid of the fixed batch; the RNG is forked so samples never change the training run.
+
+        With ``sync_bn`` every rank computes it (batch statistics in the paper's test mode are a collective).
+        """
         with torch.random.fork_rng(devices=[]):
-            image = visual.grid(self.method.visuals(self.sample_batch))
+            return visual.grid(self.method.visuals(self.sample_batch))
+
+    def _save_samples(self, image: Any, writer: Any) -> None:
         folder = self.run_dir / "samples"
         folder.mkdir(exist_ok=True)
         image.save(folder / f"step_{self.step:08d}.png")
@@ -369,21 +514,32 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
 
         t = self.cfg.train
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
+        main = self.world.main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
+        if self.world.active:
+            log.info(
+                "%d processes (%s), batch %d per process, global batch %d",
+                self.world.size,
+                distributed.backend_name(),
+                t.batch_size,
+                self.global_batch,
+            )
         end = self.total if stop_after is None else min(self.total, self.step + stop_after)
-        stop = StopFlag()
-        writer = SummaryWriter(str(self.run_dir / "tb"))
+        stop, vote = StopFlag(), distributed.StopVote()
+        writer = SummaryWriter(str(self.run_dir / "tb")) if main else None
         bar = (
             tqdm(total=self.total, initial=self.step, desc=self.cfg.method, dynamic_ncols=True)
-            if sys.stderr.isatty()
+            if main and sys.stderr.isatty()
             else None
         )
         self.method.train()
+        stopped = False
         try:
             with stop.installed():
                 batches = iter(self._loader())
-                while self.step < end and not stop.requested:
+                while self.step < end and not stopped:
                     self._accumulate(self.train_step(self._to_device(next(batches))))
                     self.step += 1
                     if bar is not None:
@@ -392,14 +548,19 @@ class Trainer:
                         self._flush(writer, bar)
                     if self.step % t.checkpoint_every == 0 and self.step != end:
                         self._checkpoint(writer)
+                    stopped = vote(stop.requested)
+                stopped = vote.settle() or stopped or (stop.requested and not self.world.active)
+                if stopped and not stop.requested:
+                    log.warning("another rank was asked to stop: writing a checkpoint at step %d", self.step)
                 self._flush(writer, bar)
-                if self.step == self.total and not stop.requested:
+                if self.step == self.total and not stopped:
                     self.method.after_training(self.dataset, self.device)
                 self._checkpoint(writer)
         finally:
             if bar is not None:
                 bar.close()
-            writer.close()
+            if writer is not None:
+                writer.close()
         if not all(math.isfinite(v) for v in self.last.values()):
             log.warning("losses are not finite: %s", self.last)
-        return TrainResult(self.run_dir, self.step, self.last, stop.requested)
+        return TrainResult(self.run_dir, self.step, self.last, stopped)

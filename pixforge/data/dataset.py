@@ -245,18 +245,35 @@ def one_hot(label: Tensor, label_nc: int) -> Tensor:
 
 
 class EpochSampler(Sampler[SampleKey]):
-    """A resumable shuffling sampler: epoch ``e`` is a permutation drawn from (seed, e).
+    """A resumable shuffling sampler: epoch ``e`` is a permutation drawn from (seed, e), shared by all ranks.
 
-    It yields (index, key) pairs; the key seeds the sample's augmentation. ``start`` skips the first
-    positions of the first epoch, so a resumed run continues the data order exactly.
+    It yields (index, key) pairs; the key seeds the sample's augmentation. Positions are global: a step takes
+    the next ``world_size * batch_size`` positions of the epoch's order (the global batch) and rank ``r``
+    yields its ``r``-th block of ``batch_size`` of them, so the ranks' batches of a step together hold exactly
+    the samples, augmented the same way, that one process with batch ``world_size * batch_size`` would hold.
+    An epoch is ``size // global batch`` whole global batches. ``start`` is the global position to begin at
+    (``epoch * per_epoch + position``), so a resumed run continues the data order exactly; a start that is
+    not on a global batch boundary makes the batches straddle epochs, as one process's would.
     """
 
-    def __init__(self, size: int, batch_size: int, seed: int, start: int = 0, shuffle: bool = True) -> None:
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        seed: int,
+        start: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.size = size
-        self.per_epoch = max(1, size // batch_size) * batch_size
+        self.batch_size = batch_size
+        self.global_batch = batch_size * world_size
+        self.per_epoch = max(1, size // self.global_batch) * self.global_batch
         self.seed = seed
         self.start = start
         self.shuffle = shuffle
+        self.rank = rank
 
     def order(self, epoch: int) -> list[int]:
         if not self.shuffle:
@@ -265,7 +282,18 @@ class EpochSampler(Sampler[SampleKey]):
         perm = torch.randperm(self.size, generator=g).tolist()
         return (perm * (self.per_epoch // self.size + 1))[: self.per_epoch]
 
+    def position(self, start: int, steps: int) -> tuple[int, int]:
+        """(epoch, position in it) of the first sample after ``steps`` global batches from ``start``."""
+        return divmod(start + steps * self.global_batch, self.per_epoch)
+
     def __iter__(self) -> Iterator[SampleKey]:
+        block = range(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        for n, key in enumerate(self._stream()):
+            if n % self.global_batch in block:
+                yield key
+
+    def _stream(self) -> Iterator[SampleKey]:
+        """Every position from ``start`` on, over the epochs (what one process with the global batch reads)."""
         epoch, pos = divmod(self.start, self.per_epoch)
         while True:
             order = self.order(epoch)
@@ -274,4 +302,4 @@ class EpochSampler(Sampler[SampleKey]):
             epoch, pos = epoch + 1, 0
 
     def __len__(self) -> int:
-        return self.per_epoch
+        return self.per_epoch // self.global_batch * self.batch_size

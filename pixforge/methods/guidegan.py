@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pixforge import distributed
 from pixforge.config import bounded, choice
 from pixforge.errors import PixforgeError
 from pixforge.losses import GAN_MODES, GANLoss
@@ -275,8 +276,17 @@ class AttentionGuide:
         return self.blend(x, self.map_for(x, where))
 
     def remember(self, net: nn.Module, x: Tensor, where: Where) -> None:
-        """Cache D's attention for its input ``x`` (built on G's outputs) for the samples' next visits."""
-        self.cache.store(where, self.attention_map(net, x), x.shape[-2:])
+        """Cache D's attention for its input ``x`` (built on G's outputs) for the samples' next visits.
+
+        Under torchrun every rank stores every rank's maps, so each rank's cache holds the whole cache (the
+        next visit of a sample may fall to another rank).
+        """
+        maps = self.attention_map(net, x)
+        if distributed.world().active:
+            box = [] if where.box is None else [where.box]
+            index, flip, maps, *box = distributed.all_gather_rows(where.index, where.flip, maps, *box)
+            where = Where(index, flip, box[0] if box else None)
+        self.cache.store(where, maps, x.shape[-2:])
 
 
 def _auto(value: str, default: str) -> str:

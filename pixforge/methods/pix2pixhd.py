@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pixforge import distributed
 from pixforge.config import choice
 from pixforge.errors import PixforgeError
 from pixforge.losses import GAN_MODES, GANLoss, VGGLoss, feature_matching_loss
@@ -335,18 +336,29 @@ class Pix2PixHD(Method):
 
     def instance_features(self, dataset: TranslationDataset, device: torch.device) -> dict[int, np.ndarray]:
         """The encoded feature vector of every instance of every sample large enough to be clustered
-        (:meth:`large_enough`), grouped by class."""
-        found: dict[int, list[np.ndarray]] = {}
+        (:meth:`large_enough`), grouped by class.
+
+        Under torchrun each rank encodes its share of the samples and every rank gets all the features, in
+        sample order (so the clustering sees what one process would).
+        """
+        per_sample: dict[int, list[tuple[int, np.ndarray]]] = {}
         with self.inference():
-            for i in range(len(dataset)):
+            for i in distributed.shard(range(len(dataset))):
                 item = torch.utils.data.default_collate([dataset[i]])
                 batch = {k: v.to(device) for k, v in item.items() if isinstance(v, Tensor)}
                 segments = self.segments(batch).reshape(-1)
                 pooled = self.encode(batch).permute(0, 2, 3, 1).reshape(-1, self.cfg.feat_num)
                 keys, first = first_occurrences(segments)
                 kept = self.large_enough(segments, keys.numel())
-                for key, vector in zip(keys[kept].tolist(), pooled[first[kept]].cpu().numpy(), strict=True):
-                    found.setdefault(key % self.n_classes, []).append(vector)
+                vectors = pooled[first[kept]].cpu().numpy()
+                per_sample[i] = [
+                    (k % self.n_classes, v) for k, v in zip(keys[kept].tolist(), vectors, strict=True)
+                ]
+        found: dict[int, list[np.ndarray]] = {}
+        gathered = {i: v for part in distributed.all_gather_objects(per_sample) for i, v in part.items()}
+        for i in sorted(gathered):
+            for cls, vector in gathered[i]:
+                found.setdefault(cls, []).append(vector)
         return {c: np.stack(v) for c, v in found.items()}
 
     def large_enough(self, segments: Tensor, count: int) -> Tensor:
@@ -365,20 +377,31 @@ class Pix2PixHD(Method):
         """K-means (K = ``n_clusters``, scikit-learn with its default settings and seed 0) per class over the
         training set's instance features (§3.4); the centres are kept for :meth:`generate` and saved with
         the checkpoint. Returns the number of centres per class: fewer than K where a class has fewer
-        distinct instance features (the authors' code takes K = min(K, instances), which repeats centres)."""
+        distinct instance features (the authors' code takes K = min(K, instances), which repeats centres).
+
+        Under torchrun the features come from all ranks, rank 0 clusters them once and sends the centres
+        to every rank."""
+        features = self.instance_features(dataset, device)
+        self.centres, self.centre_counts = distributed.broadcast_object(
+            self._kmeans(features) if distributed.world().main else None
+        )
+        counts = self.centre_counts
+        log.info("pix2pixhd: %d feature clusters over %d classes", int(counts.sum()), int((counts > 0).sum()))
+        return {c: int(n) for c, n in enumerate(counts.tolist()) if n}
+
+    def _kmeans(self, features: dict[int, np.ndarray]) -> tuple[Tensor, Tensor]:
+        """Centres (n_classes, n_clusters, feat_num) and their count per class (under torchrun: rank 0 alone)."""
         from sklearn.cluster import KMeans
 
         k_max, feat_num = self.cfg.n_clusters, self.cfg.feat_num
         centres = torch.zeros(self.n_classes, k_max, feat_num)
         counts = torch.zeros(self.n_classes, dtype=torch.long)
-        for cls, vectors in sorted(self.instance_features(dataset, device).items()):
+        for cls, vectors in sorted(features.items()):
             k = min(k_max, len(np.unique(vectors.round(6), axis=0)))
             km = KMeans(n_clusters=k, random_state=0).fit(vectors)
             centres[cls, :k] = torch.from_numpy(km.cluster_centers_).float()
             counts[cls] = k
-        self.centres, self.centre_counts = centres, counts
-        log.info("pix2pixhd: %d feature clusters over %d classes", int(counts.sum()), int((counts > 0).sum()))
-        return {c: int(n) for c, n in enumerate(counts.tolist()) if n}
+        return centres, counts
 
     def extra_state(self) -> dict[str, Tensor]:
         if self.centres is None or self.centre_counts is None:
