@@ -21,7 +21,7 @@ from PIL import Image
 from pixforge.data.synth import render_scene
 from pixforge.metrics import kid
 from pixforge.metrics.inception import InceptionFeatures
-from pixforge.metrics.report import evaluate_dirs
+from pixforge.metrics.report import ScoreOptions, evaluate_dirs
 
 
 def write_pairs(root: Path, count: int, size: int) -> tuple[Path, Path, list[np.ndarray], list[np.ndarray]]:
@@ -55,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         fake, real, rainy, clean = write_pairs(Path(tmp), args.count, args.size)
-        report, total = timed(evaluate_dirs, fake, real, ("kid",), kid_subsets=args.subsets)
+        report, total = timed(evaluate_dirs, fake, real, ScoreOptions(("kid",), kid_subsets=args.subsets))
     net, load_s = timed(InceptionFeatures, device=args.device, batch_size=args.batch_size)
     feats_fake, fake_s = timed(net, rainy)
     feats_real, real_s = timed(net, clean)

@@ -11,9 +11,9 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
@@ -23,6 +23,11 @@ from pixforge import __version__
 from pixforge.api import Item, dataset_items, viewable
 from pixforge.distributed import PeerError, launch_rank
 from pixforge.errors import PixforgeError
+
+if TYPE_CHECKING:
+    from pixforge.metrics.image import Color
+    from pixforge.metrics.report import ScoreOptions
+    from pixforge.metrics.segmentation import AbsentClasses
 
 log = logging.getLogger("pixforge")
 
@@ -435,39 +440,30 @@ def download(name: str, root: Path, sha256: str | None) -> None:
 
 @dataclass(frozen=True)
 class Scoring:
-    """What ``evaluate`` and ``compare`` score with: the metrics, a segmenter run, the feature network, KID
-    settings, the colour of PSNR/SSIM and the FCN-score convention for absent classes."""
+    """What ``evaluate`` and ``compare`` score with: the checked options, and the segmenter run and feature
+    network file that :meth:`load` adds to them."""
 
-    metrics: tuple[str, ...]
+    options: ScoreOptions
     segmenter: Path | None
     inception: Path | None
-    kid_subset_size: int
-    kid_subsets: int
-    color: str
-    fcn_absent: str
 
-    def options(self) -> dict[str, Any]:
-        """The loaded segmenter (and its class count), feature network and KID settings, as scoring keywords."""
+    def load(self) -> ScoreOptions:
+        """The options with the segmenter (and its class count) and the feature network loaded."""
         from pixforge.metrics.inception import InceptionFeatures
-        from pixforge.metrics.report import SET_LEVEL
         from pixforge.metrics.segmenter import load_segmenter
 
         segmenter = load_segmenter(self.segmenter) if self.segmenter is not None else None
-        wants_features = any(name in SET_LEVEL for name in self.metrics)
-        return {
-            "segmenter": segmenter,
-            "num_classes": segmenter.label_nc if segmenter is not None else None,
-            "features": InceptionFeatures(self.inception) if wants_features else None,
-            "kid_subset_size": self.kid_subset_size,
-            "kid_subsets": self.kid_subsets,
-            "color": self.color,
-            "fcn_absent": self.fcn_absent,
-        }
+        return replace(
+            self.options,
+            segmenter=segmenter,
+            num_classes=segmenter.label_nc if segmenter is not None else None,
+            features=InceptionFeatures(self.inception) if self.options.set_level else None,
+        )
 
 
 def scoring_options(command: Callable[..., None]) -> Callable[..., None]:
     """Add the scoring options shared by ``evaluate`` and ``compare``; the command receives them as ``scoring``."""
-    from pixforge.metrics.report import parse_metrics
+    from pixforge.metrics.report import ScoreOptions, parse_metrics
 
     @functools.wraps(command)
     def wrapper(
@@ -477,20 +473,18 @@ def scoring_options(command: Callable[..., None]) -> Callable[..., None]:
         inception: Path | None,
         kid_subset_size: int,
         kid_subsets: int,
-        color: str,
-        fcn_absent: str,
+        color: Color,
+        fcn_absent: AbsentClasses,
         **kwargs: Any,
     ) -> None:
-        scoring = Scoring(
+        options = ScoreOptions(
             parse_metrics(metric_list),
-            segmenter_run,
-            inception,
-            kid_subset_size,
-            kid_subsets,
-            color,
-            fcn_absent,
+            kid_subset_size=kid_subset_size,
+            kid_subsets=kid_subsets,
+            color=color,
+            fcn_absent=fcn_absent,
         )
-        command(scoring=scoring, **kwargs)
+        command(scoring=Scoring(options, segmenter_run, inception), **kwargs)
 
     help_metrics = (
         "Comma-separated: psnr, ssim, vif, reco, kid, fid, or all (FCN-scores come with --segmenter)."
@@ -576,16 +570,14 @@ def evaluate(
         raise PixforgeError("FCN-scores need --labels DIR and --segmenter RUN together")
     from pixforge import distributed
 
-    options = scoring.options()
+    options = scoring.load()
     if run is not None:
         with distributed.session("gloo") as world:
-            report = evaluate_run(
-                run, data_root, split=split, out=images, metrics=scoring.metrics, device=device, **options
-            )
+            report = evaluate_run(run, data_root, split=split, out=images, scoring=options, device=device)
         if not world.main:
             return
     else:
-        report = evaluate_dirs(fake, real, scoring.metrics, labels=labels, **options)
+        report = evaluate_dirs(fake, real, options, labels=labels)
     click.echo(report.to_markdown())
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -618,10 +610,9 @@ def compare_cmd(
         data_root,
         out,
         split=split,
-        metrics=scoring.metrics,
+        scoring=scoring.load(),
         device=device,
         samples=samples,
-        **scoring.options(),
     )
     click.echo(comparison.to_markdown())
     click.echo(f"wrote {out / 'compare.md'}, {out / 'compare.json'} and {out / 'index.html'}")

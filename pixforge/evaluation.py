@@ -17,8 +17,8 @@ from __future__ import annotations
 import html
 import json
 import shutil
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,18 +30,13 @@ from pixforge.api import dataset_items, load, viewable
 from pixforge.data.palette import colors_to_ids
 from pixforge.devices import pick_device
 from pixforge.errors import PixforgeError
-from pixforge.metrics.image import Color
-from pixforge.metrics.inception import FeatureExtractor, InceptionFeatures
-from pixforge.metrics.report import SET_LEVEL, Report, evaluate_dirs
-from pixforge.metrics.segmentation import AbsentClasses
+from pixforge.metrics.inception import InceptionFeatures
+from pixforge.metrics.report import DEFAULT_SCORING, Report, ScoreOptions, evaluate_dirs
 
-DEFAULT_METRICS = ("psnr", "ssim", "vif", "reco")
 FOLDERS = ("fake", "real", "inputs", "labels")
 RUN_KEYS = ("run", "method", "step")
 INPUT_ROW = "input"
 TRUTH_ROW = "ground truth"
-
-Segmenter = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -167,40 +162,21 @@ def _translation_setting(preprocess: str, crop_size: int) -> str:
     return "inputs at their own size (padded to the generator's multiple, output cropped back)"
 
 
-def _num_classes(segmenter: Segmenter | None, num_classes: int | None) -> int | None:
-    """``num_classes``, else the segmenter's ``label_nc`` (a pixforge segmenter has one)."""
-    if segmenter is None or num_classes is not None:
-        return num_classes
-    return getattr(segmenter, "label_nc", None)
+def _with_num_classes(scoring: ScoreOptions) -> ScoreOptions:
+    """``scoring`` with its ``num_classes`` defaulting to the segmenter's ``label_nc`` (a pixforge
+    segmenter has one)."""
+    if scoring.segmenter is None or scoring.num_classes is not None:
+        return scoring
+    return replace(scoring, num_classes=getattr(scoring.segmenter, "label_nc", None))
 
 
-def score_split(
-    translated: TranslatedSplit,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    *,
-    segmenter: Segmenter | None = None,
-    num_classes: int | None = None,
-    features: FeatureExtractor | None = None,
-    kid_subset_size: int = 1000,
-    kid_subsets: int = 100,
-    kid_seed: int = 0,
-    color: Color = "rgb",
-    fcn_absent: AbsentClasses = "zero",
-) -> Report:
-    """Score a translated split (outputs vs targets; FCN-scores when a segmenter is given)."""
+def score_split(translated: TranslatedSplit, scoring: ScoreOptions = DEFAULT_SCORING) -> Report:
+    """Score a translated split (outputs vs targets; FCN-scores when ``scoring`` has a segmenter)."""
     report = evaluate_dirs(
         translated.fake,
         translated.real,
-        metrics,
-        labels=translated.labels if segmenter is not None else None,
-        segmenter=segmenter,
-        num_classes=_num_classes(segmenter, num_classes),
-        features=features,
-        kid_subset_size=kid_subset_size,
-        kid_subsets=kid_subsets,
-        kid_seed=kid_seed,
-        color=color,
-        fcn_absent=fcn_absent,
+        _with_num_classes(scoring),
+        labels=translated.labels if scoring.segmenter is not None else None,
     )
     report.settings = {**translated.settings, **report.settings}
     return report
@@ -212,22 +188,15 @@ def evaluate_run(
     *,
     split: str = "test",
     out: str | Path | None = None,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    segmenter: Segmenter | None = None,
-    num_classes: int | None = None,
-    features: FeatureExtractor | None = None,
+    scoring: ScoreOptions = DEFAULT_SCORING,
     device: str = "auto",
-    kid_subset_size: int = 1000,
-    kid_subsets: int = 100,
-    kid_seed: int = 0,
-    color: Color = "rgb",
-    fcn_absent: AbsentClasses = "zero",
 ) -> Report:
     """Translate ``split`` of ``data`` with ``run`` and score the outputs against the targets.
 
-    The images go to ``out`` (default ``RUN/evaluation/SPLIT``). ``segmenter`` adds FCN-scores against
-    the input labels (see :func:`translate_split` for colour-coded labels); ``num_classes`` defaults to
-    its ``label_nc``. Other arguments as in :func:`~pixforge.metrics.report.evaluate_dirs`.
+    The images go to ``out`` (default ``RUN/evaluation/SPLIT``). A segmenter in ``scoring`` adds
+    FCN-scores against the input labels (see :func:`translate_split` for colour-coded labels); its
+    ``num_classes`` defaults to the segmenter's ``label_nc``. ``scoring`` as in
+    :func:`~pixforge.metrics.report.evaluate_dirs`.
 
     In a torchrun job the split is translated by all ranks (:func:`translate_split`) and scored by rank 0;
     the other ranks return an empty report.
@@ -235,22 +204,11 @@ def evaluate_run(
     run = Path(run)
     folder = Path(out) if out is not None else (run if run.is_dir() else run.parent) / "evaluation" / split
     translated = translate_split(
-        run, data, folder, split=split, device=device, decode_labels=segmenter is not None
+        run, data, folder, split=split, device=device, decode_labels=scoring.segmenter is not None
     )
     if not distributed.world().main:
         return Report({}, {**translated.settings, "scores": "computed by rank 0"}, [])
-    return score_split(
-        translated,
-        metrics,
-        segmenter=segmenter,
-        num_classes=num_classes,
-        features=features,
-        kid_subset_size=kid_subset_size,
-        kid_subsets=kid_subsets,
-        kid_seed=kid_seed,
-        color=color,
-        fcn_absent=fcn_absent,
-    )
+    return score_split(translated, scoring)
 
 
 @dataclass
@@ -401,17 +359,9 @@ def compare_runs(
     out: str | Path,
     *,
     split: str = "test",
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    segmenter: Segmenter | None = None,
-    num_classes: int | None = None,
-    features: FeatureExtractor | None = None,
+    scoring: ScoreOptions = DEFAULT_SCORING,
     device: str = "auto",
     samples: int = 8,
-    kid_subset_size: int = 1000,
-    kid_subsets: int = 100,
-    kid_seed: int = 0,
-    color: Color = "rgb",
-    fcn_absent: AbsentClasses = "zero",
 ) -> Comparison:
     """Evaluate every run on ``split`` of ``data`` and write the comparison into ``out``.
 
@@ -424,36 +374,24 @@ def compare_runs(
         raise PixforgeError("compare needs at least one run")
     data, out = Path(data), Path(out)
     names = run_names(runs)
-    if features is None and any(name in SET_LEVEL for name in metrics):
-        features = InceptionFeatures()
+    if scoring.features is None and scoring.set_level:
+        scoring = replace(scoring, features=InceptionFeatures())
+    scoring = _with_num_classes(scoring)
+    fcn = scoring.segmenter is not None
     translated = {
-        name: translate_split(
-            run, data, out / "runs" / name, split=split, device=device, decode_labels=segmenter is not None
-        )
+        name: translate_split(run, data, out / "runs" / name, split=split, device=device, decode_labels=fcn)
         for name, run in zip(names, runs, strict=True)
     }
     _check_same_references(translated, data)
-    options = {
-        "features": features,
-        "kid_subset_size": kid_subset_size,
-        "kid_subsets": kid_subsets,
-        "kid_seed": kid_seed,
-        "color": color,
-    }
-    fcn = {
-        "segmenter": segmenter,
-        "num_classes": _num_classes(segmenter, num_classes),
-        "fcn_absent": fcn_absent,
-    }
-    reports = {name: score_split(t, metrics, **fcn, **options) for name, t in translated.items()}
+    reports = {name: score_split(t, scoring) for name, t in translated.items()}
     first = translated[names[0]]
     if first.input_is_image:
-        reports[INPUT_ROW] = evaluate_dirs(first.inputs, first.real, metrics, **options)
-    per_image = [name for name in metrics if name not in SET_LEVEL]
-    if per_image or segmenter is not None:
-        labels = first.labels if segmenter is not None else None
+        no_fcn = replace(scoring, segmenter=None, num_classes=None)
+        reports[INPUT_ROW] = evaluate_dirs(first.inputs, first.real, no_fcn)
+    per_image = [name for name in scoring.metrics if name not in scoring.set_level]
+    if per_image or fcn:
         reports[TRUTH_ROW] = evaluate_dirs(
-            first.real, first.real, per_image, labels=labels, color=color, **fcn
+            first.real, first.real, replace(scoring, metrics=per_image), labels=first.labels if fcn else None
         )
     comparison = Comparison(
         out, dict(zip(names, map(Path, runs), strict=True)), reports, first.stems[: max(samples, 0)]

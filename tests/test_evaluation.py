@@ -14,7 +14,7 @@ import pixforge
 from pixforge.cli import main
 from pixforge.errors import PixforgeError
 from pixforge.evaluation import compare_runs, evaluate_run, run_names, translate_split
-from pixforge.metrics.report import evaluate_dirs
+from pixforge.metrics.report import ScoreOptions, evaluate_dirs
 
 METRICS = ("psnr", "ssim", "reco")  # VIF needs 41 px, the test scenes have 32
 
@@ -37,7 +37,12 @@ def runs(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 def test_compare_writes_one_table_with_baselines_samples_and_losses(runs, synth_root: Path, tmp_path: Path):
     out = tmp_path / "cmp"
     comparison = compare_runs(
-        [runs["short"], runs["long"]], synth_root / "derain", out, metrics=METRICS, device="cpu", samples=1
+        [runs["short"], runs["long"]],
+        synth_root / "derain",
+        out,
+        scoring=ScoreOptions(METRICS),
+        device="cpu",
+        samples=1,
     )
     assert list(comparison.reports) == ["short", "long", "input", "ground truth"]
     rainy, truth = comparison.reports["input"].values, comparison.reports["ground truth"].values
@@ -60,9 +65,9 @@ def test_compare_writes_one_table_with_baselines_samples_and_losses(runs, synth_
 
 
 def test_evaluate_run_scores_its_translations_like_evaluate_dirs(runs, synth_root: Path):
-    report = evaluate_run(runs["long"], synth_root / "derain", metrics=METRICS, device="cpu")
+    report = evaluate_run(runs["long"], synth_root / "derain", scoring=ScoreOptions(METRICS), device="cpu")
     folder = runs["long"] / "evaluation" / "test"
-    direct = evaluate_dirs(folder / "fake", folder / "real", METRICS)
+    direct = evaluate_dirs(folder / "fake", folder / "real", ScoreOptions(METRICS))
     assert report.values == pytest.approx(direct.values)
     assert report.settings["method"] == "pix2pix" and report.settings["step"] == 6
     with Image.open(folder / "real" / f"{report.per_image[0]['stem']}.png") as real:
@@ -91,7 +96,11 @@ def test_test_time_dropout_is_seeded_so_evaluations_repeat(synth_root: Path, tmp
 def test_runs_with_other_targets_are_not_compared(runs, synth_root: Path, tmp_path: Path):
     with pytest.raises(PixforgeError, match="different targets"):
         compare_runs(
-            [runs["short"], runs["reversed"]], synth_root / "derain", tmp_path, metrics=METRICS, device="cpu"
+            [runs["short"], runs["reversed"]],
+            synth_root / "derain",
+            tmp_path,
+            scoring=ScoreOptions(METRICS),
+            device="cpu",
         )
 
 
@@ -103,9 +112,7 @@ def test_label_inputs_give_fcn_scores_and_no_input_row(runs, synth_root: Path, t
         [runs["labels"]],
         synth_root / "labeled",
         tmp_path,
-        metrics=("psnr",),
-        segmenter=facade_everywhere,
-        num_classes=13,
+        scoring=ScoreOptions(("psnr",), segmenter=facade_everywhere, num_classes=13),
         device="cpu",
     )
     assert list(comparison.reports) == ["labels", "ground truth"]

@@ -64,10 +64,56 @@ FCN_ABSENT: dict[str, str] = {
 }
 
 
+Segmenter = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """What a set of images is scored with, checked when made (one-line errors naming the option).
+
+    ``metrics`` may name "psnr", "ssim", "vif", "reco" (per image, averaged; RECO also as ``reco_set``,
+    :func:`pixforge.metrics.reco.set_reco`) and "kid", "fid" (over the set, on ``features``, by default
+    the standard TF-Inception pool3 network; KID is reported x100 with its std over ``kid_subsets``
+    subsets of ``kid_subset_size`` drawn with ``kid_seed``, see :func:`pixforge.metrics.kid.subset_size_for`).
+    ``color`` is "rgb" or "y" for PSNR and SSIM (:mod:`pixforge.metrics.image`). ``segmenter`` and
+    ``num_classes`` give FCN-scores (with label maps, :func:`evaluate_dirs`); ``fcn_absent`` ("zero", the
+    pix2pix FCN-score script's convention, or "nan") is passed to
+    :func:`pixforge.metrics.segmentation.fcn_scores`.
+    """
+
+    metrics: Sequence[str] = PER_IMAGE
+    segmenter: Segmenter | None = None
+    num_classes: int | None = None
+    features: FeatureExtractor | None = None
+    kid_subset_size: int = 1000
+    kid_subsets: int = 100
+    kid_seed: int = 0
+    color: Color = "rgb"
+    fcn_absent: AbsentClasses = "zero"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        unknown = sorted(set(self.metrics) - set(PER_IMAGE) - set(SET_LEVEL))
+        if unknown:
+            raise PixforgeError(
+                f"unknown metric(s) {', '.join(unknown)}: choose from {', '.join([*PER_IMAGE, *SET_LEVEL])}"
+            )
+        if self.color not in COLOUR_SPACE:
+            raise PixforgeError(f"--color {self.color!r}: choose from {', '.join(COLOUR_SPACE)}")
+        if self.fcn_absent not in FCN_ABSENT:
+            raise PixforgeError(f"--fcn-absent {self.fcn_absent!r}: choose from {', '.join(FCN_ABSENT)}")
+
+    @property
+    def set_level(self) -> list[str]:
+        """The set-level metrics asked for (KID, FID), in their standard order."""
+        return [name for name in SET_LEVEL if name in self.metrics]
+
+
+DEFAULT_SCORING = ScoreOptions()
+
+
 def _image_settings(metrics: Sequence[str], color: Color) -> dict[str, object]:
     """The colour space and data range, and the settings of the per-image metrics in ``metrics``."""
-    if color not in COLOUR_SPACE:
-        raise PixforgeError(f"--color {color!r}: choose from {', '.join(COLOUR_SPACE)}")
     settings: dict[str, object] = {
         "colour_space": f"{COLOUR_SPACE[color]}; images are never resized for the per-image metrics",
         "data_range": 255,
@@ -125,50 +171,33 @@ def parse_metrics(text: str) -> tuple[str, ...]:
 def evaluate_dirs(
     fake: Path,
     real: Path,
-    metrics: Sequence[str] = ("psnr", "ssim", "vif", "reco"),
+    scoring: ScoreOptions = DEFAULT_SCORING,
     *,
     labels: Path | None = None,
-    segmenter: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    num_classes: int | None = None,
     ignore_index: int | None = 255,
-    features: FeatureExtractor | None = None,
-    kid_subset_size: int = 1000,
-    kid_subsets: int = 100,
-    kid_seed: int = 0,
-    color: Color = "rgb",
-    fcn_absent: AbsentClasses = "zero",
 ) -> Report:
     """Compare generated images in ``fake`` with references in ``real`` (matched by file stem).
 
-    ``metrics`` may name "psnr", "ssim", "vif", "reco" (per image, averaged; RECO also as ``reco_set``,
-    :func:`pixforge.metrics.reco.set_reco`) and "kid", "fid" (over the set, on ``features``, by default
-    the standard TF-Inception pool3 network; KID is reported x100 with its std over subsets, see
-    :func:`pixforge.metrics.kid.subset_size_for`). ``color`` is "rgb" or "y" for PSNR and SSIM
-    (:mod:`pixforge.metrics.image`). With ``labels`` (a folder of single-channel class-id PNGs matched
-    by stem), ``segmenter`` and ``num_classes``, FCN-scores are added at the label maps' resolution, as
-    the pix2pix FCN-score script scores them: a generated image of another size is first resized to its
-    label map's (PIL bilinear, what that script's ``scipy.misc.imresize`` does). The segmenter gets it
-    as a 1 x 3 x H x W float32 CPU tensor in [-1, 1] (under ``torch.inference_mode``; put it in eval
-    mode yourself) and returns 1 x H x W class ids or 1 x C x H x W scores (argmax over C); label pixels
-    equal to ``ignore_index`` are skipped and other ids must lie in 0..num_classes-1. ``fcn_absent``
-    ("zero", the script's convention, or "nan") is passed to
-    :func:`pixforge.metrics.segmentation.fcn_scores`.
+    ``scoring`` says which metrics and how (:class:`ScoreOptions`). With ``labels`` (a folder of
+    single-channel class-id PNGs matched by stem) and the segmenter and class count of ``scoring``,
+    FCN-scores are added at the label maps' resolution, as the pix2pix FCN-score script scores them: a
+    generated image of another size is first resized to its label map's (PIL bilinear, what that
+    script's ``scipy.misc.imresize`` does). The segmenter gets it as a 1 x 3 x H x W float32 CPU tensor
+    in [-1, 1] (under ``torch.inference_mode``; put it in eval mode yourself) and returns 1 x H x W class
+    ids or 1 x C x H x W scores (argmax over C); label pixels equal to ``ignore_index`` are skipped and
+    other ids must lie in 0..num_classes-1.
     """
-    unknown = sorted(set(metrics) - set(PER_IMAGE) - set(SET_LEVEL))
-    if unknown:
-        raise PixforgeError(
-            f"unknown metric(s) {', '.join(unknown)}: choose from {', '.join([*PER_IMAGE, *SET_LEVEL])}"
-        )
+    metrics, color = scoring.metrics, scoring.color
+    segmenter, num_classes = scoring.segmenter, scoring.num_classes
     fcn = _check_fcn_options(labels, segmenter, num_classes)
     image_settings = _image_settings(metrics, color)
-    if fcn_absent not in FCN_ABSENT:
-        raise PixforgeError(f"--fcn-absent {fcn_absent!r}: choose from {', '.join(FCN_ABSENT)}")
     fake_files, real_files = _image_files(Path(fake)), _image_files(Path(real))
     stems = _matched_stems(Path(fake), fake_files, Path(real), real_files)
     label_files = _label_files(Path(labels), stems) if fcn else {}
-    set_level = [name for name in SET_LEVEL if name in metrics]
+    set_level = scoring.set_level
     if set_level and len(stems) < 2:
         raise PixforgeError(f"KID/FID need at least 2 image pairs, {fake} and {real} have {len(stems)}")
+    features = scoring.features
     if set_level and features is None:
         features = InceptionFeatures()
 
@@ -209,22 +238,20 @@ def evaluate_dirs(
             np.concatenate(real_feats),
             set_level,
             features,
-            kid_subset_size,
-            kid_subsets,
-            kid_seed,
+            scoring,
         )
         values.update(distance_values)
         settings.update(distance_settings)
     per_class: dict[str, list[float]] = {}
     if confusion is not None:
-        scores = fcn_scores(confusion, absent=fcn_absent)
+        scores = fcn_scores(confusion, absent=scoring.fcn_absent)
         values.update({f"fcn_{key}": scores[key] for key in FCN_MEANS})
         per_class = {f"fcn_{key}": scores[key].tolist() for key in ("class_accuracy", "class_iou")}
         settings["fcn"] = (
             f"segmenter {_describe(segmenter)} on generated images vs "
             f"labels in {labels}; {num_classes} classes, ignore index {ignore_index}; scored at the label "
             "maps' resolution (generated images of another size resized to it, PIL bilinear); one "
-            f"confusion matrix over the set; {FCN_ABSENT[fcn_absent]}"
+            f"confusion matrix over the set; {FCN_ABSENT[scoring.fcn_absent]}"
         )
     return Report(values=values, settings=settings, per_image=per_image, per_class=per_class)
 
@@ -240,14 +267,12 @@ def _kid_subsets(n_fake: int, n_real: int, subset_size: int) -> str:
     )
 
 
-def _describe(segmenter: Callable[[torch.Tensor], torch.Tensor]) -> str:
+def _describe(segmenter: Segmenter) -> str:
     """A segmenter's ``description`` attribute, else its function or class name."""
     return getattr(segmenter, "description", None) or getattr(segmenter, "__name__", type(segmenter).__name__)
 
 
-def _check_fcn_options(
-    labels: Path | None, segmenter: Callable[[torch.Tensor], torch.Tensor] | None, num_classes: int | None
-) -> bool:
+def _check_fcn_options(labels: Path | None, segmenter: Segmenter | None, num_classes: int | None) -> bool:
     given = {
         "labels": labels is not None,
         "segmenter": segmenter is not None,
@@ -354,7 +379,7 @@ def _per_image_metrics(
 
 
 def _segment(
-    segmenter: Callable[[torch.Tensor], torch.Tensor],
+    segmenter: Segmenter,
     fake: np.ndarray,
     label_path: Path,
     confusion: ConfusionMatrix,
@@ -386,11 +411,10 @@ def _distances(
     real_feats: np.ndarray,
     wanted: Sequence[str],
     features: FeatureExtractor,
-    subset_size: int,
-    subsets: int,
-    seed: int,
+    scoring: ScoreOptions,
 ) -> tuple[dict[str, float], dict[str, object]]:
     """KID (x100, with std) and/or FID, named by :func:`distance_names`, and their settings."""
+    subset_size, subsets, seed = scoring.kid_subset_size, scoring.kid_subsets, scoring.kid_seed
     kid_name, fid_name = distance_names(features)
     values: dict[str, float] = {}
     settings: dict[str, object] = {"feature_network": f"{features.name} ({fake_feats.shape[1]}-d)"}

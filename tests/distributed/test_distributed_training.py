@@ -311,10 +311,15 @@ def test_translate_writes_each_image_once(runs: dict[str, Path], synth_root: Pat
 
 def test_evaluate_merges_one_report(runs: dict[str, Path], synth_root: Path, tmp_path: Path) -> None:
     from pixforge.evaluation import evaluate_run
+    from pixforge.metrics.report import ScoreOptions
 
     report = json.loads(runs["ev.json"].read_text())
     one = evaluate_run(
-        runs["part_w1"], synth_root / "aligned", split="train", out=tmp_path / "ev", metrics=("psnr", "ssim")
+        runs["part_w1"],
+        synth_root / "aligned",
+        split="train",
+        out=tmp_path / "ev",
+        scoring=ScoreOptions(("psnr", "ssim")),
     )
     assert report["values"] == pytest.approx(one.values, rel=1e-6)
     assert len(report["per_image"]) == len(one.per_image)

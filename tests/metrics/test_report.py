@@ -8,7 +8,7 @@ from PIL import Image
 
 from pixforge.errors import PixforgeError
 from pixforge.metrics import image, reco
-from pixforge.metrics.report import evaluate_dirs
+from pixforge.metrics.report import ScoreOptions, evaluate_dirs
 
 
 class MeanColour:
@@ -38,7 +38,7 @@ def pair_dirs(tmp_path, clean, rainy):
 
 def test_evaluate_dirs_averages_the_per_image_metrics(pair_dirs):
     fake, real = pair_dirs
-    report = evaluate_dirs(fake, real, ("ssim", "vif", "reco"))
+    report = evaluate_dirs(fake, real, ScoreOptions(("ssim", "vif", "reco")))
     rainy_b = np.asarray(Image.open(fake / "b.png"))
     clean_b = np.asarray(Image.open(real / "b.png"))
     assert [row["stem"] for row in report.per_image] == ["a", "b"]
@@ -52,7 +52,7 @@ def test_evaluate_dirs_averages_the_per_image_metrics(pair_dirs):
 
 def test_color_y_scores_psnr_and_ssim_on_luma_and_says_so(pair_dirs):
     fake, real = pair_dirs
-    report = evaluate_dirs(fake, real, ("psnr", "ssim", "vif"), color="y")
+    report = evaluate_dirs(fake, real, ScoreOptions(("psnr", "ssim", "vif"), color="y"))
     rainy_b = np.asarray(Image.open(fake / "b.png"))
     clean_b = np.asarray(Image.open(real / "b.png"))
     assert report.per_image[1]["psnr"] == pytest.approx(image.psnr(rainy_b, clean_b, color="y"))
@@ -60,14 +60,14 @@ def test_color_y_scores_psnr_and_ssim_on_luma_and_says_so(pair_dirs):
     assert report.per_image[1]["psnr"] != pytest.approx(image.psnr(rainy_b, clean_b))
     assert "PSNR and SSIM on Y of BT.601 as MATLAB rgb2ycbcr" in report.settings["colour_space"]
     assert "over the pixels of Y" in report.settings["psnr"] and "mean SSIM of Y" in report.settings["ssim"]
-    rgb = evaluate_dirs(fake, real, ("psnr",))
+    rgb = evaluate_dirs(fake, real, ScoreOptions(("psnr",)))
     assert "PSNR and SSIM on R, G, B" in rgb.settings["colour_space"]
     with pytest.raises(PixforgeError, match="--color 'yuv'"):
-        evaluate_dirs(fake, real, ("psnr",), color="yuv")
+        evaluate_dirs(fake, real, ScoreOptions(("psnr",), color="yuv"))
 
 
 def test_json_and_markdown_state_values_and_settings(pair_dirs):
-    report = evaluate_dirs(*pair_dirs, ("psnr", "ssim"))
+    report = evaluate_dirs(*pair_dirs, ScoreOptions(("psnr", "ssim")))
     assert report.values["psnr"] == math.inf  # image "a" is identical to its reference
     data = json.loads(report.to_json())
     assert data["values"]["psnr"] == "inf" and data["settings"]["data_range"] == 255
@@ -95,7 +95,7 @@ def test_size_mismatch_names_the_file(pair_dirs, clean):
 def test_bad_inputs_are_one_line_errors(tmp_path, pair_dirs):
     fake, real = pair_dirs
     with pytest.raises(PixforgeError, match="unknown metric"):
-        evaluate_dirs(fake, real, ("lpips",))
+        evaluate_dirs(fake, real, ScoreOptions(("lpips",)))
     with pytest.raises(PixforgeError, match="does not exist"):
         evaluate_dirs(tmp_path / "missing", real)
     (fake / "c.png").write_bytes(b"broken")
@@ -107,7 +107,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, pair_dirs):
 @pytest.mark.filterwarnings("ignore:Matrix is singular")  # 2 samples cannot span 3 dimensions
 def test_other_feature_networks_give_kd_and_fd(pair_dirs):
     report = evaluate_dirs(
-        *pair_dirs, ("kid", "fid"), features=MeanColour(), kid_subset_size=2, kid_subsets=3
+        *pair_dirs, ScoreOptions(("kid", "fid"), features=MeanColour(), kid_subset_size=2, kid_subsets=3)
     )
     assert set(report.values) == {"KD_meancolourx100", "KD_meancolourx100_std", "FD_meancolour"}
     assert report.values["FD_meancolour"] > 0
@@ -129,7 +129,9 @@ def test_fcn_scores_from_a_segmenter(pair_dirs):
         out[:, :, 16:] = 1
         return out
 
-    report = evaluate_dirs(fake, real, ("psnr",), labels=labels, segmenter=left_right, num_classes=2)
+    report = evaluate_dirs(
+        fake, real, ScoreOptions(("psnr",), segmenter=left_right, num_classes=2), labels=labels
+    )
     # per image: 32 x 64 class-1 pixels right; 32 x 64 - 1 class-0 truth pixels, of which 16 x 64 right
     tp0, gt0, tp1 = 2 * (16 * 64 - 1), 2 * (32 * 64 - 1), 2 * 32 * 64
     assert report.values["fcn_pixel_accuracy"] == pytest.approx((tp0 + tp1) / (gt0 + tp1))
@@ -155,7 +157,9 @@ def test_fcn_scores_at_the_label_maps_resolution(tmp_path, clean):
         seen.append(batch)
         return (batch.mean(dim=1) > 0).long()
 
-    report = evaluate_dirs(fake, real, ("psnr",), labels=labels, segmenter=bright, num_classes=2)
+    report = evaluate_dirs(
+        fake, real, ScoreOptions(("psnr",), segmenter=bright, num_classes=2), labels=labels
+    )
     resized = np.asarray(Image.fromarray(photo).resize((32, 24), Image.Resampling.BILINEAR), np.float32)
     assert seen[0].shape == (1, 3, 24, 32)
     torch.testing.assert_close(seen[0][0], torch.from_numpy(resized).permute(2, 0, 1) / 127.5 - 1)
@@ -172,21 +176,21 @@ def test_fcn_absent_classes_count_zero_unless_nan_is_asked(pair_dirs):
     def zeros(batch: torch.Tensor) -> torch.Tensor:
         return torch.zeros(batch.shape[0], 64, 64, dtype=torch.long)
 
-    fcn = {"labels": labels, "segmenter": zeros, "num_classes": 4}
-    script = evaluate_dirs(fake, real, (), **fcn)
-    cityscapes = evaluate_dirs(fake, real, (), **fcn, fcn_absent="nan")
+    fcn = {"segmenter": zeros, "num_classes": 4}
+    script = evaluate_dirs(fake, real, ScoreOptions((), **fcn), labels=labels)
+    cityscapes = evaluate_dirs(fake, real, ScoreOptions((), **fcn, fcn_absent="nan"), labels=labels)
     assert script.values["fcn_mean_class_accuracy"] == pytest.approx(0.25)  # 1, 0, 0, 0
     assert script.values["fcn_mean_class_iou"] == pytest.approx(0.25)
     assert cityscapes.values["fcn_mean_class_accuracy"] == 1.0
     assert "pix2pix FCN-score script" in script.settings["fcn"]
     assert "Cityscapes benchmark convention" in cityscapes.settings["fcn"]
     with pytest.raises(PixforgeError, match="--fcn-absent 'none'"):
-        evaluate_dirs(fake, real, (), **fcn, fcn_absent="none")
+        evaluate_dirs(fake, real, ScoreOptions((), **fcn, fcn_absent="none"), labels=labels)
 
 
 def test_reco_is_reported_per_image_and_as_a_ratio_of_sums(pair_dirs):
     fake, real = pair_dirs
-    report = evaluate_dirs(fake, real, ("reco",))
+    report = evaluate_dirs(fake, real, ScoreOptions(("reco",)))
     rainy_b = np.asarray(Image.open(fake / "b.png"))
     clean_b = np.asarray(Image.open(real / "b.png"))
     eco_clean, eco_rainy = reco.eco(clean_b), reco.eco(rainy_b)  # image a: clean_b mirrored, same ECO
@@ -202,7 +206,7 @@ def test_kid_of_a_small_set_uses_half_size_subsets_and_says_so(tmp_path, clean, 
         reference = np.ascontiguousarray(np.rot90(clean, k % 4))
         save(real, f"s{k}", reference if k < 4 else 255 - reference)
         save(fake, f"s{k}", rainy(reference, veil=0.1 * (k % 3), streak=30.0, seed=k))
-    report = evaluate_dirs(fake, real, ("kid",), features=MeanColour(), kid_subsets=10)
+    report = evaluate_dirs(fake, real, ScoreOptions(("kid",), features=MeanColour(), kid_subsets=10))
     assert report.values["KD_meancolourx100_std"] > 0
     assert (
         "subset size 4 (the smaller set, 8 images, is smaller than the requested 1000"

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 
 from pixforge.cli import main
 from pixforge.errors import PixforgeError
-from pixforge.metrics.report import evaluate_dirs
+from pixforge.metrics.report import ScoreOptions, evaluate_dirs
 from pixforge.metrics.segmenter import (
     FILE_NAME,
     LabeledPhotos,
@@ -52,10 +52,8 @@ def test_training_gives_a_ground_truth_row_well_above_chance(trained: Path, synt
     report = evaluate_dirs(
         test / "images",
         test / "images",
-        (),
+        ScoreOptions((), segmenter=model, num_classes=model.label_nc),
         labels=test / "labels",
-        segmenter=model,
-        num_classes=model.label_nc,
     )
     assert report.values["fcn_pixel_accuracy"] > majority + 0.1
     assert report.values["fcn_mean_class_accuracy"] > 2 * chance_class_accuracy
