@@ -2,9 +2,15 @@
 
 Layout of a run directory::
 
-    RUN/checkpoints/step_00001000/model.safetensors   weights + metadata (format, method, step, config, data info)
-    RUN/checkpoints/step_00001000/state.pt           optimisers, schedulers, step, RNG
+    RUN/checkpoints/step_00001000/model.safetensors   weights + inference state (``extra.<name>``: pix2pixHD's
+                                                      centres) + metadata (format, method, step, config, data info)
+    RUN/checkpoints/step_00001000/state.pt           optimisers, schedulers, step, data position, and
+                                                      ``ranks``: per rank its RNG and its training state
+                                                      (pools, attention caches; see :func:`training_state`)
     RUN/checkpoints/latest                           name of the newest complete checkpoint
+
+The weights file holds what translating needs and nothing that only training needs, so what
+:func:`pixforge.load`, ``pixforge export``, the server and the studio read does not depend on training.
 
 A checkpoint is written into a temporary folder and renamed into place, then ``latest`` is replaced
 atomically, so a crash or a full disk never leaves a broken latest checkpoint.
@@ -207,6 +213,20 @@ def read(path: Path) -> Loaded:
     return Loaded(
         file, meta["method"], int(meta["step"]), yaml.safe_load(meta["config"]), info, weights, extra
     )
+
+
+def training_state(state: dict[str, Any], rank: int = 0) -> dict[str, torch.Tensor]:
+    """Rank ``rank``'s training state (:meth:`Method.training_state`) from a ``state.pt``.
+
+    ``state["ranks"][r]`` holds rank r's ``keys`` and, under ``training``, its tensors: all of rank 0's,
+    and for the other ranks only those that differ from rank 0's (GuideGAN's cache is the same on every
+    rank; CycleGAN's pools are not). A rank the checkpoint has no entry for gets rank 0's.
+    """
+    ranks = state.get("ranks") or [{}]
+    main = ranks[0].get("training", {})
+    own = ranks[rank] if rank < len(ranks) else ranks[0]
+    tensors = own.get("training", {})
+    return {k: tensors[k] if k in tensors else main[k] for k in own.get("keys", list(main))}
 
 
 def read_state(checkpoint_weights: Path) -> dict[str, Any]:

@@ -285,13 +285,11 @@ class Trainer:
         """Load the checkpoint (read by rank 0, sent to all); True if this rank got its own RNG back."""
         loaded, state = distributed.on_main(lambda: self._read_resume(weights))
         self.method.load_state_dict(loaded.weights)
-        ranks = state.get("ranks") or [{"rng": state["rng"], "extra": {}}]
-        if len(ranks) == self.world.size:
-            own = ranks[self.world.rank]
-        else:
-            own = {"rng": state["rng"], "extra": {}} if self.world.main else {"extra": {}}
-        keys = own.get("keys", list(loaded.extra))
-        self.method.load_extra_state({k: own["extra"].get(k, loaded.extra.get(k)) for k in keys})
+        self.method.load_extra_state(loaded.extra)
+        ranks = state.get("ranks") or [{"rng": state["rng"]}]
+        rank = self.world.rank if len(ranks) == self.world.size else 0
+        own = ranks[rank] if rank == self.world.rank else {}
+        self.method.load_training_state(checkpoint.training_state(state, rank))
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         for name, sched in self.schedulers.items():
@@ -461,14 +459,17 @@ class Trainer:
             log.info("step %d/%d %s", self.step, self.total, text)
 
     def _rank_states(self) -> list[dict[str, Any]]:
-        """Every rank's RNG and the method state that differs from rank 0's (gathered on all ranks)."""
-        extra = {k: v.detach().cpu() for k, v in self.method.extra_state().items()}
+        """Every rank's RNG and training state (gathered on all ranks): all of rank 0's, and of the other
+        ranks' only the tensors that differ from rank 0's (layout: :func:`checkpoint.training_state`)."""
+        training = {k: v.detach().cpu() for k, v in self.method.training_state().items()}
         ranks = distributed.all_gather_objects(
-            {"rng": torch.get_rng_state(), "extra": extra, "keys": list(extra)}
+            {"rng": torch.get_rng_state(), "training": training, "keys": list(training)}
         )
-        main = ranks[0]["extra"]
-        for r in ranks:
-            r["extra"] = {k: v for k, v in r["extra"].items() if k not in main or not torch.equal(v, main[k])}
+        main = ranks[0]["training"]
+        for r in ranks[1:]:
+            r["training"] = {
+                k: v for k, v in r["training"].items() if k not in main or not torch.equal(v, main[k])
+            }
         return ranks
 
     def _checkpoint(self, writer: Any) -> Path | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 
 import pixforge
 from pixforge import checkpoint
@@ -153,3 +153,46 @@ def test_a_real_full_disk(small_tmpfs: Path, synth_root: Path, capsys: pytest.Ca
     train_cli(synth_root / "aligned", run)
     assert f"error: {FULL}" in capsys.readouterr().err
     assert_left_on_step_5(run)
+
+
+@pytest.mark.parametrize(
+    ("method", "overrides", "training_keys"),
+    [
+        ("cyclegan", {"pool_size": 3}, {f"pool_{s}.{k}" for s in "AB" for k in range(3)}),
+        (
+            "guidegan",
+            {"pool_size": 3, "unpaired": True},
+            {"attention_AtoB", "attention_BtoA_seen", "pool_A.0"},
+        ),
+    ],
+)
+def test_the_weights_file_holds_no_training_state(
+    synth_root: Path, tmp_path: Path, method: str, overrides: dict, training_keys: set[str]
+) -> None:
+    """Pools and attention caches go to state.pt (rank 0's entry), never into model.safetensors."""
+    opts = {"steps": 3, "batch_size": 1, "sample_count": 1, "device": "cpu"}
+    pixforge.train(method, synth_root / "unaligned", tmp_path, preset="tiny", overrides=overrides, **opts)
+    weights = checkpoint.resolve(tmp_path)
+    with safe_open(str(weights), framework="pt") as f:
+        names = set(f.keys())  # noqa: SIM118 (safe_open is not a mapping)
+    assert not {
+        n for n in names if "pool_" in n or "attention_" in n or n.startswith(checkpoint.EXTRA_PREFIX)
+    }
+    state = checkpoint.read_state(weights)
+    assert training_keys <= set(checkpoint.training_state(state)) == set(state["ranks"][0]["training"])
+    assert pixforge.load(tmp_path).step == 3
+
+
+def test_each_rank_gets_its_own_training_state_or_rank_zeros() -> None:
+    """Ranks keep only what differs from rank 0's; a rank the checkpoint has no entry for starts from rank 0's."""
+    a, b, c = torch.zeros(2), torch.ones(2), torch.full((2,), 2.0)
+    state = {
+        "ranks": [
+            {"keys": ["pool", "cache"], "training": {"pool": a, "cache": c}},
+            {"keys": ["pool", "cache"], "training": {"pool": b}},
+        ]
+    }
+    assert checkpoint.training_state(state, 0) == {"pool": a, "cache": c}
+    assert checkpoint.training_state(state, 1) == {"pool": b, "cache": c}
+    assert checkpoint.training_state(state, 2) == {"pool": a, "cache": c}
+    assert checkpoint.training_state({"step": 1}) == {}

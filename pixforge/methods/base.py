@@ -135,8 +135,23 @@ class Method(nn.Module, ABC):
                     v.copy_(buffers[k])
 
     def extra_state(self) -> dict[str, Tensor]:
-        """Tensors besides the weights that a checkpoint must carry (caches, cluster centres)."""
+        """Tensors besides the weights that inference needs (pix2pixHD's cluster centres).
+
+        They go into the weights file, ``model.safetensors``, under ``extra.``, and :func:`pixforge.load`
+        restores them; state that only training needs belongs in :meth:`training_state`.
+        """
         return {}
 
     def load_extra_state(self, state: dict[str, Tensor]) -> None:
         """Restore what :meth:`extra_state` returned."""
+
+    def training_state(self) -> dict[str, Tensor]:
+        """Tensors that only training needs to continue exactly (image pools, attention caches).
+
+        The trainer saves them per rank in the checkpoint's ``state.pt``, never in the weights file, and
+        gives each rank its own back on ``--resume``; translating, exporting and serving never see them.
+        """
+        return {}
+
+    def load_training_state(self, state: dict[str, Tensor]) -> None:
+        """Restore what :meth:`training_state` returned."""

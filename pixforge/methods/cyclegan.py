@@ -8,9 +8,10 @@ The objective (CycleGAN eq. 1-3, least-squares GAN loss, §4) is
     + lambda_identity * lambda_cycle * (||G_A(b) - b||_1 + ||G_B(a) - a||_1)
 
 with the identity term optional (§5.2; weight 0.5 * lambda in the authors' code). The discriminators learn
-from a pool of the last 50 generated images (§4, after Shrivastava et al. 2017). The pools travel in
-checkpoints (:meth:`CycleGAN.extra_state`) and draw from the CPU torch RNG, which the trainer saves, so a
-resumed run continues exactly: 6 steps + resume + 6 steps equals 12 steps, past the pool filling.
+from a pool of the last 50 generated images (§4, after Shrivastava et al. 2017). The pools are training
+state, saved per rank in the checkpoint's ``state.pt`` (:meth:`CycleGAN.training_state`), not in the weights
+file, and draw from the CPU torch RNG, which the trainer saves, so a resumed run continues exactly: 6 steps
++ resume + 6 steps equals 12 steps, past the pool filling.
 
 Directions are those of the data as trained (``data.direction`` swaps the folders' roles, as for every
 method): ``generate(batch, direction="AtoB")`` (the default) runs G_A, ``"BtoA"`` runs G_B.
@@ -130,13 +131,13 @@ class CycleGAN(Method):
         #: pools of generated B images (for D_A) and generated A images (for D_B)
         self.pools = {"B": ImagePool(cfg.pool_size), "A": ImagePool(cfg.pool_size)}
 
-    def extra_state(self) -> dict[str, Tensor]:
+    def training_state(self) -> dict[str, Tensor]:
         """The image pools, as ``pool_B.<slot>`` (generated B images, for D_A) and ``pool_A.<slot>`` (for D_B)."""
         return {
             f"pool_{side}.{slot}": t for side, pool in self.pools.items() for slot, t in pool.state().items()
         }
 
-    def load_extra_state(self, state: dict[str, Tensor]) -> None:
+    def load_training_state(self, state: dict[str, Tensor]) -> None:
         for side, pool in self.pools.items():
             prefix = f"pool_{side}."
             pool.load({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})

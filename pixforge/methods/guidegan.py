@@ -15,9 +15,9 @@ Maps are kept in the coordinates of the sample's whole loaded image (after the r
 and the flip; the item's ``box_A`` / ``box_B``), at D's resolution, and are cropped and flipped with the
 sample's own parameters on use, so the map that guides a sample is aligned with the pixels G sees whatever
 the crop, the flip, the shuffling or the batch size (the public code forces batch 1, no shuffle, no flip).
-Parts of the image no crop has covered yet keep the all-ones map. The cache travels in checkpoints
-(:meth:`GuideGAN.extra_state`). D's view costs one extra D forward pass per step,
-without gradients, right after G's (in train mode, so a batch-norm D also updates its running statistics
+Parts of the image no crop has covered yet keep the all-ones map. The cache is training state, saved in
+the checkpoint's ``state.pt`` and not in the weights file (:meth:`GuideGAN.training_state`). D's view costs
+one extra D forward pass per step, without gradients, right after G's (in train mode, so a batch-norm D also updates its running statistics
 on it); D stays conditioned on the raw input x, never on x'.
 
 Supervised (default): pix2pix with the paper's appendix settings, UNet-128 + PatchGAN, LSGAN,
@@ -479,12 +479,12 @@ class GuideGAN(Method):
         for direction, guide in self.guides.items():
             guide.cache.reserve(sizes[self.index_keys[direction]])
 
-    def extra_state(self) -> dict[str, Tensor]:
+    def training_state(self) -> dict[str, Tensor]:
         """Everything besides the weights that decides the next step: the base method's state (unpaired:
         CycleGAN's ``pool_A.<slot>`` / ``pool_B.<slot>``) and each guide's cache, ``attention_<direction>``
         (rows, 1, Hc, Wc) and ``attention_<direction>_seen`` (rows,) (:meth:`AttentionCache.state`)."""
         return {
-            **super().extra_state(),
+            **super().training_state(),
             **{
                 f"attention_{d}{suffix}": t
                 for d, g in self.guides.items()
@@ -492,8 +492,8 @@ class GuideGAN(Method):
             },
         }
 
-    def load_extra_state(self, state: dict[str, Tensor]) -> None:
-        super().load_extra_state(state)
+    def load_training_state(self, state: dict[str, Tensor]) -> None:
+        super().load_training_state(state)
         for direction, guide in self.guides.items():
             maps, seen = state.get(f"attention_{direction}"), state.get(f"attention_{direction}_seen")
             if maps is not None and seen is not None:

@@ -181,9 +181,10 @@ def test_cyclegan_pools_are_per_rank_and_resume_exactly(runs: dict[str, Path]) -
     assert rows(runs["cyc6"]) == rows(runs["cyc12"])
     a, b = checkpoint.read(runs["cyc6"]).weights, checkpoint.read(runs["cyc12"]).weights
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not checkpoint.read(runs["cyc12"]).extra, "the pools are training state, not weights"
     ranks = state_of(runs["cyc12"])["ranks"]
-    own = [k for k in ranks[1]["extra"] if k.startswith("pool_")]
-    assert len(own) == 8 and sorted(ranks[1]["keys"]) == sorted(checkpoint.read(runs["cyc12"]).extra)
+    own = [k for k in ranks[1]["training"] if k.startswith("pool_")]
+    assert len(own) == 8 and sorted(ranks[1]["keys"]) == sorted(ranks[0]["training"])
 
 
 @pytest.mark.parametrize("run", ["full", "cyc", "gg", "hd", "hd2", "drpan"])
@@ -242,12 +243,12 @@ def test_guidegan_cache_is_whole_on_every_rank(
     runs: dict[str, Path], synth_root: Path, tmp_path: Path
 ) -> None:
     """5 steps x 4 samples visit the 20 training samples once: every rank's cache holds all 20 maps."""
-    extra = checkpoint.read(runs["gg"]).extra
+    extra = checkpoint.training_state(state_of(runs["gg"]))
     assert bool(extra["attention_AtoB_seen"].all())
     ranks = state_of(runs["gg"])["ranks"]
-    assert len(ranks) == 2 and ranks[1]["extra"] == {}  # rank 1's cache equals rank 0's
+    assert len(ranks) == 2 and ranks[1]["training"] == {}  # rank 1's cache equals rank 0's
     one = single("guidegan", synth_root / "aligned", tmp_path / "one", 4, **PLAIN)
-    ref = checkpoint.read(one).extra
+    ref = checkpoint.training_state(state_of(one))
     assert torch.allclose(ref["attention_AtoB"], extra["attention_AtoB"], atol=1e-4)
 
 

@@ -24,6 +24,11 @@ def metrics_rows(run: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "time"} for r in rows]
 
 
+def training_state(run: Path) -> dict[str, torch.Tensor]:
+    """Rank 0's training state (pools, caches) of a run's latest checkpoint."""
+    return checkpoint.training_state(checkpoint.read_state(checkpoint.resolve(run)))
+
+
 def _assert_resume_is_exact(method: str, data: Path, tmp: Path) -> None:
     """12 steps equal 6 steps + resume + 6 steps: every logged loss and every weight and state tensor, bit-equal."""
     train_tiny(method, data, tmp / "full")
@@ -34,7 +39,9 @@ def _assert_resume_is_exact(method: str, data: Path, tmp: Path) -> None:
     assert full.weights.keys() == split.weights.keys() and full.extra.keys() == split.extra.keys()
     assert all(torch.equal(full.weights[k], split.weights[k]) for k in full.weights)
     assert all(torch.equal(full.extra[k], split.extra[k]) for k in full.extra)
-    assert {f"pool_{s}.{k}" for s in "AB" for k in range(3)} <= set(full.extra)
+    a, b = training_state(tmp / "full"), training_state(tmp / "split")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert {f"pool_{s}.{k}" for s in "AB" for k in range(3)} <= set(a)
 
 
 @pytest.fixture()

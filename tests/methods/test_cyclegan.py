@@ -186,13 +186,13 @@ def test_image_pool_state_round_trips_and_continues_identically() -> None:
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-def test_pools_travel_in_the_extra_state() -> None:
+def test_pools_travel_in_the_training_state() -> None:
     m = make(pool_size=3)
     run_steps(m, batch(2), 2)
-    extra = m.extra_state()
-    assert sorted(extra) == [f"pool_{s}.{k}" for s in "AB" for k in range(3)]
+    state = m.training_state()
+    assert sorted(state) == [f"pool_{s}.{k}" for s in "AB" for k in range(3)] and not m.extra_state()
     fresh = make(pool_size=3)
-    fresh.load_extra_state(extra)
+    fresh.load_training_state(state)
     assert all(torch.equal(fresh.pools[s].images[k], m.pools[s].images[k]) for s in "AB" for k in range(3))
 
 

@@ -324,26 +324,30 @@ def test_every_combination_trains_with_the_tiny_preset(
     result = Trainer(cfg, tmp_path).fit()
     assert result.step == 2 and result.scalars
     assert all(torch.isfinite(torch.tensor(v)) for v in result.scalars.values())
-    extra = checkpoint.read(tmp_path).extra
+    extra = training_state(tmp_path)
     for direction in ("AtoB", "BtoA") if unpaired else ("AtoB",):
         assert int(extra[f"attention_{direction}_seen"].sum()) > 0
         assert extra[f"attention_{direction}"].min() >= 0 and extra[f"attention_{direction}"].max() <= 1
 
 
+def training_state(run: Path) -> dict[str, torch.Tensor]:
+    return checkpoint.training_state(checkpoint.read_state(checkpoint.resolve(run)))
+
+
 def cache(run: Path) -> torch.Tensor:
-    return checkpoint.read(run).extra["attention_AtoB"]
+    return training_state(run)["attention_AtoB"]
 
 
 def test_cache_survives_checkpoint_and_resume(synth_root: Path, tmp_path: Path) -> None:
     common = {"preset": "tiny", "steps": 4, "batch_size": 8, "sample_count": 1}
     data = synth_root / "aligned"
     pixforge.train("guidegan", data, tmp_path / "stopped", stop_after=2, **common)
-    saved = checkpoint.read(tmp_path / "stopped")
-    assert saved.step == 2 and saved.extra["attention_AtoB_seen"].sum() == 16
+    saved, state = checkpoint.read(tmp_path / "stopped"), training_state(tmp_path / "stopped")
+    assert saved.step == 2 and state["attention_AtoB_seen"].sum() == 16
     resumed = Trainer(from_dict(saved.config, GuideGANConfig), tmp_path / "stopped", resume=True)
     restored = resumed.method.guides["AtoB"].cache
-    assert torch.equal(restored.maps, saved.extra["attention_AtoB"])
-    assert torch.equal(restored.seen, saved.extra["attention_AtoB_seen"])
+    assert torch.equal(restored.maps, state["attention_AtoB"])
+    assert torch.equal(restored.seen, state["attention_AtoB_seen"])
     assert len(restored.maps) == 20, "one row per training sample"
     resumed.fit()
     pixforge.train("guidegan", data, tmp_path / "straight", **common)
