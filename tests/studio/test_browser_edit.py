@@ -136,7 +136,7 @@ def test_select_an_instance_change_its_class_and_style(
     """pix2pixHD: select a window instance, make it a door with a chosen cluster: the change is in that region."""
     page, errors = new_page(browser, live_studio, "/studio/paint")
     page.select_option("#model", "hd")
-    page.wait_for_function("window.studio.model.name === 'hd'")
+    page.wait_for_function("window.studio.loaded === 'hd'")  # its scene, not the first model's, on the canvas
     first = wait_render(page, 0)
     before = page_image(page, "#output")
     instance = np.array(page.evaluate("Array.from(window.studio.instance)")).reshape(32, 32)
@@ -172,7 +172,7 @@ def test_paint_tools_undo_redo_and_scene_files(browser, live_studio, tmp_path: P
     """Rectangle with a new instance, fill, eraser, undo/redo on the maps; a saved scene loads back unchanged."""
     page, errors = new_page(browser, live_studio, "/studio/paint")
     page.select_option("#model", "hd")
-    page.wait_for_function("window.studio.model.name === 'hd' && window.studio.shown > 0")
+    page.wait_for_function("window.studio.loaded === 'hd' && window.studio.shown > 0")
 
     def maps() -> tuple[np.ndarray, np.ndarray]:
         label = np.array(page.evaluate("Array.from(window.studio.label)")).reshape(32, 32)

@@ -7,6 +7,7 @@ const s = {
   models: [], model: null, width: 0, height: 0, label: null, instance: null, clusters: {},
   tool: "brush", cls: null, selected: null, undo: [], redo: [],
   seq: 0, shown: 0, renders: 0, timer: null, pending: false, inflight: 0, drag: null, lastMs: null,
+  loads: 0, loaded: null,  // scene loads started, and the model whose scene is on the canvas
 };
 window.studio = s;
 
@@ -46,6 +47,8 @@ async function start() {
 }
 
 async function choose(name) {
+  clearTimeout(s.timer);  // a render scheduled for the previous model's scene
+  s.pending = false;
   s.model = s.models.find((m) => m.name === name);
   [s.width, s.height] = s.model.size;
   for (const id of ["#labels", "#overlay"]) { $(id).width = s.width; $(id).height = s.height; }
@@ -77,13 +80,20 @@ function setClass(id) {
 
 async function loadStart() {
   const choice = $("#start").value;
+  const model = s.model;
+  const ticket = ++s.loads;
   try {
+    let scene;
     if (choice === "blank") {
-      const base = s.model.classes[0].id;
-      setScene({ label: new Uint8Array(s.width * s.height).fill(base), instance: new Int32Array(s.width * s.height).fill(base), clusters: {} });
+      const base = model.classes[0].id;
+      scene = { label: new Uint8Array(s.width * s.height).fill(base), instance: new Int32Array(s.width * s.height).fill(base), clusters: {} };
     } else {
-      setScene(decode(await api(`/studio/api/models/${encodeURIComponent(s.model.name)}/samples/${choice}`)));
+      const json = await api(`/studio/api/models/${encodeURIComponent(model.name)}/samples/${choice}`);
+      if (ticket !== s.loads) return;  // another model or start was chosen meanwhile: its scene wins
+      scene = decode(json);
     }
+    setScene(scene);
+    s.loaded = model.name;
   } catch (error) { showError($("#error"), error); }
 }
 
