@@ -130,6 +130,33 @@ def test_a_stale_render_never_overwrites_a_newer_one(browser, live_studio, tmp_p
     assert int(page.evaluate("window.studio.shown")) == first + 2
 
 
+def test_a_scene_load_overtaken_by_another_model_is_dropped(browser, live_studio) -> None:
+    """The first model's sample arrives after the user picked pix2pixHD: the pix2pixHD scene stays on the canvas."""
+    page = browser.new_page()
+    page.add_init_script(
+        """
+        const realFetch = window.fetch;
+        window.released = false;
+        window.fetch = async (url, options) => {
+            const response = await realFetch(url, options);
+            if (/models\\/facades\\/samples\\//.test(String(url)) && !window.released) {
+                await new Promise((done) => setTimeout(done, 1500));
+                window.released = true;
+            }
+            return response;
+        };
+        """
+    )
+    page.goto(live_studio.url + "/studio/paint")
+    page.wait_for_function("window.studio.models.length > 0 && window.studio.loads > 0")
+    page.select_option("#model", "hd")
+    page.wait_for_function("window.released")
+    page.wait_for_timeout(300)  # the held-back sample is handled by now
+    instance = np.array(page.evaluate("Array.from(window.studio.instance)"))
+    assert page.evaluate("window.studio.loaded") == "hd"
+    assert (instance >= 1000).any(), "the facades sample overwrote the pix2pixHD scene"
+
+
 def test_select_an_instance_change_its_class_and_style(
     browser, live_studio, tmp_path: Path, page_image
 ) -> None:
