@@ -185,32 +185,19 @@ def train(
         "train.channels_last": channels_last,
         "train.seed": seed,
     }
+    options: dict[str, Any] = {
+        "preset": preset,
+        "config": config_file,
+        "size": size,
+        "resume": resume,
+        "overrides": parse_assignments(assignments),
+        **{k: v for k, v in flags.items() if v is not None},
+    }
     if launch.needed:
-        cfg = train_config(
-            method,
-            data_root,
-            out,
-            preset=preset,
-            config=config_file,
-            size=size,
-            resume=resume,
-            overrides=parse_assignments(assignments),
-            **{k: v for k, v in flags.items() if v is not None},
-        )
+        cfg = train_config(method, data_root, out, **options)
         relaunch(launch, cfg.train.device)
         return
-    result = run_train(
-        method,
-        data_root,
-        out,
-        preset=preset,
-        config=config_file,
-        size=size,
-        resume=resume,
-        init_from=init_from,
-        overrides=parse_assignments(assignments),
-        **{k: v for k, v in flags.items() if v is not None},
-    )
+    result = run_train(method, data_root, out, init_from=init_from, **options)
     if launch_rank() != 0:
         return
     losses = " ".join(f"{k}={v:.4g}" for k, v in result.scalars.items())

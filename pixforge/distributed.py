@@ -390,17 +390,19 @@ class _SumOverRanks(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor) -> Tensor:
-        out = x.clone()
-        with collective_errors():
-            dist.all_reduce(out)
-        return out
+        return _summed_over_ranks(x)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:
-        out = grad.clone()
-        with collective_errors():
-            dist.all_reduce(out)
-        return out
+        return _summed_over_ranks(grad)
+
+
+def _summed_over_ranks(x: Tensor) -> Tensor:
+    """A copy of ``x`` summed over all ranks (``x`` itself is left as it is)."""
+    out = x.clone()
+    with collective_errors():
+        dist.all_reduce(out)
+    return out
 
 
 class SyncBatchNorm2d(nn.BatchNorm2d):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import pixforge
 from pixforge.data.synth import synthesize
 
 SHARED_FACADES = Path(__file__).resolve().parents[2] / "shared" / "data" / "facades"
@@ -31,6 +33,27 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth")
     synthesize(root, count=24, size=32, seed=0)
     return root
+
+
+#: name -> (method, synthetic layout, config overrides) of tiny runs for :func:`train_tiny`
+RunSpecs = dict[str, tuple[str, str, dict[str, Any]]]
+
+
+@pytest.fixture(scope="session")
+def train_tiny(
+    synth_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str, RunSpecs], dict[str, Path]]:
+    """Train each spec with its method's tiny preset for one step; returns name -> run directory."""
+
+    def make(label: str, specs: RunSpecs) -> dict[str, Path]:
+        root = tmp_path_factory.mktemp(label)
+        for name, (method, layout, overrides) in specs.items():
+            pixforge.train(
+                method, synth_root / layout, root / name, preset="tiny", steps=1, overrides=overrides
+            )
+        return {name: root / name for name in specs}
+
+    return make
 
 
 @pytest.fixture()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +43,8 @@ RUNS: dict[str, tuple[str, str, dict[str, Any]]] = {
 
 
 @pytest.fixture(scope="module")
-def runs(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("export")
-    out = {}
-    for name, (method, layout, overrides) in RUNS.items():
-        out[name] = root / name
-        pixforge.train(method, synth_root / layout, out[name], preset="tiny", steps=1, overrides=overrides)
-    return out
+def runs(train_tiny: Callable[..., dict[str, Path]]) -> dict[str, Path]:
+    return train_tiny("export", RUNS)
 
 
 def image_inputs(multiple: int) -> list[torch.Tensor]:

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import pixforge
 from pixforge.serve.app import ServeSettings, create_app
 from pixforge.serve.server import background
 
@@ -28,13 +27,8 @@ MAX_BYTES = 200_000
 
 
 @pytest.fixture(scope="session")
-def serve_runs(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("serve_runs")
-    out = {}
-    for name, (method, layout, overrides) in RUNS.items():
-        out[name] = root / name
-        pixforge.train(method, synth_root / layout, out[name], preset="tiny", steps=1, overrides=overrides)
-    return out
+def serve_runs(train_tiny: Callable[..., dict[str, Path]]) -> dict[str, Path]:
+    return train_tiny("serve_runs", RUNS)
 
 
 def make_settings(runs: list[Path], **kw: Any) -> ServeSettings:
