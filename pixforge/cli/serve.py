@@ -1,0 +1,159 @@
+"""``pixforge serve``, ``studio``, ``study`` and ``scene``: what listens on a port and what it stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pixforge.cli._base import cli
+from pixforge.errors import PixforgeError
+
+
+@cli.command(name="serve")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--max-batch", default=8, show_default=True, type=int, help="Requests per forward pass.")
+@click.option("--max-wait-ms", default=10.0, show_default=True, type=float, help="Wait for a batch to fill.")
+@click.option("--token", help="Require 'Authorization: Bearer TOKEN' on every endpoint but /healthz.")
+@click.option(
+    "--max-pixels", default=4096 * 4096, show_default=True, type=int, help="Largest upload in pixels."
+)
+@click.option("--max-bytes", default=20 * 2**20, show_default=True, type=int, help="Largest upload in bytes.")
+@click.option("--amp", default="none", type=click.Choice(["none", "bf16"]), help="bf16 autocast (CUDA).")
+def serve_cmd(
+    runs: tuple[Path, ...],
+    host: str,
+    port: int,
+    device: str,
+    max_batch: int,
+    max_wait_ms: float,
+    token: str | None,
+    max_pixels: int,
+    max_bytes: int,
+    amp: str,
+) -> None:
+    """Serve the models in RUNS over HTTP (API docs at /docs); SIGTERM drains requests and exits 0."""
+    from pixforge.serve.app import ServeSettings, create_app
+    from pixforge.serve.server import run as run_server
+
+    settings = ServeSettings(list(runs), device, max_batch, max_wait_ms, token, max_pixels, max_bytes, amp)
+    app = create_app(settings)
+    click.echo(f"serving {', '.join(app.state.registry.names())} on http://{host}:{port} (docs: /docs)")
+    run_server(app, host, port)
+
+
+# studio and studies (the web studio on the serve app; perceptual studies in SQLite) --------------------------
+
+
+@cli.command(name="studio")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Interface to bind (127.0.0.1: this machine only)."
+)
+@click.option("--port", default=8000, show_default=True)
+@click.option(
+    "--study-db", default=Path("studies.sqlite"), show_default=True, type=click.Path(path_type=Path)
+)
+@click.option("--admin-token", help="Token of the admin pages (default: a random one, printed at start).")
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+def studio_cmd(
+    runs: tuple[Path, ...], host: str, port: int, study_db: Path, admin_token: str | None, device: str
+) -> None:
+    """The web studio for the models in RUNS: translate, paint, and perceptual studies."""
+    from pixforge.serve.app import ServeSettings
+    from pixforge.serve.server import run as run_server
+    from pixforge.studio.app import StudioSettings, create_studio_app
+
+    app = create_studio_app(ServeSettings(list(runs), device), StudioSettings(study_db, admin_token))
+    base = f"http://{host}:{port}"
+    click.echo(
+        f"studio for {', '.join(app.state.registry.names())} on {base}/studio/ (studies in {study_db})"
+    )
+    click.echo(f"admin: {base}/studio/admin#token={app.state.admin_token}")
+    run_server(app, host, port)
+
+
+@cli.group(name="study")
+def study_group() -> None:
+    """Perceptual studies (real-vs-fake, A/B) kept in a SQLite file."""
+
+
+@study_group.command(name="create")
+@click.argument("name")
+@click.option("--kind", required=True, type=click.Choice(["real-vs-fake", "ab"]))
+@click.option("--real", type=click.Path(path_type=Path), help="Folder of real images.")
+@click.option(
+    "--fake", "fakes", multiple=True, metavar="[NAME=]DIR", help="Generated images (repeatable; by stem)."
+)
+@click.option(
+    "--exposure-ms", default="1000", show_default=True, help="1000, a range 125-8000, or unlimited."
+)
+@click.option("--practice", default=10, show_default=True, help="Practice trials (with feedback).")
+@click.option("--trials", default=40, show_default=True, help="Trials after the practice.")
+@click.option("--seed", default=0, show_default=True, help="Seed of every participant's order.")
+@click.option(
+    "--db", "study_db", default=Path("studies.sqlite"), show_default=True, type=click.Path(path_type=Path)
+)
+def study_create(
+    name: str,
+    kind: str,
+    real: Path | None,
+    fakes: tuple[str, ...],
+    exposure_ms: str,
+    practice: int,
+    trials: int,
+    seed: int,
+    study_db: Path,
+) -> None:
+    """Create study NAME from image folders (or run outputs) matched by file stem."""
+    from pixforge.studio.protocol import create_study
+    from pixforge.studio.store import StudyStore
+
+    study = create_study(StudyStore(study_db), name, kind, real, fakes, exposure_ms, practice, trials, seed)
+    click.echo(
+        f"study {study.name}: {study.kind}, conditions {', '.join(study.conditions)}, exposure {study.exposure}, "
+        f"{study.practice} practice + {study.trials} trials; open link /study/{study.name} (in {study_db})"
+    )
+
+
+@study_group.command(name="report")
+@click.argument("name")
+@click.option(
+    "--db", "study_db", default=Path("studies.sqlite"), show_default=True, type=click.Path(path_type=Path)
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Write report.md, report.html and report.json here."
+)
+def study_report_cmd(name: str, study_db: Path, out: Path | None) -> None:
+    """Fooling or preference rates of study NAME with 95% intervals (markdown on stdout)."""
+    from pixforge.studio.report import study_report, to_markdown, write_report
+    from pixforge.studio.store import StudyStore
+
+    if not study_db.is_file():
+        raise PixforgeError(f"--db {study_db}: no such study database")
+    report = study_report(StudyStore(study_db), name)
+    click.echo(to_markdown(report), nl=False)
+    if out is not None:
+        for path in write_report(report, out):
+            click.echo(f"wrote {path}")
+
+
+@cli.group(name="scene")
+def scene_group() -> None:
+    """Scenes painted in the studio (label + instance maps + styles)."""
+
+
+@scene_group.command(name="render")
+@click.argument("scene", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="The rendered photo (PNG).")
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+def scene_render(scene: Path, run: Path, out: Path, device: str) -> None:
+    """Render SCENE (saved by the studio's paint page) with the model in RUN, as the studio does."""
+    from pixforge.studio.paint import render_file
+
+    render_file(scene, run, out, device)
+    click.echo(f"wrote {out}")
