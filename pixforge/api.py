@@ -145,8 +145,9 @@ class Translator:
     def label_nc(self) -> int:
         return self.method.info.label_nc
 
-    def prepare(self, image: Image.Image) -> torch.Tensor:
-        """An input image as the (1, C, H, W) tensor the model was trained on, at the model's size."""
+    def prepare(self, image: Image.Image, device: torch.device | str | None = None) -> torch.Tensor:
+        """An input image as the (1, C, H, W) tensor the model was trained on, at the model's size, on ``device``
+        (default: the model's)."""
         size = self._model_size(image.size)
         if self.label_nc:
             ids = np.asarray(image if image.mode in ("L", "P", "I") else image.convert("L"), dtype=np.int64)
@@ -156,7 +157,7 @@ class Translator:
             x = one_hot(torch.from_numpy(np.asarray(img, dtype=np.int64))[None, None], self.label_nc)
         else:
             x = to_tensor(image.convert("RGB").resize(size, Image.BICUBIC)).unsqueeze(0)
-        return x.to(self.device)
+        return x.to(device or self.device)
 
     def _model_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """Models trained on square crops run at the crop size; others at the input's own size."""
@@ -165,19 +166,24 @@ class Translator:
             return data.crop_size, data.crop_size
         return size
 
-    def prepare_instance(self, instance: Image.Image, size: tuple[int, int]) -> torch.Tensor:
-        """An instance-id map (1, 1, H, W) at the model's input size (nearest neighbour)."""
+    def prepare_instance(
+        self, instance: Image.Image, size: tuple[int, int], device: torch.device | str | None = None
+    ) -> torch.Tensor:
+        """An instance-id map (1, 1, H, W) at the model's input size (nearest neighbour), on ``device``."""
         ids = np.asarray(instance, dtype=np.int64).astype(np.int32)
         img = Image.fromarray(ids).resize(self._model_size(size), Image.NEAREST)
-        return torch.from_numpy(np.asarray(img, dtype=np.int64))[None, None].to(self.device)
+        return torch.from_numpy(np.asarray(img, dtype=np.int64))[None, None].to(device or self.device)
 
-    def batch_for(self, image: Image.Image, instance: Image.Image | None = None) -> dict[str, torch.Tensor]:
-        """The model batch for one input: ``A``, and for labeled models ``label`` (and ``instance``)."""
-        batch = {"A": self.prepare(image)}
+    def batch_for(
+        self, image: Image.Image, instance: Image.Image | None = None, device: torch.device | str | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The model batch for one input: ``A``, and for labeled models ``label`` (and ``instance``), on
+        ``device`` (default: the model's; the server prepares on the CPU and copies once in its worker)."""
+        batch = {"A": self.prepare(image, device)}
         if self.label_nc:
             batch["label"] = batch["A"].argmax(1, keepdim=True)
         if instance is not None:
-            batch["instance"] = self.prepare_instance(instance, image.size)
+            batch["instance"] = self.prepare_instance(instance, image.size, device)
         return batch
 
     def translate_batch(self, batch: dict[str, torch.Tensor], **options: Any) -> dict[str, torch.Tensor]:

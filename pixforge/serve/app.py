@@ -2,65 +2,82 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import io
 import json
+import logging
+import re
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 
-import torch
-import torch.nn.functional as F
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixforge import __version__
-from pixforge.data.transforms import to_image
 from pixforge.errors import PixforgeError
 from pixforge.serve.batcher import Batcher
 from pixforge.serve.inputs import RequestError, decode_image, instance_ids, label_ids
 from pixforge.serve.metrics import Metrics
-from pixforge.serve.registry import EXPLAIN_MAPS, ModelRegistry, ServedModel
+from pixforge.serve.registry import EXPLAIN_MAPS, ModelRegistry, ServedModel, to_images
+from pixforge.serve.settings import ServeSettings
+
+__all__ = ["ServeSettings", "create_app", "png_bytes", "to_images", "error"]
 
 INPUT_FIELDS = ("image", "label", "instance")
+#: paths that answer without the token: liveness, readiness, and the API's documentation (the API's shape is no
+#: secret; with a token, /docs's "Authorize" button sends it on "Try it out")
+OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json")
+#: the largest style seed (numpy's generators take seeds in 0..2**32-1 and beyond; the API promises this range)
+MAX_SEED = 2**32 - 1
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+access_log = logging.getLogger("pixforge.serve.access")
+error_log = logging.getLogger("pixforge.serve")
 
 
-@dataclass
-class ServeSettings:
-    """What ``pixforge serve`` is started with (see ``pixforge serve --help``)."""
+class ErrorBody(BaseModel):
+    """Every error answer: one sentence."""
 
-    runs: list[str | Path] = field(default_factory=list)
-    device: str = "auto"
-    max_batch: int = 8
-    max_wait_ms: float = 10.0
-    token: str | None = None
-    max_pixels: int = 4096 * 4096
-    max_bytes: int = 20 * 2**20
-    amp: str = "none"
-
-    def validate(self) -> None:
-        if self.max_batch < 1:
-            raise PixforgeError("option --max-batch: must be at least 1")
-        if self.max_wait_ms < 0:
-            raise PixforgeError("option --max-wait-ms: must not be negative")
-        if self.max_pixels < 1 or self.max_bytes < 1:
-            raise PixforgeError("options --max-pixels/--max-bytes: must be positive")
-        if self.amp not in ("none", "bf16"):
-            raise PixforgeError(f"option --amp: '{self.amp}' is not one of none, bf16")
+    error: str
 
 
-def error(status: int, message: str) -> JSONResponse:
+ERRORS = {
+    400: "The multipart body is malformed.",
+    401: "A valid token is needed (Authorization: Bearer TOKEN); the answer carries WWW-Authenticate.",
+    404: "No such model or endpoint.",
+    408: "The request body did not arrive within --body-timeout-s.",
+    413: "The upload is over --max-bytes or --max-pixels, or is a decompression bomb.",
+    415: "The upload is not an image.",
+    422: "A bad upload (truncated, wrong kind, label ids outside the classes) or option.",
+    500: "An unexpected failure; the message names the request id, the log has the traceback.",
+    503: "The model's queue is full (--max-queue): retry after Retry-After seconds.",
+    504: "The request waited in the queue past --timeout-ms and was dropped before it ran.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of the error statuses an endpoint can answer (each a JSON :class:`ErrorBody`)."""
+    return {s: {"model": ErrorBody, "description": ERRORS[s]} for s in statuses}
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """The server's error answer: JSON ``{"error": "One sentence."}``."""
-    return JSONResponse({"error": message}, status_code=status)
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def metric_path(path: str) -> str:
@@ -69,14 +86,35 @@ def metric_path(path: str) -> str:
         return "/v1/models/{name}/translate"
     if path.startswith("/v1/models/"):
         return "/v1/models/{name}"
-    return path if path in ("/healthz", "/metrics", "/v1/models", "/docs", "/openapi.json") else "other"
+    known = ("/healthz", "/readyz", "/metrics", "/v1/models", "/docs", "/openapi.json")
+    return path if path in known else "other"
+
+
+def request_id(scope: Scope) -> str:
+    """The client's ``X-Request-ID`` when it is a plain token, else a new one."""
+    given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+    return given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+@dataclass
+class Lifecycle:
+    """Readiness (``/readyz``): loading until the models have run once, draining from SIGTERM on."""
+
+    loading: bool = True
+    draining: bool = False
+
+    @property
+    def status(self) -> str:
+        return "draining" if self.draining else "loading" if self.loading else "ready"
 
 
 class Guard:
-    """Pure ASGI middleware in front of the app: token check, upload size limit, request metrics.
+    """Pure ASGI middleware in front of the app: request id, token check, upload size limit and body timeout,
+    request metrics and the structured access log, and the last-resort handler (anything unexpected becomes a
+    JSON 500 naming the request id, with the traceback in the log).
 
-    The body is read (at most ``max_bytes`` + the multipart overhead allowance) before the app sees it, so an
-    oversized upload is refused without being parsed or stored.
+    The body is read (at most ``max_bytes`` + the multipart overhead allowance, within ``body_timeout_s``) before
+    the app sees it, so an oversized or stalled upload is refused without being parsed or stored.
     """
 
     def __init__(self, app: ASGIApp, settings: ServeSettings, metrics: Metrics) -> None:
@@ -90,23 +128,46 @@ class Guard:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = {"code": 500}
+        rid = request_id(scope)
+        scope.setdefault("state", {})["request_id"] = rid
+        status = {"code": 500, "started": False}
 
-        async def send_and_record(message: Message) -> None:
+        async def send_tagged(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+                status["code"], status["started"] = message["status"], True
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
 
+        self.metrics.in_flight.inc()
         try:
-            await self.guarded(scope, receive, send_and_record)
+            await self.guarded(scope, receive, send_tagged)
+        except Exception:  # noqa: BLE001 - the last resort: log it, answer JSON
+            error_log.exception("request %s (%s %s) failed", rid, scope["method"], scope["path"])
+            if not status["started"]:
+                message = f"The server failed on this request; its log has the details (request id {rid})."
+                await error(500, message)(scope, receive, send_tagged)
         finally:
-            self.metrics.observe_request(
-                metric_path(scope["path"]), status["code"], time.perf_counter() - start
-            )
+            self.metrics.in_flight.dec()
+            seconds = time.perf_counter() - start
+            self.metrics.observe_request(metric_path(scope["path"]), status["code"], seconds)
+            self.log(scope, rid, status["code"], seconds)
+
+    @staticmethod
+    def log(scope: Scope, rid: str, status: int, seconds: float) -> None:
+        client = scope.get("client")
+        entry = {
+            "request_id": rid,
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "ms": round(seconds * 1000, 1),
+            "client": f"{client[0]}:{client[1]}" if client else None,
+        }
+        access_log.info(json.dumps(entry))
 
     async def guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.authorised(scope):
-            await error(401, "A valid token is needed (Authorization: Bearer TOKEN).")(scope, receive, send)
+            await self.unauthorised(scope)(scope, receive, send)
             return
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
@@ -114,31 +175,49 @@ class Guard:
             await self.too_large(scope, receive, send)
             return
         if scope["method"] in ("POST", "PUT", "PATCH"):
-            body = await self.read_body(receive)
+            try:
+                body = await self.read_body(receive)
+            except TimeoutError:
+                message = f"The request body did not arrive within {self.settings.body_timeout_s:g} s."
+                await error(408, message, {"Connection": "close"})(scope, receive, send)
+                return
             if body is None:
                 await self.too_large(scope, receive, send)
                 return
-            receive = self.replay(body)
+            receive = self.replay(body, receive)
         await self.app(scope, receive, send)
 
     def authorised(self, scope: Scope) -> bool:
+        """The token check: ``Authorization: Bearer T``, the scheme in any case (RFC 7235)."""
         token = self.settings.token
-        if token is None or scope["path"] == "/healthz":
+        if token is None or scope["path"] in OPEN_PATHS:
             return True
         given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+        scheme, _, credentials = given.strip().partition(" ")
+        ok = hmac.compare_digest(credentials.strip().encode("latin-1"), token.encode())
+        return scheme.lower() == "bearer" and ok
+
+    @staticmethod
+    def unauthorised(scope: Scope) -> JSONResponse:
+        sent = b"authorization" in dict(scope["headers"])
+        challenge = 'Bearer realm="pixforge"' + (', error="invalid_token"' if sent else "")
+        message = "A valid token is needed (Authorization: Bearer TOKEN)."
+        return error(401, message, {"WWW-Authenticate": challenge})
 
     async def too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"The request body is over the upload limit of {self.settings.max_bytes} bytes."
-        response = error(413, message)
-        response.headers["connection"] = "close"
-        await response(scope, receive, send)
+        await error(413, message, {"Connection": "close"})(scope, receive, send)
 
     async def read_body(self, receive: Receive) -> bytes | None:
-        """The whole body, or None once it passes the limit (or the client left)."""
+        """The whole body, or None once it passes the limit (or the client left); ``TimeoutError`` when it
+        takes longer than ``body_timeout_s`` in all."""
         chunks, size = [], 0
+        deadline = time.monotonic() + self.settings.body_timeout_s
         while True:
-            message = await receive()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            message = await asyncio.wait_for(receive(), remaining)
             if message["type"] == "http.disconnect":
                 return None
             chunk = message.get("body", b"")
@@ -150,17 +229,24 @@ class Guard:
                 return b"".join(chunks)
 
     @staticmethod
-    def replay(body: bytes) -> Receive:
+    def replay(body: bytes, receive: Receive) -> Receive:
+        """The body read once, then the connection's own events (so a hang-up is still seen)."""
         sent = False
 
-        async def receive() -> Message:
+        async def replayed() -> Message:
             nonlocal sent
             if not sent:
                 sent = True
                 return {"type": "http.request", "body": body, "more_body": False}
-            return {"type": "http.disconnect"}
+            return await receive()
 
-        return receive
+        return replayed
+
+
+async def client_gone(receive: Receive) -> None:
+    """Returns once the client has hung up (the body was read already: only a disconnect can come)."""
+    while (await receive())["type"] != "http.disconnect":
+        await asyncio.sleep(0.05)
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -169,19 +255,33 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def to_images(maps: dict[str, torch.Tensor], size: tuple[int, int]) -> dict[str, Image.Image]:
-    """Maps (1, C, h, w) as PIL images at the input's ``size`` (W, H), as :meth:`Translator.translate` gives."""
-    out = {}
-    for name, t in maps.items():
-        if tuple(t.shape[-2:]) != (size[1], size[0]):
-            mode = "bicubic" if name == "output" else "nearest"
-            t = F.interpolate(t.float(), size=(size[1], size[0]), mode=mode)
-        out[name] = to_image(t[0])
-    return out
+def checked_form(model: ServedModel, form: FormData) -> dict[str, Any]:
+    """The form's fields, each sent once, files only as inputs and the one input kind the model takes."""
+    seen: dict[str, Any] = {}
+    for key, value in form.multi_items():
+        if key in seen:
+            raise RequestError(422, f"The field '{key}' was sent more than once; send it once.")
+        seen[key] = value
+    for key, value in seen.items():
+        is_file = hasattr(value, "read")
+        if key in INPUT_FIELDS and not is_file:
+            raise RequestError(422, f"The field '{key}' must be a file upload.")
+        if key not in INPUT_FIELDS and is_file:
+            raise RequestError(422, f"The field '{key}' must be a form value, not a file.")
+    labeled = bool(model.translator.label_nc)
+    main, wrong = ("label", "image") if labeled else ("image", "label")
+    if wrong in seen:
+        raise RequestError(422, f"Model {model.name} takes a {main} upload, not {wrong}.")
+    if main not in seen:
+        raise RequestError(422, f"The request needs a multipart file field '{main}'.")
+    if "instance" in seen and not model.takes_instances():
+        raise RequestError(422, f"Model {model.name} takes no instance map.")
+    return seen
 
 
 def parse_options(model: ServedModel, form: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    """Translation options and the explain kind from the form fields, refusing what the model does not take."""
+    """Translation options and the explain kind from the form fields, refusing what the model does not take and
+    values out of range."""
     allowed = set(model.options())
     unknown = sorted(k for k in form if k not in INPUT_FIELDS and k not in allowed)
     if unknown:
@@ -197,7 +297,8 @@ def parse_options(model: ServedModel, form: dict[str, Any]) -> tuple[dict[str, A
         if direction not in model.directions():
             raise RequestError(422, f"Option direction: '{direction}' is not one of AtoB, BtoA.")
         options["direction"] = direction
-    for name in ("cluster", "style_seed"):
+    limits = {"cluster": max(model.n_clusters(), 1) - 1, "style_seed": MAX_SEED}
+    for name, top in limits.items():
         value = form.get(name)
         if value in (None, ""):
             continue
@@ -205,79 +306,134 @@ def parse_options(model: ServedModel, form: dict[str, Any]) -> tuple[dict[str, A
             options[name] = int(value)
         except (TypeError, ValueError):
             raise RequestError(422, f"Option {name}: '{value}' is not an integer.") from None
-    n_clusters = model.n_clusters()
-    if "cluster" in options and not 0 <= options["cluster"] < n_clusters:
-        raise RequestError(422, f"Option cluster: {options['cluster']} is not in 0..{n_clusters - 1}.")
+        if not 0 <= options[name] <= top:
+            raise RequestError(422, f"Option {name}: {options[name]} is not in 0..{top}.")
     return options, explain
 
 
-async def read_inputs(
+def read_inputs(
     model: ServedModel, form: dict[str, Any], settings: ServeSettings
 ) -> tuple[Image.Image, Image.Image | None]:
-    """The checked input image (or label map) and optional instance map of a translate request."""
-    labeled = bool(model.translator.label_nc)
-    main = "label" if labeled else "image"
-    wrong = "image" if labeled else "label"
-    if form.get(main) is None:
-        if form.get(wrong) is not None:
-            raise RequestError(422, f"Model {model.name} takes a {main} upload, not {wrong}.")
-        raise RequestError(422, f"The request needs a multipart file field '{main}'.")
-    if form.get("instance") is not None and not labeled:
-        raise RequestError(422, f"Model {model.name} takes no instance map.")
-    uploads = {k: form[k] for k in (main, "instance") if form.get(k) is not None}
+    """The checked input image (or label map) and optional instance map of a translate request (blocking:
+    run it in a thread)."""
+    main = "label" if model.translator.label_nc else "image"
     images = {}
-    for key, upload in uploads.items():
-        if not hasattr(upload, "read"):
-            raise RequestError(422, f"The field '{key}' must be a file upload.")
-        data = await upload.read()
-        images[key] = await run_in_threadpool(
-            decode_image, data, key, settings.max_bytes, settings.max_pixels
-        )
+    for key in (main, "instance"):
+        if key in form:
+            data = form[key].file.read(settings.max_bytes + 1)
+            images[key] = decode_image(data, key, settings.max_bytes, settings.max_pixels)
     source = images[main]
-    if labeled:
-        palette = model.palette()
-        source = await run_in_threadpool(label_ids, source, model.translator.label_nc, palette)
+    if main == "label":
+        source = label_ids(source, model.translator.label_nc, model.palette())
     instance = images.get("instance")
     if instance is not None:
         instance = instance_ids(instance, source.size)
     return source, instance
 
 
+def prepare(model: ServedModel, form: dict[str, Any], settings: ServeSettings) -> tuple[Any, tuple[int, int]]:
+    """Decode and check the uploads and build the model's CPU payload (in a thread: off the event loop)."""
+    source, instance = read_inputs(model, form, settings)
+    return model.prepare(source, instance), source.size
+
+
+def answer(model: ServedModel, result: Any, kind: str | None, size: tuple[int, int]) -> tuple[bytes, str]:
+    """The response body and type: a PNG, or JSON with base64 PNGs of the explain maps (in a thread)."""
+    wanted = ("output", *EXPLAIN_MAPS[kind]) if kind else ("output",)
+    images = model.finish(result, wanted, size)
+    if kind is None:
+        return png_bytes(images["output"]), "image/png"
+    encoded = {k: base64.b64encode(png_bytes(v)).decode("ascii") for k, v in images.items()}
+    return json.dumps({"model": model.name, "explain": kind, "images": encoded}).encode(), "application/json"
+
+
 def create_app(settings: ServeSettings) -> FastAPI:
     """The server app for ``settings.runs`` (loaded here, once)."""
     settings.validate()
-    registry = ModelRegistry.load(list(settings.runs), settings.device)
-    if settings.amp != "none" and any(m.translator.device.type != "cuda" for m in registry):
+    specs = settings.specs()
+    registry = ModelRegistry.load(specs, settings.device)
+    for model, spec in zip(registry, specs, strict=True):
+        model.batching = settings.batching(spec)
+    if settings.amp != "none" and any(m.device.type != "cuda" for m in registry):
         raise PixforgeError("option --amp: bf16 is supported on CUDA only (use --device cuda)")
     metrics = Metrics()
-    batcher = Batcher(registry, settings.max_batch, settings.max_wait_ms, metrics, settings.amp)
+    batcher = Batcher(registry, metrics, settings.amp)
+    lifecycle = Lifecycle()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batcher.start()
+        warming = asyncio.ensure_future(warm_up(batcher, lifecycle))
         yield
+        warming.cancel()
         await run_in_threadpool(batcher.stop)
 
     app = FastAPI(
         title="pixforge",
         version=__version__,
-        description="Image-to-image translation models served over HTTP.",
+        description="Image-to-image translation models served over HTTP. Every error is JSON "
+        '`{"error": "One sentence."}`; every answer carries `X-Request-ID`.',
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.registry = registry
     app.state.batcher = batcher
     app.state.metrics = metrics
+    app.state.lifecycle = lifecycle
     install_error_handlers(app)
     add_routes(app)
+    add_bearer_scheme(app, settings)
     app.add_middleware(Guard, settings=settings, metrics=metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
     return app
+
+
+async def warm_up(batcher: Batcher, lifecycle: Lifecycle) -> None:
+    """Run each model once on a small blank input in its worker (first-call costs are paid before /readyz says
+    ready), then mark the server ready."""
+    try:
+        for model in batcher.registry:
+            side = max(model.size_multiple(), 16)
+            blank = Image.new("I" if model.translator.label_nc else "RGB", (side, side))
+            payload = await run_in_threadpool(model.prepare, blank, None)
+            await batcher.warm(model.name, payload)
+    except Exception:  # noqa: BLE001 - a model that fails here fails its requests with the same error
+        error_log.exception("warming up the models failed")
+    lifecycle.loading = False
+
+
+def add_bearer_scheme(app: FastAPI, settings: ServeSettings) -> None:
+    """With a token, the OpenAPI document declares the bearer scheme, so /docs's "Authorize" button works."""
+    if settings.token is None:
+        return
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = plain()
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["bearer"] = {"type": "http", "scheme": "bearer"}
+            for path, operations in schema["paths"].items():
+                if path not in OPEN_PATHS:
+                    for operation in operations.values():
+                        operation["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:
-        return error(exc.status, str(exc))
+        return error(exc.status, str(exc), getattr(exc, "headers", None))
 
     @app.exception_handler(PixforgeError)
     async def pixforge_error(request: Request, exc: PixforgeError) -> JSONResponse:
@@ -291,6 +447,8 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"No such endpoint: {request.url.path}."
         if exc.status_code == 405:
             message = f"Method {request.method} is not allowed on {request.url.path}."
+        if not message.endswith("."):
+            message += "."
         return error(exc.status_code, message)
 
     @app.exception_handler(RequestValidationError)
@@ -305,6 +463,7 @@ def add_routes(app: FastAPI) -> None:
     batcher: Batcher = app.state.batcher
     metrics: Metrics = app.state.metrics
     settings: ServeSettings = app.state.settings
+    lifecycle: Lifecycle = app.state.lifecycle
 
     def model_or_404(name: str) -> ServedModel:
         try:
@@ -313,28 +472,39 @@ def add_routes(app: FastAPI) -> None:
             served = ", ".join(registry.names())
             raise RequestError(404, f"No model named '{name}' is served (models: {served}).") from None
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses=error_responses(500))
     async def healthz() -> dict[str, Any]:
-        """Liveness: always answers, without the token."""
+        """Liveness: the process answers (always, without the token)."""
         return {"status": "ok", "models": len(registry.names())}
 
-    @app.get("/v1/models")
+    @app.get("/readyz", responses=error_responses(500, 503))
+    async def readyz() -> JSONResponse:
+        """Readiness: 200 once every model has run once, 503 while loading and from SIGTERM on (draining)."""
+        body: dict[str, Any] = {"ready": lifecycle.status == "ready", "status": lifecycle.status}
+        if not body["ready"]:
+            body["error"] = f"The server is {lifecycle.status}; send requests elsewhere for now."
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+    @app.get("/v1/models", responses=error_responses(401, 500))
     async def models() -> dict[str, Any]:
         """The served models: method, input kind, classes and palette, styles, directions, explain maps."""
         return {"models": [m.info() for m in registry]}
 
-    @app.get("/v1/models/{name}")
+    @app.get("/v1/models/{name}", responses=error_responses(401, 404, 500))
     async def model_info(name: str) -> dict[str, Any]:
         return model_or_404(name).info()
 
-    @app.get("/metrics")
+    @app.get("/metrics", responses=error_responses(401, 500), response_class=Response)
     async def prometheus() -> Response:
-        """Prometheus text: requests, latency histogram, batch sizes, errors."""
+        """Prometheus text: requests, latency, batch sizes, errors, queue depth, in flight, dropped requests."""
         return Response(metrics.text(), media_type=metrics.content_type)
 
     @app.post(
         "/v1/models/{name}/translate",
-        responses={200: {"content": {"image/png": {}, "application/json": {}}}},
+        responses={
+            200: {"content": {"image/png": {}, "application/json": {}}},
+            **error_responses(400, 401, 404, 408, 413, 415, 422, 500, 503, 504),
+        },
         response_class=Response,
     )
     async def translate(
@@ -347,22 +517,21 @@ def add_routes(app: FastAPI) -> None:
         cluster: Annotated[
             int | None, Form(description="Feature cluster of every instance (pix2pixHD)")
         ] = None,
-        style_seed: Annotated[int | None, Form(description="Seed of random styles (pix2pixHD)")] = None,
+        style_seed: Annotated[
+            int | None, Form(description=f"Seed of random styles, 0..{MAX_SEED} (pix2pixHD)")
+        ] = None,
         explain: Annotated[
             str | None, Form(description="region (DRPAN) or attention (GuideGAN): JSON answer")
         ] = None,
     ) -> Response:
         """Translate one upload; a PNG at the input's size, or JSON with base64 PNGs when ``explain`` is asked."""
         model = model_or_404(name)
-        form = dict(await request.form())
+        form = checked_form(model, await request.form())
         options, kind = parse_options(model, form)
-        source, inst = await read_inputs(model, form, settings)
-        batch = await run_in_threadpool(model.translator.batch_for, source, inst)
-        maps = await batcher.submit(model.name, batch, options)
-        wanted = ("output", *EXPLAIN_MAPS[kind]) if kind else ("output",)
-        images = await run_in_threadpool(to_images, {k: maps[k] for k in wanted}, source.size)
-        if kind is None:
-            return Response(png_bytes(images["output"]), media_type="image/png")
-        encoded = {k: base64.b64encode(png_bytes(v)).decode("ascii") for k, v in images.items()}
-        body = {"model": model.name, "explain": kind, "images": encoded}
-        return Response(json.dumps(body), media_type="application/json")
+        payload, size = await run_in_threadpool(prepare, model, form, settings)
+        gone: Callable[[], Any] = partial(client_gone, request.receive)
+        result = await batcher.submit(
+            model.name, payload, options, timeout_s=settings.timeout_ms / 1000, disconnected=gone
+        )
+        body, media_type = await run_in_threadpool(answer, model, result, kind, size)
+        return Response(body, media_type=media_type)
