@@ -3,46 +3,105 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from pixforge.cli._base import cli
 from pixforge.errors import PixforgeError
+from pixforge.serve.settings import DEFAULT_BATCH_PIXELS, DEFAULT_MAX_PIXELS, ServeSettings, load_config
 
 
 @cli.command(name="serve")
-@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("runs", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="YAML serve config: settings and models with their own batching (flags given override it).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--max-batch", default=8, show_default=True, type=int, help="Requests per forward pass.")
 @click.option("--max-wait-ms", default=10.0, show_default=True, type=float, help="Wait for a batch to fill.")
-@click.option("--token", help="Require 'Authorization: Bearer TOKEN' on every endpoint but /healthz.")
 @click.option(
-    "--max-pixels", default=4096 * 4096, show_default=True, type=int, help="Largest upload in pixels."
+    "--max-batch-pixels",
+    default=DEFAULT_BATCH_PIXELS,
+    show_default=True,
+    type=int,
+    help="Pixels in one forward pass (a larger request runs alone).",
+)
+@click.option(
+    "--max-queue", default=64, show_default=True, type=int, help="Requests waiting per model; then 503."
+)
+@click.option(
+    "--timeout-ms",
+    default=30_000.0,
+    show_default=True,
+    type=float,
+    help="Longest wait in the queue; then 504.",
+)
+@click.option(
+    "--header-timeout-s",
+    default=10.0,
+    show_default=True,
+    type=float,
+    help="Time to send a request's headers.",
+)
+@click.option("--body-timeout-s", default=30.0, show_default=True, type=float, help="Time to send a body.")
+@click.option(
+    "--token", help="Require 'Authorization: Bearer TOKEN' on the API (not /healthz, /readyz, /docs)."
+)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    help="Origin allowed to call the API from a browser (repeatable).",
+)
+@click.option(
+    "--max-pixels",
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    type=int,
+    help="Largest upload in pixels (the default fits a worker in about 1.5 GB).",
 )
 @click.option("--max-bytes", default=20 * 2**20, show_default=True, type=int, help="Largest upload in bytes.")
 @click.option("--amp", default="none", type=click.Choice(["none", "bf16"]), help="bf16 autocast (CUDA).")
-def serve_cmd(
-    runs: tuple[Path, ...],
-    host: str,
-    port: int,
-    device: str,
-    max_batch: int,
-    max_wait_ms: float,
-    token: str | None,
-    max_pixels: int,
-    max_bytes: int,
-    amp: str,
-) -> None:
-    """Serve the models in RUNS over HTTP (API docs at /docs); SIGTERM drains requests and exits 0."""
-    from pixforge.serve.app import ServeSettings, create_app
+def serve_cmd(runs: tuple[Path, ...], config_file: Path | None, host: str, port: int, **options: Any) -> None:
+    """Serve the models in RUNS (run folders or exported .onnx files) over HTTP (API docs at /docs);
+    SIGTERM drains requests and exits 0."""
+    from pixforge.serve.app import create_app
     from pixforge.serve.server import run as run_server
 
-    settings = ServeSettings(list(runs), device, max_batch, max_wait_ms, token, max_pixels, max_bytes, amp)
+    settings = serve_settings(runs, config_file, options)
     app = create_app(settings)
     click.echo(f"serving {', '.join(app.state.registry.names())} on http://{host}:{port} (docs: /docs)")
     run_server(app, host, port)
+
+
+def serve_settings(
+    runs: tuple[Path, ...], config_file: Path | None, options: dict[str, Any]
+) -> ServeSettings:
+    """Flags over the config file: a flag counts when given on the command line, else the file's value."""
+    options["cors_origins"] = list(options["cors_origins"])
+    if config_file is None:
+        if not runs:
+            raise PixforgeError("serve: name at least one run (or --config with models)")
+        return ServeSettings(list(runs), **options)
+    context = click.get_current_context()
+    given = {
+        k: v
+        for k, v in options.items()
+        if context.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE
+    }
+    if not config_file.is_file():
+        raise PixforgeError(f"--config {config_file}: no such file")
+    settings = load_config(config_file, **given)
+    settings.runs = [*settings.runs, *runs]
+    if not settings.runs:
+        raise PixforgeError(f"--config {config_file}: no models (add 'models:' or name runs)")
+    return settings
 
 
 # studio and studies (the web studio on the serve app; perceptual studies in SQLite) --------------------------

@@ -44,6 +44,8 @@ INPUT_FIELDS = ("image", "label", "instance")
 OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json")
 #: the largest style seed (numpy's generators take seeds in 0..2**32-1 and beyond; the API promises this range)
 MAX_SEED = 2**32 - 1
+#: how often a body read looks whether the server started draining
+DRAIN_POLL_S = 0.25
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 access_log = logging.getLogger("pixforge.serve.access")
@@ -96,6 +98,10 @@ def request_id(scope: Scope) -> str:
     return given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
+class Draining(Exception):
+    """The server started draining while a request body was still arriving."""
+
+
 @dataclass
 class Lifecycle:
     """Readiness (``/readyz``): loading until the models have run once, draining from SIGTERM on."""
@@ -117,10 +123,11 @@ class Guard:
     the app sees it, so an oversized or stalled upload is refused without being parsed or stored.
     """
 
-    def __init__(self, app: ASGIApp, settings: ServeSettings, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, settings: ServeSettings, metrics: Metrics, lifecycle: Lifecycle) -> None:
         self.app = app
         self.settings = settings
         self.metrics = metrics
+        self.lifecycle = lifecycle
         self.body_limit = settings.max_bytes + 64 * 1024
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -181,6 +188,11 @@ class Guard:
                 message = f"The request body did not arrive within {self.settings.body_timeout_s:g} s."
                 await error(408, message, {"Connection": "close"})(scope, receive, send)
                 return
+            except Draining:
+                message = "The server is shutting down before this upload arrived; retry elsewhere."
+                headers = {"Connection": "close", "Retry-After": "1"}
+                await error(503, message, headers)(scope, receive, send)
+                return
             if body is None:
                 await self.too_large(scope, receive, send)
                 return
@@ -210,14 +222,12 @@ class Guard:
 
     async def read_body(self, receive: Receive) -> bytes | None:
         """The whole body, or None once it passes the limit (or the client left); ``TimeoutError`` when it
-        takes longer than ``body_timeout_s`` in all."""
+        takes longer than ``body_timeout_s`` in all, :class:`Draining` once the server drains (an upload still
+        arriving is not a request in flight: the drain does not wait for it)."""
         chunks, size = [], 0
         deadline = time.monotonic() + self.settings.body_timeout_s
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            message = await asyncio.wait_for(receive(), remaining)
+            message = await self.next_chunk(receive, deadline)
             if message["type"] == "http.disconnect":
                 return None
             chunk = message.get("body", b"")
@@ -227,6 +237,19 @@ class Guard:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+    async def next_chunk(self, receive: Receive, deadline: float) -> Message:
+        """The next body event, looking every :data:`DRAIN_POLL_S` whether the server started draining."""
+        while True:
+            if self.lifecycle.draining:
+                raise Draining
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            try:
+                return await asyncio.wait_for(receive(), min(remaining, DRAIN_POLL_S))
+            except asyncio.TimeoutError:  # noqa: UP041 - not the builtin on Python 3.10
+                continue
 
     @staticmethod
     def replay(body: bytes, receive: Receive) -> Receive:
@@ -383,7 +406,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     install_error_handlers(app)
     add_routes(app)
     add_bearer_scheme(app, settings)
-    app.add_middleware(Guard, settings=settings, metrics=metrics)
+    app.add_middleware(Guard, settings=settings, metrics=metrics, lifecycle=lifecycle)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
