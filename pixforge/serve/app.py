@@ -15,22 +15,22 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixforge import __version__
 from pixforge.errors import PixforgeError
 from pixforge.serve.batcher import Batcher
+from pixforge.serve.form import Field, Upload, parse_form
 from pixforge.serve.inputs import RequestError, decode_image, instance_ids, label_ids
 from pixforge.serve.metrics import Metrics
 from pixforge.serve.registry import EXPLAIN_MAPS, ModelRegistry, ServedModel, to_images
@@ -69,6 +69,25 @@ ERRORS = {
     500: "An unexpected failure; the message names the request id, the log has the traceback.",
     503: "The model's queue is full (--max-queue): retry after Retry-After seconds.",
     504: "The request waited in the queue past --timeout-ms and was dropped before it ran.",
+}
+
+
+def binary(description: str) -> dict[str, str]:
+    return {"type": "string", "format": "binary", "description": description}
+
+
+#: the translate request's form (parsed by :func:`pixforge.serve.form.parse_form` in a thread, so described here)
+FORM = {
+    "type": "object",
+    "properties": {
+        "image": binary("RGB image (image models)"),
+        "label": binary("Label-id map, or a colour map in the advertised palette (labeled models)"),
+        "instance": binary("Instance-id map (pix2pixHD)"),
+        "direction": {"type": "string", "enum": ["AtoB", "BtoA"], "description": "CycleGAN's generator"},
+        "cluster": {"type": "integer", "minimum": 0, "description": "Feature cluster of every instance"},
+        "style_seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED, "description": "Random styles"},
+        "explain": {"type": "string", "enum": ["region", "attention"], "description": "JSON with maps"},
+    },
 }
 
 
@@ -278,15 +297,15 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def checked_form(model: ServedModel, form: FormData) -> dict[str, Any]:
+def checked_form(model: ServedModel, form: list[Field]) -> dict[str, Any]:
     """The form's fields, each sent once, files only as inputs and the one input kind the model takes."""
     seen: dict[str, Any] = {}
-    for key, value in form.multi_items():
+    for key, value in form:
         if key in seen:
             raise RequestError(422, f"The field '{key}' was sent more than once; send it once.")
         seen[key] = value
     for key, value in seen.items():
-        is_file = hasattr(value, "read")
+        is_file = isinstance(value, Upload)
         if key in INPUT_FIELDS and not is_file:
             raise RequestError(422, f"The field '{key}' must be a file upload.")
         if key not in INPUT_FIELDS and is_file:
@@ -294,7 +313,8 @@ def checked_form(model: ServedModel, form: FormData) -> dict[str, Any]:
     labeled = bool(model.translator.label_nc)
     main, wrong = ("label", "image") if labeled else ("image", "label")
     if wrong in seen:
-        raise RequestError(422, f"Model {model.name} takes a {main} upload, not {wrong}.")
+        article = "a" if labeled else "an"
+        raise RequestError(422, f"Model {model.name} takes {article} {main} upload, not {wrong}.")
     if main not in seen:
         raise RequestError(422, f"The request needs a multipart file field '{main}'.")
     if "instance" in seen and not model.takes_instances():
@@ -343,7 +363,7 @@ def read_inputs(
     images = {}
     for key in (main, "instance"):
         if key in form:
-            data = form[key].file.read(settings.max_bytes + 1)
+            data = form[key].data
             images[key] = decode_image(data, key, settings.max_bytes, settings.max_pixels)
     source = images[main]
     if main == "label":
@@ -354,10 +374,15 @@ def read_inputs(
     return source, instance
 
 
-def prepare(model: ServedModel, form: dict[str, Any], settings: ServeSettings) -> tuple[Any, tuple[int, int]]:
-    """Decode and check the uploads and build the model's CPU payload (in a thread: off the event loop)."""
+def prepare(
+    model: ServedModel, body: bytes, content_type: str, settings: ServeSettings
+) -> tuple[Any, dict[str, Any], str | None, tuple[int, int]]:
+    """Parse the form, check the options, decode and check the uploads, and build the model's CPU payload (in a
+    thread: off the event loop). Returns the payload, options, explain kind and the input's size."""
+    form = checked_form(model, parse_form(body, content_type))
+    options, kind = parse_options(model, form)
     source, instance = read_inputs(model, form, settings)
-    return model.prepare(source, instance), source.size
+    return model.prepare(source, instance), options, kind, source.size
 
 
 def answer(model: ServedModel, result: Any, kind: str | None, size: tuple[int, int]) -> tuple[bytes, str]:
@@ -529,29 +554,16 @@ def add_routes(app: FastAPI) -> None:
             **error_responses(400, 401, 404, 408, 413, 415, 422, 500, 503, 504),
         },
         response_class=Response,
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": FORM}}}
+        },
     )
-    async def translate(
-        name: str,
-        request: Request,
-        image: Annotated[UploadFile | None, File(description="RGB image (image models)")] = None,
-        label: Annotated[UploadFile | None, File(description="Label-id map (labeled models)")] = None,
-        instance: Annotated[UploadFile | None, File(description="Instance-id map (pix2pixHD)")] = None,
-        direction: Annotated[str | None, Form(description="AtoB or BtoA (CycleGAN)")] = None,
-        cluster: Annotated[
-            int | None, Form(description="Feature cluster of every instance (pix2pixHD)")
-        ] = None,
-        style_seed: Annotated[
-            int | None, Form(description=f"Seed of random styles, 0..{MAX_SEED} (pix2pixHD)")
-        ] = None,
-        explain: Annotated[
-            str | None, Form(description="region (DRPAN) or attention (GuideGAN): JSON answer")
-        ] = None,
-    ) -> Response:
+    async def translate(name: str, request: Request) -> Response:
         """Translate one upload; a PNG at the input's size, or JSON with base64 PNGs when ``explain`` is asked."""
         model = model_or_404(name)
-        form = checked_form(model, await request.form())
-        options, kind = parse_options(model, form)
-        payload, size = await run_in_threadpool(prepare, model, form, settings)
+        content_type = request.headers.get("content-type", "")
+        body = await request.body()
+        payload, options, kind, size = await run_in_threadpool(prepare, model, body, content_type, settings)
         gone: Callable[[], Any] = partial(client_gone, request.receive)
         result = await batcher.submit(
             model.name, payload, options, timeout_s=settings.timeout_ms / 1000, disconnected=gone

@@ -38,7 +38,8 @@ def serve_runs(train_tiny: Callable[..., dict[str, Path]]) -> dict[str, Path]:
 
 
 def make_settings(runs: list[Path], **kw: Any) -> ServeSettings:
-    return ServeSettings(runs=list(runs), device="cpu", max_pixels=MAX_PIXELS, max_bytes=MAX_BYTES, **kw)
+    limits = {"max_pixels": MAX_PIXELS, "max_bytes": MAX_BYTES, **kw}
+    return ServeSettings(runs=list(runs), device="cpu", **limits)
 
 
 def make_photo(size: tuple[int, int] = (32, 32), seed: int = 0) -> Image.Image:

@@ -11,6 +11,9 @@ import time
 from pathlib import Path
 from urllib import parse
 
+import numpy as np
+from PIL import Image
+
 from pixforge.client import multipart, upload_bytes
 from pixforge.serve.app import create_app
 from pixforge.serve.server import background
@@ -157,3 +160,29 @@ def test_a_batch_holds_at_most_its_pixel_budget(serve_runs: dict[str, Path], set
             thread.join(60)
             assert out["result"][0] == 200
         assert held.passes == [1, 2, 1]
+
+
+def noise_png(side: int) -> bytes:
+    rng = np.random.default_rng(side)
+    return upload_bytes(Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)))
+
+
+def test_healthz_answers_promptly_during_a_burst_of_large_requests(serve_runs: dict[str, Path], settings, live):
+    """Decoding, resizing and PNG encoding run in threads: /healthz waits for none of them. The bound is
+    relative (a third of one large request's own time, measured here), so a loaded machine slows both."""
+    app = create_app(settings([serve_runs["p2p"]], max_pixels=1024 * 1024, max_bytes=8 * 2**20, max_batch=1))
+    image = {"image": noise_png(1024)}
+    with background(app) as url:
+        live.wait_ready(url)
+        start = time.perf_counter()
+        assert live.post_upload(url, "p2p", image)[0] == 200
+        alone = time.perf_counter() - start
+        burst = [in_thread(live.post_upload, url, "p2p", image) for _ in range(3)]
+        probes = []
+        while any(thread.is_alive() for thread, _ in burst):
+            start = time.perf_counter()
+            assert live.http(url, "GET", "/healthz")[0] == 200
+            probes.append(time.perf_counter() - start)
+        assert all(out["result"][0] == 200 for _, out in burst)
+        print(f"one large request {alone:.3f} s; /healthz worst {max(probes):.3f} s over {len(probes)} probes")
+        assert max(probes) < alone / 3
