@@ -538,7 +538,7 @@ def add_routes(app: FastAPI) -> None:
         """The served models: method, input kind, classes and palette, styles, directions, explain maps."""
         return {"models": [m.info() for m in registry]}
 
-    @app.get("/v1/models/{name}", responses=error_responses(401, 404, 500))
+    @app.get("/v1/models/{name}", responses=error_responses(401, 404, 422, 500))
     async def model_info(name: str) -> dict[str, Any]:
         return model_or_404(name).info()
 
