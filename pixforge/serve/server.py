@@ -10,6 +10,7 @@ the body timeout plus the requests in flight, and :data:`GRACEFUL_SECONDS` bound
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import socket
 import threading
@@ -106,6 +107,16 @@ def make_server(app: FastAPI, host: str, port: int, log_level: str = "info") -> 
     return DrainingServer(config, app)
 
 
+def log_to_stderr() -> None:
+    """The server's own logs (a JSON access line per request, tracebacks of failures) on stderr."""
+    log = logging.getLogger("pixforge.serve")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def run(app: FastAPI, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve until SIGTERM/SIGINT; in-flight requests finish before this returns.
 
@@ -113,6 +124,7 @@ def run(app: FastAPI, host: str = "127.0.0.1", port: int = 8000) -> None:
     lets the process exit with status 0 after the drain instead of dying by the signal.
     """
     server = make_server(app, host, port)
+    log_to_stderr()
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
         server.run()
