@@ -220,7 +220,7 @@ def memory(args: argparse.Namespace) -> None:
         run = args.run or demo_run(Path(tmp), preprocess="none")
         for budget in (None, side * side * 8):
             for clients in (1, 3):
-                extra = ["--max-bytes", str(len(body) * 2)]
+                extra = ["--max-bytes", str(len(body) * 2), "--timeout-ms", "3600000"]
                 extra += ["--max-batch-pixels", str(budget)] if budget else []
                 proc, url = start_server(run, 8, 2000.0, args.threads, *extra)
                 try:
