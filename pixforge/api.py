@@ -175,7 +175,10 @@ class Translator:
         return torch.from_numpy(np.asarray(img, dtype=np.int64))[None, None].to(device or self.device)
 
     def batch_for(
-        self, image: Image.Image, instance: Image.Image | None = None, device: torch.device | str | None = None
+        self,
+        image: Image.Image,
+        instance: Image.Image | None = None,
+        device: torch.device | str | None = None,
     ) -> dict[str, torch.Tensor]:
         """The model batch for one input: ``A``, and for labeled models ``label`` (and ``instance``), on
         ``device`` (default: the model's; the server prepares on the CPU and copies once in its worker)."""
