@@ -324,7 +324,12 @@ def validate(cfg: Config) -> None:
                 )
             if "range" in f.metadata:
                 _check_range(f.name, value, f.metadata["range"])
-            if "range" not in f.metadata and isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            if (
+                "range" not in f.metadata
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and value < 0
+            ):
                 raise PixforgeError(f"option {f.name}: must not be negative (got {value})")
     if cfg.train.steps and cfg.train.steps_decay > cfg.train.steps:
         raise PixforgeError("option steps_decay: cannot exceed steps")
