@@ -167,7 +167,9 @@ def noise_png(side: int) -> bytes:
     return upload_bytes(Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)))
 
 
-def test_healthz_answers_promptly_during_a_burst_of_large_requests(serve_runs: dict[str, Path], settings, live):
+def test_healthz_answers_promptly_during_a_burst_of_large_requests(
+    serve_runs: dict[str, Path], settings, live
+):
     """Decoding, resizing and PNG encoding run in threads: /healthz waits for none of them. The bound is
     relative (a third of one large request's own time, measured here), so a loaded machine slows both."""
     app = create_app(settings([serve_runs["p2p"]], max_pixels=1024 * 1024, max_bytes=8 * 2**20, max_batch=1))
@@ -184,5 +186,7 @@ def test_healthz_answers_promptly_during_a_burst_of_large_requests(serve_runs: d
             assert live.http(url, "GET", "/healthz")[0] == 200
             probes.append(time.perf_counter() - start)
         assert all(out["result"][0] == 200 for _, out in burst)
-        print(f"one large request {alone:.3f} s; /healthz worst {max(probes):.3f} s over {len(probes)} probes")
+        print(
+            f"one large request {alone:.3f} s; /healthz worst {max(probes):.3f} s over {len(probes)} probes"
+        )
         assert max(probes) < alone / 3
