@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -398,3 +400,41 @@ def test_metadata_tells_a_deployer_everything_and_no_machine_path(
     assert spec["resize"] is None and spec["inputs"]["instance"]["pad"] == label["pad"]
     cropped = json.loads(read_metadata(export_run(runs["resnet"], tmp_path / "r.onnx").path)["inputs"])
     assert cropped["resize"]["size"] == [32, 32] and "bicubic" in cropped["resize"]["rule"]
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "deploy_onnx.py"
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def run_without_pixforge(script: Path, *args: str) -> None:
+    """Run ``script`` in a fresh interpreter where ``import pixforge`` fails."""
+    code = (
+        "import runpy, sys; sys.modules['pixforge'] = None; sys.argv = sys.argv[1:]; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    subprocess.run([sys.executable, "-c", code, str(script), *args], check=True, timeout=120)
+
+
+def test_the_readme_shows_the_deploy_example_as_it_is():
+    text = README.read_text()
+    start = text.index("```python\n", text.index("examples/deploy_onnx.py")) + len("```python\n")
+    assert text[start : text.index("```", start)] == EXAMPLE.read_text()
+
+
+def test_the_deploy_example_runs_without_pixforge(runs: dict[str, Path], hd_native, tmp_path: Path):
+    """The README's example gives what ``pixforge translate`` gives: an image model at the input's size off the
+    multiple, and pix2pixHD from a colour-coded label map with one cluster."""
+    photo = Image.fromarray(np.random.default_rng(4).integers(0, 256, (30, 45, 3), dtype=np.uint8))
+    photo.save(tmp_path / "photo.png")
+    native = export_run(runs["resnet_native"], tmp_path / "native.onnx").path
+    run_without_pixforge(EXAMPLE, str(native), str(tmp_path / "photo.png"), str(tmp_path / "out.png"))
+    assert grey_levels(Image.open(tmp_path / "out.png"), OnnxTranslator(native)(photo)) <= ONE_LEVEL
+
+    _, onnx_model = hd_native
+    label, _ = hd_scene(60, 44, seed=2)
+    palette = np.asarray(json.loads(onnx_model.meta["inputs"])["inputs"]["label"]["palette"], dtype=np.uint8)
+    Image.fromarray(palette[np.asarray(label)]).save(tmp_path / "scene.png")
+    run_without_pixforge(
+        EXAMPLE, str(onnx_model.path), str(tmp_path / "scene.png"), str(tmp_path / "hd.png"), "2"
+    )
+    assert grey_levels(Image.open(tmp_path / "hd.png"), onnx_model(label, cluster=2)) <= ONE_LEVEL
