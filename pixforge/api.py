@@ -178,6 +178,7 @@ class Translator:
 
     def batch_for(self, image: Image.Image, instance: Image.Image | None = None) -> dict[str, torch.Tensor]:
         """The model batch for one input: ``A``, and for labeled models ``label`` (and ``instance``)."""
+        image = upright(image)
         batch = {"A": self.prepare(image)}
         if self.label_nc:
             batch["label"] = batch["A"].argmax(1, keepdim=True)
