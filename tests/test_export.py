@@ -438,3 +438,15 @@ def test_the_deploy_example_runs_without_pixforge(runs: dict[str, Path], hd_nati
         EXAMPLE, str(onnx_model.path), str(tmp_path / "scene.png"), str(tmp_path / "hd.png"), "2"
     )
     assert grey_levels(Image.open(tmp_path / "hd.png"), onnx_model(label, cluster=2)) <= ONE_LEVEL
+
+
+def test_colour_coded_label_maps_in_the_listed_palette_translate_like_ids(hd_native):
+    """The palette in the metadata (and ``Translator.palette``) decodes colour-coded label maps, in the library
+    and through ONNX."""
+    torch_model, onnx_model = hd_native
+    label, _ = hd_scene(40, 32, seed=3)
+    palette = np.asarray(json.loads(onnx_model.meta["inputs"])["inputs"]["label"]["palette"], dtype=np.uint8)
+    assert np.array_equal(palette, torch_model.palette())
+    coloured = Image.fromarray(palette[np.asarray(label)])
+    for model in (torch_model, onnx_model):
+        assert grey_levels(model(coloured, cluster=1), model(label, cluster=1)) == 0
