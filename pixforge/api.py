@@ -266,10 +266,8 @@ def label_map_ids(image: Image.Image, label_nc: int, palette: np.ndarray) -> np.
 
 
 def viewable(image: Image.Image, label_nc: int) -> Image.Image:
-    """An input as a viewable picture (label maps coloured by class)."""
-    if not label_nc:
-        return decode(image, "RGB")
-    if image.mode not in ID_MODES:
+    """An input as a viewable picture (id label maps coloured by class; pictures and colour-coded maps as they are)."""
+    if not label_nc or image.mode not in ID_MODES:
         return decode(image, "RGB")
     ids = np.asarray(image, dtype=np.int64).clip(0, label_nc - 1)
     colors = ((label_palette(label_nc).numpy() + 1) * 127.5).round().astype(np.uint8)

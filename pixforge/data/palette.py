@@ -2,12 +2,17 @@
 
 Label ids follow the CMP Facade Database (Tyleček & Šára, GCPR 2013): 1..12 in the order of
 :data:`FACADE_CLASSES`; id 0 means unlabeled and is drawn black.
+
+A model's palette and class names (:func:`dataset_palette`, :func:`dataset_classes`) come from its dataset's
+``palette.json`` and ``classes.txt`` when they are readable, else from :func:`default_colors` and ``class K``:
+the server lists them, ONNX exports carry them, and colour-coded label maps are decoded with them.
 """
 
 from pathlib import Path
 
 import numpy as np
 
+from pixforge.data.formats import read_palette
 from pixforge.errors import PixforgeError
 
 FACADE_CLASSES: tuple[str, ...] = (
@@ -102,8 +107,6 @@ def default_colors(n: int) -> np.ndarray:
 def dataset_palette(root: str | Path, label_nc: int) -> np.ndarray:
     """The colours of class ids 0..label_nc-1 (label_nc, 3) int64: the dataset's ``palette.json`` when it is
     readable, else :func:`default_colors` (ids beyond a short palette.json also get the default colours)."""
-    from pixforge.data.formats import read_palette
-
     colors = default_colors(label_nc).astype(np.int64)
     try:
         given = read_palette(Path(root)) if str(root) else None
