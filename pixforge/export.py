@@ -571,19 +571,21 @@ class OnnxTranslator:
         image = upright(image)
         size = self._model_size(image.size)
         feeds: dict[str, np.ndarray] = {}
+        label = np.zeros((size[1], size[0]), dtype=np.int64)  # pix2pixHD on photos: one class
         if self.label_nc:
             palette = np.asarray(self.spec["inputs"]["label"]["palette"], dtype=np.int64)
             ids = label_map_ids(image, self.label_nc, palette).astype(np.int32)
             label = np.asarray(Image.fromarray(ids).resize(size, Image.NEAREST), dtype=np.int64)
-            inst = label
-            if instance is not None:
-                inst_ids = np.asarray(upright(instance), dtype=np.int64).astype(np.int32)
-                inst = np.asarray(Image.fromarray(inst_ids).resize(size, Image.NEAREST), dtype=np.int64)
-            feeds["label"], feeds["instance"] = label[None, None], inst[None, None]
-            if "cluster" in self.names:
-                feeds["cluster"] = self._cluster_map(label, inst, style)[None, None]
+            feeds["label"] = label[None, None]
         else:
             feeds["image"] = to_tensor(decode(image, "RGB").resize(size, Image.BICUBIC)).unsqueeze(0).numpy()
+        inst = label
+        if instance is not None:
+            inst_ids = np.asarray(upright(instance), dtype=np.int64).astype(np.int32)
+            inst = np.asarray(Image.fromarray(inst_ids).resize(size, Image.NEAREST), dtype=np.int64)
+        feeds["instance"] = inst[None, None]
+        if "cluster" in self.names:
+            feeds["cluster"] = self._cluster_map(label, inst, style)[None, None]
         return {k: feeds[k] for k in self.names}
 
     def _cluster_map(self, label: np.ndarray, instance: np.ndarray, style: dict[str, int]) -> np.ndarray:
