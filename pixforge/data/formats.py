@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from pixforge.data.images import ID_MODES, BrokenImageError, class_ids, open_image
+from pixforge.data.images import ID_MODES, BrokenImageError, class_ids, open_image, upright_size
 from pixforge.errors import PixforgeError
 
 log = logging.getLogger("pixforge")
@@ -216,10 +216,11 @@ def read_image(path: Path, mode: str = "RGB") -> Image.Image:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels."""
+    """(width, height) as the picture is read (upright: :func:`images.upright_size`), from the file header,
+    without decoding the pixels."""
     try:
         with Image.open(path) as img:
-            return img.size
+            return upright_size(img)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise BrokenImageError(f"cannot read image {path}: {exc}") from None
 

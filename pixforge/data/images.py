@@ -42,6 +42,19 @@ def upright(img: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(img)
 
 
+def upright_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) of an opened, undecoded ``img`` once upright: orientations 5..8 turn it a quarter.
+
+    Only EXIF read with the header counts (JPEG's, and PNG's written before the pixels, as PIL writes it):
+    ``getexif`` would decode a PNG's pixels to look for EXIF after them, too slow for listing a dataset.
+    """
+    w, h = img.size
+    exif = Image.Exif()
+    if img.info.get("exif"):
+        exif.load(img.info["exif"])
+    return (h, w) if exif.get(ORIENTATION, 1) in (5, 6, 7, 8) else (w, h)
+
+
 def eight_bit(img: Image.Image) -> Image.Image:
     """A 16-bit grey image (``I;16*``, or ``I`` with values over 255) as 8-bit ``L`` by v / 257; others as they are."""
     if not img.mode.startswith("I"):

@@ -120,3 +120,16 @@ def test_a_colour_label_map_of_the_dataset_decodes_to_ids(tmp_path: Path):
     ids = np.random.default_rng(1).integers(0, 3, (6, 5))
     Image.fromarray(palette[ids].astype(np.uint8)).save(tmp_path / "label.png")
     assert np.array_equal(formats.read_label(tmp_path / "label.png", palette), ids)
+
+
+def test_a_phone_photo_pairs_with_an_upright_target(tmp_path: Path):
+    """Pair sizes are checked as the pictures are read: upright (the header alone would say 40 x 24)."""
+    picture = upright_picture()
+    for side, data in (("A", phone_photo(picture)), ("B", None)):
+        (tmp_path / "train" / side).mkdir(parents=True)
+        if data is None:
+            picture.save(tmp_path / "train" / side / "x.png")
+        else:
+            (tmp_path / "train" / side / "x.png").write_bytes(data)
+    assert formats.image_size(tmp_path / "train" / "A" / "x.png") == (24, 40)
+    assert formats.inspect(tmp_path).problems == []
