@@ -143,6 +143,13 @@ def boundary_map(instance: Tensor) -> Tensor:
     return edge.float()
 
 
+def style_cluster(seed: int, instance: int, cls: int, count: int) -> int:
+    """The cluster (0..count-1) that ``style_seed=seed`` gives instance ``instance`` of class ``cls``: a draw
+    from (seed, instance, class), so that an instance keeps its style wherever it appears (ONNX exports make the
+    same draw outside the graph)."""
+    return int(np.random.default_rng([seed, abs(instance), cls]).integers(count))
+
+
 class Pix2PixHD(Method):
     """G = {G1, G2, ...}(labels, boundaries, E(photo)) against multi-scale D(labels, boundaries, image)."""
 
@@ -511,7 +518,7 @@ class Pix2PixHD(Method):
                     )
                 k = cluster
             else:
-                k = int(np.random.default_rng([seed, abs(instance), cls]).integers(count))
+                k = style_cluster(seed, instance, cls, count)
             rows.append(centres[cls, k])
         return torch.stack(rows)
 

@@ -3,7 +3,8 @@
 Every check raises :class:`RequestError` with an HTTP status and one sentence: an upload over
 ``max_bytes`` (413), a file that is not an image (415), a truncated image (422), a decompression bomb
 (PIL's ``Image.MAX_IMAGE_PIXELS`` limit, 413), an image over ``max_pixels`` (413), label ids outside the
-model's classes (422), an instance map of another size than its label map (422).
+model's classes (422), an instance map of another size than its label map (422). Decoded uploads go through
+:func:`pixforge.data.images.decode` (EXIF orientation applied), as every image the library reads does.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from pixforge.data.images import ID_MODES, class_ids, decode
 from pixforge.errors import PixforgeError
-
-ID_MODES = ("L", "P", "I", "I;16")
 
 
 class RequestError(PixforgeError):
@@ -52,20 +52,13 @@ def decode_image(data: bytes, field: str, max_bytes: int, max_pixels: int) -> Im
         img.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         raise RequestError(422, f"The {field} image is truncated or corrupt.") from None
-    return img
+    return decode(img, "")
 
 
-def label_ids(img: Image.Image, label_nc: int, palette: np.ndarray | None) -> Image.Image:
-    """A label upload as an id image (mode I): ids as they are, or colours decoded with the run's palette."""
-    if img.mode in ID_MODES:
-        ids = np.asarray(img, dtype=np.int64)
-    elif palette is not None:
-        rgb = np.asarray(img.convert("RGB"), dtype=np.int64)
-        ids = ((rgb[:, :, None, :] - palette[None, None, :, :]) ** 2).sum(-1).argmin(-1)
-    else:
-        raise RequestError(
-            422, f"The label map must be a single-channel image of class ids, not mode {img.mode}."
-        )
+def label_ids(img: Image.Image, label_nc: int, palette: np.ndarray) -> Image.Image:
+    """A label upload as an id image (mode I): ids as they are, or colours decoded with the palette the model
+    advertises (nearest colour, in memory O(H x W): :func:`pixforge.data.images.class_ids`)."""
+    ids = class_ids(img, palette)
     if ids.size and (ids.min() < 0 or ids.max() >= label_nc):
         bad = int(ids.max()) if ids.max() >= label_nc else int(ids.min())
         raise RequestError(422, f"Label id {bad} is outside the model's classes 0..{label_nc - 1}.")

@@ -38,6 +38,7 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
+from pixforge.data.images import open_image
 from pixforge.serve.app import ServeSettings, create_app, png_bytes, to_images
 from pixforge.serve.inputs import RequestError
 from pixforge.studio import protocol
@@ -202,8 +203,7 @@ def _state(store: StudyStore, participant: Participant) -> dict[str, Any]:
 
 @lru_cache(maxsize=256)
 def _display_png(path: str, mtime: float) -> bytes:
-    with Image.open(path) as img:
-        rgb = img.convert("RGB")
+    rgb = open_image(path, "RGB")
     w, h = rgb.size
     shown = rgb.resize((max(1, round(w * DISPLAY_SIDE / h)), DISPLAY_SIDE), Image.BICUBIC)
     return png_bytes(shown)

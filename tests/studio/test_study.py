@@ -203,3 +203,21 @@ def test_study_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, study_images
         assert exit_info.value.code == 2 and message in err and len(err.splitlines()) == 1, (argv, err)
     main(["study", "report", "ok", "--db", db, "--out", str(tmp_path / "r")])
     assert "0 finished" in capsys.readouterr().out and (tmp_path / "r" / "report.json").is_file()
+
+
+def test_study_images_are_shown_upright(tmp_path: Path):
+    """A phone photo (stored turned, EXIF orientation 6) is shown as a portrait, at the display height."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from pixforge.studio.app import DISPLAY_SIDE, _display_png
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    portrait = Image.fromarray(np.zeros((40, 24, 3), dtype=np.uint8))
+    path = tmp_path / "phone.png"
+    portrait.transpose(Image.Transpose.ROTATE_90).save(path, exif=exif)
+    shown = Image.open(io.BytesIO(_display_png(str(path), path.stat().st_mtime)))
+    assert shown.size == (round(24 * DISPLAY_SIDE / 40), DISPLAY_SIDE)
