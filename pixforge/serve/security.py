@@ -5,7 +5,8 @@ outermost layer, so a request is checked before anything reads its body:
 
 - a ``Host`` header not in :attr:`SecurityPolicy.hosts` is refused (421): a DNS-rebinding page, whose
   name resolves to 127.0.0.1, cannot drive a server on this machine. The hosts default to the bind address
-  and the loopback names; ``--allowed-host`` adds more (``*`` accepts any).
+  and the loopback names; ``--allowed-host`` adds more (``*`` accepts any). ``/healthz`` answers any Host
+  (probes name the machine's address; it tells nothing).
 - a state-changing request (POST, PUT, PATCH, DELETE) whose ``Origin`` is not this server's own (or is
   ``null``, or whose ``Sec-Fetch-Site`` says cross-site) is refused (403): a form or script on another site
   cannot post. Requests without either header (curl, the Python client) are not from a browser page and pass.

@@ -94,6 +94,24 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+class HarnessBrowser:
+    """The browser of the page tests: its contexts bypass the pages' Content-Security-Policy, which forbids
+    the string evaluation that Playwright's ``wait_for_function`` and the tests' own ``fetch`` of blob URLs
+    use. The CSP itself is tested with ``bypass_csp=False`` in test_browser_security."""
+
+    def __init__(self, chromium: Any) -> None:
+        self.chromium = chromium
+
+    def new_context(self, **options: Any) -> Any:
+        return self.chromium.new_context(**{"bypass_csp": True, **options})
+
+    def new_page(self, **options: Any) -> Any:
+        return self.chromium.new_page(**{"bypass_csp": True, **options})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.chromium, name)
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """Headless system Chromium driven by Playwright; the tests skip (saying why) where either is missing."""
@@ -103,7 +121,7 @@ def browser() -> Iterator[Any]:
         pytest.skip("no system Chromium (/usr/bin/chromium): apt-get install -y chromium")
     with sync_api.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=path, headless=True)
-        yield chromium
+        yield HarnessBrowser(chromium)
         chromium.close()
 
 

@@ -74,7 +74,7 @@ fetch("{url}/study/api/session/{token}/answer", {{method: "POST", mode: "no-cors
   headers: {{"content-type": "text/plain"}}, body: {json.dumps(answer)}}})
   .catch(() => null).then(() => document.getElementById("join").submit());
 </script></body></html>"""
-    context = browser.new_context()
+    context = browser.new_context(bypass_csp=False)
     page = context.new_page()
     with page.expect_response(f"{url}/study/api/csrf/join") as joined:
         page.goto(other_site["url"])
@@ -89,7 +89,7 @@ def test_the_admin_page_cannot_be_framed_by_another_site(browser, live_studio, o
         f"<!doctype html><iframe id='f' src='{live_studio.url}/studio/admin' "
         "onload=\"document.title = 'framed'\"></iframe>"
     )
-    context = browser.new_context()
+    context = browser.new_context(bypass_csp=False)
     page = context.new_page()
     page.goto(other_site["url"])
     page.wait_for_function("document.title === 'framed'")
@@ -101,7 +101,7 @@ def test_the_admin_page_cannot_be_framed_by_another_site(browser, live_studio, o
 def test_docs_work_offline_from_the_package(browser, live_studio) -> None:
     """/docs with every other host unreachable: swagger-ui renders the API from this server's assets only,
     and the page's CSP (own scripts only) lets it run."""
-    context = browser.new_context()
+    context = browser.new_context(bypass_csp=False)
     asked: list[str] = []
 
     def only_this_server(route: Any) -> None:
@@ -135,7 +135,7 @@ def test_a_hostile_study_name_is_shown_as_text_in_the_admin_page(browser, live_s
             "VALUES (?, 'real-vs-fake', '[\"blur\"]', 'unlimited', 0, 1, 0, ?)",
             (HOSTILE, time.time() + 1e6),  # listed last
         )
-    context = browser.new_context()
+    context = browser.new_context(bypass_csp=False)
     page = context.new_page()
     page.goto(f"{live_studio.url}/studio/admin#token={live_studio.admin_token}")
     page.click("#studies tbody tr:last-child button:has-text('Report')")
@@ -143,4 +143,30 @@ def test_a_hostile_study_name_is_shown_as_text_in_the_admin_page(browser, live_s
     assert page.text_content("#report h2") == HOSTILE
     assert page.locator("#pwned").count() == 0 and page.locator("#report h2 *").count() == 0
     assert page.title() != "owned"
+    context.close()
+
+
+def test_the_studio_pages_run_under_their_csp(browser, live_studio, study_images) -> None:
+    """Translate, paint, admin and a study session work with the CSP enforced, and nothing violates it."""
+    main(
+        ["study", "create", "csp", "--db", str(live_studio.db), "--kind", "real-vs-fake"]
+        + ["--real", str(study_images["real"]), "--fake", str(study_images["blur"])]
+        + ["--practice", "1", "--trials", "1", "--exposure-ms", "unlimited"]
+    )
+    context = browser.new_context(bypass_csp=False)
+    page = context.new_page()
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on("pageerror", lambda error: violations.append(str(error)))
+    page.goto(f"{live_studio.url}/studio/")
+    page.wait_for_selector("#model option", state="attached")
+    page.goto(f"{live_studio.url}/studio/paint")
+    page.wait_for_selector("#output[data-seq]")
+    page.goto(f"{live_studio.url}/studio/admin#token={live_studio.admin_token}")
+    page.wait_for_selector("#studies table")
+    page.goto(f"{live_studio.url}/study/csp")
+    page.click("#begin")
+    page.wait_for_selector("#slot-left img")
+    page.wait_for_selector("#slot-right img")
+    assert violations == []
     context.close()
