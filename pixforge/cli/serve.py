@@ -168,6 +168,8 @@ def study_create(
         f"study {study.name}: {study.kind}, conditions {', '.join(study.conditions)}, exposure {study.exposure}, "
         f"{study.practice} practice + {study.trials} trials; open link /study/{study.name} (in {study_db})"
     )
+    if study.require_worker:
+        click.echo(f"workers join through signed links: pixforge study links {study.name} --worker ID ...")
 
 
 @study_group.command(name="links")

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import swagger_ui_bundle
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixforge.serve.inputs import RequestError
@@ -67,6 +67,8 @@ class SecurityPolicy:
     token: str | None = None
     open_prefixes: tuple[str, ...] = ()
     frameable_prefixes: tuple[str, ...] = ()
+    login_path: str | None = None
+    """Where a browser that asks for a page without the token is sent (303), instead of a JSON 401."""
 
 
 def host_name(host: str) -> str:
@@ -104,6 +106,10 @@ class SecurityGuard:
             return
         headers = dict(scope["headers"])
         refusal = self.refusal(scope, headers)
+        if refusal is not None and refusal[0] == 401 and self.wants_page(scope, headers):
+            redirect = RedirectResponse(str(self.policy.login_path), status_code=303)
+            await redirect(scope, receive, self.with_headers(scope, send))
+            return
         if refusal is not None:
             status, message = refusal
             extra = {"WWW-Authenticate": 'Bearer realm="pixforge"'} if status == 401 else {}
@@ -124,6 +130,11 @@ class SecurityGuard:
         if not self.authorised(scope["path"], headers):
             return 401, "A valid token is needed (Authorization: Bearer TOKEN, or open /login)."
         return None
+
+    def wants_page(self, scope: Scope, headers: dict[bytes, bytes]) -> bool:
+        """A browser navigating to a page (GET, HTML accepted) of a studio that has a login page."""
+        accept = headers.get(b"accept", b"").decode("latin-1")
+        return self.policy.login_path is not None and scope["method"] == "GET" and "text/html" in accept
 
     @staticmethod
     def same_origin(headers: dict[bytes, bytes], host: str) -> bool:

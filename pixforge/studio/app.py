@@ -92,6 +92,7 @@ def create_studio_app(settings: ServeSettings, studio: StudioSettings) -> FastAP
     app.state.security.token = studio.token
     app.state.security.open_prefixes = OPEN_PATHS
     app.state.security.frameable_prefixes = ("/study/",)
+    app.state.security.login_path = "/login"
     app.state.studies = StudyStore(studio.study_db)
     app.state.admin_token = studio.admin_token or secrets.token_urlsafe(16)
     paintables = {name: Paintable(app.state.registry.get(name)) for name in app.state.registry.names()}

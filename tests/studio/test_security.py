@@ -289,6 +289,11 @@ def guarded_studio(studio_runs, tmp_path_factory) -> Iterator[str]:  # noqa: ANN
         yield url
 
 
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any) -> None:
+        return None
+
+
 def test_the_studio_token_guards_the_api_and_tool_pages_not_the_participants(guarded_studio: str) -> None:
     url = guarded_studio
     for path in ("/v1/models", "/metrics", "/docs", "/openapi.json", "/studio/", "/studio/paint",
@@ -317,6 +322,10 @@ def test_the_studio_token_guards_the_api_and_tool_pages_not_the_participants(gua
     assert status == 200 and "httponly" in headers["set-cookie"].lower()
     assert "samesite=strict" in headers["set-cookie"].lower()
     assert call(f"{url}/studio/paint", headers={"cookie": session})[0] == 200
+    page = urllib.request.Request(f"{url}/studio/paint", headers={"accept": "text/html"})
+    with pytest.raises(urllib.error.HTTPError) as sent:
+        urllib.request.build_opener(NoRedirect).open(page, timeout=60)
+    assert sent.value.code == 303 and sent.value.headers["location"] == "/login"
 
 
 # 6. headers -------------------------------------------------------------------------------------------------
