@@ -87,6 +87,18 @@ def live_studio(
         yield LiveStudio(url, app, db, "admin-secret")
 
 
+@pytest.fixture(scope="session")
+def guarded_studio(studio_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A live studio with ``--token studio-secret`` (and admin token ``admin-secret``) serving one run."""
+    db = tmp_path_factory.mktemp("guarded-db") / "studies.sqlite"
+    app = create_studio_app(
+        ServeSettings([studio_runs["facades"]], "cpu", max_wait_ms=1),
+        StudioSettings(db, "admin-secret", token="studio-secret"),
+    )
+    with background(app) as url:
+        yield url
+
+
 def chromium_path() -> str | None:
     """The system Chromium (``make setup`` and ``.ci/run`` install it where it is missing)."""
     if Path("/usr/bin/chromium").is_file():

@@ -170,3 +170,26 @@ def test_the_studio_pages_run_under_their_csp(browser, live_studio, study_images
     page.wait_for_selector("#slot-right img")
     assert violations == []
     context.close()
+
+
+def test_the_tool_pages_ask_for_the_studio_token(browser, guarded_studio: str) -> None:
+    """With --token, the paint page sends the browser to /login; a wrong token is refused there, the right
+    one (typed, or from a #token= link) opens the studio, kept in a cookie no script can read."""
+    context = browser.new_context(bypass_csp=False)
+    page = context.new_page()
+    page.goto(f"{guarded_studio}/studio/paint")
+    assert page.url == f"{guarded_studio}/login"
+    page.fill("#token", "wrong")
+    page.click("#login button")
+    page.wait_for_selector("#error:has-text('not the studio')")
+    page.fill("#token", "studio-secret")
+    page.click("#login button")
+    page.wait_for_url(f"{guarded_studio}/studio/")
+    page.wait_for_selector("#model option", state="attached")
+    assert page.evaluate("document.cookie") == ""
+    other = browser.new_context(bypass_csp=False).new_page()
+    other.goto(f"{guarded_studio}/login#token=studio-secret")
+    other.wait_for_url(f"{guarded_studio}/studio/")
+    other.wait_for_selector("#model option", state="attached")
+    other.context.close()
+    context.close()

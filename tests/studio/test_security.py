@@ -12,7 +12,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,7 @@ import pytest
 from PIL import Image
 
 from pixforge.cli import main
-from pixforge.serve.app import ServeSettings
-from pixforge.serve.server import background
 from pixforge.studio import store as store_module
-from pixforge.studio.app import StudioSettings, create_studio_app
 from pixforge.studio.paint import scene_from_json, scene_to_json
 
 FLOOR_S = store_module.MIN_RESPONSE_MS / 1000 + 0.02
@@ -276,17 +272,6 @@ def test_cross_site_and_foreign_host_requests_are_refused(live_studio, study_ima
 
 
 # 5. the studio's token --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def guarded_studio(studio_runs, tmp_path_factory) -> Iterator[str]:  # noqa: ANN001
-    db = tmp_path_factory.mktemp("guarded-db") / "studies.sqlite"
-    app = create_studio_app(
-        ServeSettings([studio_runs["facades"]], "cpu", max_wait_ms=1),
-        StudioSettings(db, "admin-secret", token="studio-secret"),
-    )
-    with background(app) as url:
-        yield url
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
