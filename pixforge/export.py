@@ -66,7 +66,7 @@ from pixforge.errors import PixforgeError
 from pixforge.methods import get_method
 from pixforge.methods.base import Method
 from pixforge.methods.cyclegan import CycleGAN
-from pixforge.methods.pix2pixhd import Pix2PixHD, style_cluster
+from pixforge.methods.pix2pixhd import Pix2PixHD, style_clusters
 
 log = logging.getLogger("pixforge")
 
@@ -507,13 +507,16 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 def style_map(label: np.ndarray, instance: np.ndarray, counts: dict[str, int], style_seed: int) -> np.ndarray:
     """The ``cluster`` input that gives ``generate(style_seed=...)``'s styles: per (instance, class), the
-    cluster :func:`pixforge.methods.pix2pixhd.style_cluster` draws (0 for classes without clusters)."""
+    cluster :func:`pixforge.methods.pix2pixhd.style_clusters` draws (0 for classes without clusters)."""
     pairs, inverse = np.unique(np.stack([instance.ravel(), label.ravel()]), axis=1, return_inverse=True)
-    chosen = [
-        style_cluster(style_seed, int(i), int(c), counts[str(c)]) if str(c) in counts else 0
-        for i, c in pairs.T
-    ]
-    return np.asarray(chosen, dtype=np.int64)[inverse.reshape(-1)].reshape(label.shape)
+    pairs = torch.from_numpy(pairs.astype(np.int64))
+    per_class = torch.zeros(int(pairs[1].max()) + 1 if pairs.numel() else 1, dtype=torch.int64)
+    for c, n in counts.items():
+        if int(c) < len(per_class):
+            per_class[int(c)] = n
+    count = per_class[pairs[1]]
+    chosen = style_clusters(style_seed, pairs[0], pairs[1], count).numpy()
+    return chosen[inverse.reshape(-1)].reshape(label.shape)
 
 
 class OnnxTranslator:

@@ -18,6 +18,10 @@ from PIL import Image, UnidentifiedImageError
 from pixforge.data.images import ID_MODES, class_ids, decode
 from pixforge.errors import PixforgeError
 
+MAX_INSTANCES = 4096
+"""Distinct instance ids one request may hold (a Cityscapes frame has a few hundred): per-instance work is
+vectorised, but a style table row per id is still memory the client would choose."""
+
 
 class RequestError(PixforgeError):
     """A request the server refuses: ``status`` (4xx) and a one-sentence message."""
@@ -76,4 +80,15 @@ def instance_ids(img: Image.Image, label_size: tuple[int, int]) -> Image.Image:
         raise RequestError(
             422, f"The instance map is {w}x{h} but the label map is {label_size[0]}x{label_size[1]}."
         )
-    return Image.fromarray(np.asarray(img, dtype=np.int64).astype(np.int32))
+    ids = np.asarray(img, dtype=np.int64)
+    check_instance_count(ids)
+    return Image.fromarray(ids.astype(np.int32))
+
+
+def check_instance_count(ids: np.ndarray) -> None:
+    """Refuse (422) an instance map with more than :data:`MAX_INSTANCES` distinct ids."""
+    count = np.unique(ids).size
+    if count > MAX_INSTANCES:
+        raise RequestError(
+            422, f"The instance map has {count} distinct ids; a request may have at most {MAX_INSTANCES}."
+        )
