@@ -34,14 +34,15 @@ from pixforge.serve.form import Field, Upload, parse_form
 from pixforge.serve.inputs import RequestError, decode_image, instance_ids, label_ids
 from pixforge.serve.metrics import Metrics
 from pixforge.serve.registry import EXPLAIN_MAPS, ModelRegistry, ServedModel, to_images
+from pixforge.serve.security import SecurityGuard, SecurityPolicy, install_docs
 from pixforge.serve.settings import ServeSettings
 
 __all__ = ["ServeSettings", "create_app", "png_bytes", "to_images", "error"]
 
 INPUT_FIELDS = ("image", "label", "instance")
-#: paths that answer without the token: liveness, readiness, and the API's documentation (the API's shape is no
-#: secret; with a token, /docs's "Authorize" button sends it on "Try it out")
-OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/openapi.json")
+#: paths that answer without the token: liveness, readiness, and the API's documentation (``/docs`` and its
+#: assets; the API's shape is no secret; with a token, /docs's "Authorize" button sends it on "Try it out")
+OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/openapi.json")
 #: the largest style seed (numpy's generators take seeds in 0..2**32-1 and beyond; the API promises this range)
 MAX_SEED = 2**32 - 1
 #: how often a body read looks whether the server started draining
@@ -133,21 +134,14 @@ class Lifecycle:
         return "draining" if self.draining else "loading" if self.loading else "ready"
 
 
-class Guard:
-    """Pure ASGI middleware in front of the app: request id, token check, upload size limit and body timeout,
-    request metrics and the structured access log, and the last-resort handler (anything unexpected becomes a
-    JSON 500 naming the request id, with the traceback in the log).
+class Observer:
+    """Pure ASGI middleware, outside every check: the request id (``X-Request-ID`` on every answer), request
+    metrics, the structured access log, and the last-resort handler (anything unexpected becomes a JSON 500
+    naming the request id, with the traceback in the log)."""
 
-    The body is read (at most ``max_bytes`` + the multipart overhead allowance, within ``body_timeout_s``) before
-    the app sees it, so an oversized or stalled upload is refused without being parsed or stored.
-    """
-
-    def __init__(self, app: ASGIApp, settings: ServeSettings, metrics: Metrics, lifecycle: Lifecycle) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
-        self.settings = settings
         self.metrics = metrics
-        self.lifecycle = lifecycle
-        self.body_limit = settings.max_bytes + 64 * 1024
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -166,7 +160,7 @@ class Guard:
 
         self.metrics.in_flight.inc()
         try:
-            await self.guarded(scope, receive, send_tagged)
+            await self.app(scope, receive, send_tagged)
         except Exception:  # noqa: BLE001 - the last resort: log it, answer JSON
             error_log.exception("request %s (%s %s) failed", rid, scope["method"], scope["path"])
             if not status["started"]:
@@ -190,6 +184,28 @@ class Guard:
             "client": f"{client[0]}:{client[1]}" if client else None,
         }
         access_log.info(json.dumps(entry))
+
+
+class Guard:
+    """Pure ASGI middleware in front of the app, inside the Host/Origin checks
+    (:class:`~pixforge.serve.security.SecurityGuard`): the ``--token`` check, the upload size limit and the
+    body timeout.
+
+    The body is read (at most ``max_bytes`` + the multipart overhead allowance, within ``body_timeout_s``) before
+    the app sees it, so an oversized or stalled upload is refused without being parsed or stored.
+    """
+
+    def __init__(self, app: ASGIApp, settings: ServeSettings, lifecycle: Lifecycle) -> None:
+        self.app = app
+        self.settings = settings
+        self.lifecycle = lifecycle
+        self.body_limit = settings.max_bytes + 64 * 1024
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.guarded(scope, receive, send)
 
     async def guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.authorised(scope):
@@ -221,7 +237,7 @@ class Guard:
     def authorised(self, scope: Scope) -> bool:
         """The token check: ``Authorization: Bearer T``, the scheme in any case (RFC 7235)."""
         token = self.settings.token
-        if token is None or scope["path"] in OPEN_PATHS:
+        if token is None or scope["path"] in OPEN_PATHS or scope["path"].startswith("/docs/"):
             return True
         given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         scheme, _, credentials = given.strip().partition(" ")
@@ -422,6 +438,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         description="Image-to-image translation models served over HTTP. Every error is JSON "
         '`{"error": "One sentence."}`; every answer carries `X-Request-ID`.',
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.registry = registry
@@ -431,7 +449,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
     install_error_handlers(app)
     add_routes(app)
     add_bearer_scheme(app, settings)
-    app.add_middleware(Guard, settings=settings, metrics=metrics, lifecycle=lifecycle)
+    install_docs(app)
+    app.add_middleware(Guard, settings=settings, lifecycle=lifecycle)
+    app.state.security = SecurityPolicy(hosts=settings.allowed_hosts, origins=tuple(settings.cors_origins))
+    app.add_middleware(SecurityGuard, policy=app.state.security)
+    app.add_middleware(Observer, metrics=metrics)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -20,7 +20,7 @@ from PIL import Image
 from torch import Tensor
 
 from pixforge.api import Translator, load
-from pixforge.data import formats
+from pixforge.data.palette import dataset_classes
 from pixforge.data.transforms import to_image
 from pixforge.errors import PixforgeError
 from pixforge.export import OnnxTranslator, per_sample_norms
@@ -29,7 +29,6 @@ from pixforge.methods.drpan import DRPAN
 from pixforge.methods.guidegan import GuideGAN
 from pixforge.methods.pix2pixhd import Pix2PixHD
 from pixforge.serve.settings import Batching, ModelSpec
-from pixforge.visual import label_palette
 
 #: explanation kinds (the ``explain`` option) and the maps each returns
 EXPLAIN_MAPS = {"region": ("score", "region"), "attention": ("attention", "attention_output")}
@@ -154,21 +153,13 @@ class ServedModel:
             names += ["cluster", "style_seed"]
         return names + (["explain"] if self.explain_kinds() else [])
 
-    def palette(self) -> np.ndarray | None:
-        """The dataset's palette (colour-coded label maps), when the training data is still readable."""
-        root = Path(self.translator.config.data.root)
-        try:
-            return formats.read_palette(root)
-        except (OSError, PixforgeError):
-            return None
+    def palette(self) -> np.ndarray:
+        """The colours of the class ids, as listed and as accepted in colour-coded label maps."""
+        return self.translator.palette()
 
     def classes(self) -> list[str]:
         """Class names from the dataset's classes.txt, else ``class K``."""
-        n = self.translator.label_nc
-        path = Path(self.translator.config.data.root) / "classes.txt"
-        names = path.read_text().split("\n") if path.is_file() else []
-        names = [s.strip() for s in names if s.strip()]
-        return [names[i] if i < len(names) else f"class {i}" for i in range(n)]
+        return dataset_classes(self.translator.config.data.root, self.translator.label_nc)
 
     def size_multiple(self) -> int:
         return int(self.translator.method.size_multiple)
@@ -206,18 +197,15 @@ class ServedModel:
             },
         }
         if label_nc:
-            palette = self.palette()
-            if palette is None:
-                palette = ((label_palette(label_nc).numpy() + 1) * 127.5).round()
-            info["palette"] = np.asarray(palette, dtype=np.int64)[:label_nc].tolist()
+            info["palette"] = self.palette().tolist()
         return info
 
 
 class OnnxServedModel(ServedModel):
     """An exported ``.onnx`` file served through onnxruntime on the CPU (:class:`pixforge.export.OnnxTranslator`).
 
-    The graph translates one direction with the options it was exported with; ``cluster`` is its only option
-    (pix2pixHD with styles). Requests of one input size and options share a worker turn, one session run each.
+    The graph translates one direction with the options it was exported with; ``cluster`` and ``style_seed`` are
+    its options (pix2pixHD with styles). Requests of one input size and options share a worker turn, one session run each.
     """
 
     translator: OnnxTranslator  # type: ignore[assignment]
@@ -264,10 +252,13 @@ class OnnxServedModel(ServedModel):
         return "cluster" in self.translator.names
 
     def options(self) -> list[str]:
-        return ["cluster"] if self.has_styles() else []
+        return ["cluster", "style_seed"] if self.has_styles() else []
+
+    def palette(self) -> np.ndarray:
+        return np.asarray(self.translator.spec["inputs"]["label"]["palette"], dtype=np.int64)
 
     def size_multiple(self) -> int:
-        return self.translator.multiple
+        return int(self.translator.spec.get("size_multiple") or 1)
 
     def takes_instances(self) -> bool:
         return "instance" in self.translator.names

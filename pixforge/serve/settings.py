@@ -26,6 +26,8 @@ import yaml
 
 from pixforge.errors import PixforgeError
 
+#: the Host names a server answers to by default (:mod:`pixforge.serve.security`)
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 #: the default largest upload in pixels: one 2048x2048 image (a 4096x4096 one took the default pix2pix worker
 #: past 6 GB; 2048x2048 stays under 1.5 GB)
 DEFAULT_MAX_PIXELS = 2048 * 2048
@@ -76,6 +78,8 @@ class ServeSettings:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     cors_origins: list[str] = field(default_factory=list)
+    allowed_hosts: tuple[str, ...] = LOOPBACK
+    """Host names answered to (:func:`pixforge.serve.security.allowed_hosts`; ``*``: any)."""
 
     def validate(self) -> None:
         check_batching("option", self.max_batch, self.max_wait_ms, self.max_queue)

@@ -48,7 +48,7 @@ def read_all(sock: socket.socket) -> str:
 def upload_request(photo, size: tuple[int, int] = (32, 32)) -> bytes:
     body, content_type = multipart({}, {"image": upload_bytes(photo(size))})
     head = (
-        f"POST /v1/models/p2p/translate HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+        f"POST /v1/models/p2p/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
@@ -122,7 +122,7 @@ def test_unfinished_headers_and_stalled_bodies_time_out(serve_runs: dict[str, Pa
     app = create_app(settings([serve_runs["p2p"]], header_timeout_s=1, body_timeout_s=1))
     with background(app) as url:
         headers = connect(url)
-        headers.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        headers.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         assert headers.recv(1024) == b""  # closed by the server (the socket's own timeout is 30 s)
         body = connect(url)
         request = upload_request(photo)
@@ -131,7 +131,7 @@ def test_unfinished_headers_and_stalled_bodies_time_out(serve_runs: dict[str, Pa
         assert answer.startswith("HTTP/1.1 408") and "did not arrive within 1 s" in answer
         assert live.http(url, "GET", "/healthz")[0] == 200
         keep_alive = connect(url)  # a second request's headers are timed too
-        keep_alive.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        keep_alive.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         first = b""
         while not first.endswith(b"}"):
             first += keep_alive.recv(4096)
@@ -171,9 +171,11 @@ def test_healthz_answers_promptly_during_a_burst_of_large_requests(
     serve_runs: dict[str, Path], settings, live
 ):
     """Decoding, resizing and PNG encoding run in threads: /healthz waits for none of them. The bound is
-    relative (a third of one large request's own time, measured here), so a loaded machine slows both."""
-    app = create_app(settings([serve_runs["p2p"]], max_pixels=1024 * 1024, max_bytes=8 * 2**20, max_batch=1))
-    image = {"image": noise_png(1024)}
+    relative (a third of one large request's own time, measured here), so a loaded machine slows both; the
+    requests are large (2048x2048) so that a pause of the whole process by a loaded OS (up to 0.5 s seen) stays
+    under it, while encoding on the event loop stalled a probe for about two thirds of a request's time."""
+    app = create_app(settings([serve_runs["p2p"]], max_pixels=2048 * 2048, max_bytes=16 * 2**20, max_batch=1))
+    image = {"image": noise_png(2048)}
     with background(app) as url:
         live.wait_ready(url)
         start = time.perf_counter()

@@ -83,7 +83,7 @@ def test_sigterm_drains_within_seconds_with_50_stalled_clients(serve_runs: dict[
         wait_healthy(client, proc)
         body, content_type = multipart({}, {"image": upload_bytes(photo())})
         head = (
-            f"POST /v1/models/p2p/translate HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+            f"POST /v1/models/p2p/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode()
         for i in range(50):
