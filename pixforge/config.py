@@ -34,7 +34,7 @@ import yaml
 
 from pixforge.errors import PixforgeError
 
-FORMATS = ("auto", "aligned", "paired", "unaligned", "labeled")
+FORMATS = ("auto", "aligned", "paired", "unaligned", "labeled", "colorization")
 DIRECTIONS = ("AtoB", "BtoA")
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "none")
 DEVICES = ("auto", "cpu", "cuda")
