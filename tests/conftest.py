@@ -110,3 +110,12 @@ def colour_photos(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
     Image.fromarray(grey).save(root / "train" / "zz_grey_L.png")
     Image.fromarray(np.repeat(grey[:, :, None], 3, axis=2)).save(root / "train" / "zz_grey_rgb.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def colour_run(colour_photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny pix2pix colorization run (2 steps, deterministic inference)."""
+    out = tmp_path_factory.mktemp("colour_run") / "run"
+    overrides = {"format": "colorization", "test_mode": "eval"}
+    pixforge.train("pix2pix", colour_photos, out, preset="tiny", steps=2, overrides=overrides)
+    return out
