@@ -7,6 +7,10 @@ height and width (multiples of the generator's size multiple) unless ``fixed_siz
 
 - image models (pix2pix, DRPAN, GuideGAN, CycleGAN): ``image`` (N, 3, H, W) float32 in [-1, 1]; models trained
   on label maps take ``label`` (N, 1, H, W) int64 class ids instead, one-hot inside the graph;
+- colorization models (``format=colorization``): ``image`` (N, 3, H, W), any photo in [-1, 1], and the output
+  is the colour photo (N, 3, H, W), not ab: the graph takes the image's lightness L (CIE Lab, in the graph),
+  resizes the photo to the training size when the model was trained on resized crops, predicts ab, upsamples
+  it and joins it with the input's own L (:class:`ColorizationGraph`); no padding is needed then;
 - pix2pixHD: ``label`` (N, 1, H, W) int64 class ids, ``instance`` (N, 1, H, W) int64 instance ids (models with
   instance boundaries; pass the label map when there is no instance map), and for models with the feature
   encoder ``cluster`` (N,) int64: every instance of sample n gets centre ``cluster[n] % K_c`` of its class c
@@ -50,8 +54,9 @@ from PIL import Image
 from torch import Tensor, nn
 
 import pixforge
-from pixforge.api import Translator, load
+from pixforge.api import Translator, join_lightness, load
 from pixforge.config import Config, from_dict
+from pixforge.data import color
 from pixforge.data.transforms import pad_to_multiple, to_image, to_tensor
 from pixforge.errors import PixforgeError
 from pixforge.methods import get_method
@@ -132,6 +137,29 @@ class ImageGraph(nn.Module):
         if self.method.info.label_nc:
             x = one_hot_ids(x, self.method.info.label_nc)
         return self.method.generate({"A": x}, **self.options)
+
+
+class ColorizationGraph(nn.Module):
+    """A colorization model's graph: photo (N, 3, H, W) in [-1, 1] -> colour photo with the photo's own L.
+
+    As :meth:`pixforge.api.Translator.translate`: the photo is resized to ``size`` (H, W) when given (the
+    training crop of a resize_and_crop model; bicubic, here torch's rather than PIL's), converted to L for the
+    generator, and the predicted ab is upsampled to the input's size and joined with the input's L.
+    """
+
+    def __init__(self, inner: ImageGraph, size: tuple[int, int] | None) -> None:
+        super().__init__()
+        self.inner = inner
+        self.size = size
+
+    def forward(self, image: Tensor) -> Tensor:
+        light = color.lightness(image)
+        if self.size is None:
+            return join_lightness(light, self.inner(light))
+        small = F.interpolate(image, size=self.size, mode="bicubic", align_corners=False)
+        ab = self.inner(color.lightness(small.clamp(-1, 1)))
+        ab = F.interpolate(ab, size=image.shape[-2:], mode="bicubic", align_corners=False)
+        return color.l_ab_to_photo(light, ab)
 
 
 class HDGraph(nn.Module):
@@ -232,7 +260,22 @@ def export_method(
     method.eval()
     graph: nn.Module = HDGraph(method) if isinstance(method, Pix2PixHD) else ImageGraph(method, options)
     meta = {"test_mode": mode, "direction": options.get("direction", "")}
+    if translator.colorization:
+        data = translator.config.data
+        size = (data.crop_size,) * 2 if data.preprocess == "resize_and_crop" else None
+        graph = ColorizationGraph(graph, size)
+        meta["colorization"] = "photo in, L in the graph, photo out" + (f" (ab at {size[1]}x{size[0]})" if size else "")
     return graph.eval(), meta
+
+
+def graph_multiple(graph: nn.Module, method: Method) -> int:
+    """The multiple the graph's input sides must have: 1 when the graph resizes inside."""
+    return 1 if isinstance(graph, ColorizationGraph) and graph.size else method.size_multiple
+
+
+def image_channels(graph: nn.Module, method: Method) -> int:
+    """Channels of the ``image`` input: RGB for a colorization graph, else the generator's input."""
+    return 3 if isinstance(graph, ColorizationGraph) else method.info.input_nc
 
 
 def graph_inputs(graph: nn.Module, method: Method) -> list[str]:
@@ -241,14 +284,17 @@ def graph_inputs(graph: nn.Module, method: Method) -> list[str]:
     return ["label" if method.info.label_nc else "image"]
 
 
-def example_inputs(names: list[str], method: Method, n: int, h: int, w: int, seed: int = 0) -> list[Tensor]:
-    """Random inputs of the graph: images in [-1, 1], label ids, instance ids, clusters."""
+def example_inputs(
+    names: list[str], method: Method, n: int, h: int, w: int, seed: int = 0, image_nc: int | None = None
+) -> list[Tensor]:
+    """Random inputs of the graph: images (``image_nc`` channels, default the generator's) in [-1, 1], label
+    ids, instance ids, clusters."""
     gen = torch.Generator().manual_seed(seed)
     label_nc = max(method.info.label_nc, 1)
     out = []
     for name in names:
         if name == "image":
-            out.append(torch.rand(n, method.info.input_nc, h, w, generator=gen) * 2 - 1)
+            out.append(torch.rand(n, image_nc or method.info.input_nc, h, w, generator=gen) * 2 - 1)
         elif name == "label":
             out.append(
                 torch.randint(0, label_nc, (n, 1, h // 4, w // 4), generator=gen)
@@ -267,13 +313,14 @@ def example_inputs(names: list[str], method: Method, n: int, h: int, w: int, see
 
 
 def input_spec(
-    names: list[str], method: Method, multiple: int, fixed: tuple[int, int] | None
+    names: list[str], method: Method, multiple: int, fixed: tuple[int, int] | None, image_nc: int | None = None
 ) -> dict[str, Any]:
     """The pre-processing spec stored in the model's metadata (``pixforge.inputs``)."""
+    image_nc = image_nc or method.info.input_nc
     meaning = {
         "image": {
             "dtype": "float32",
-            "shape": ["N", method.info.input_nc, "H", "W"],
+            "shape": ["N", image_nc, "H", "W"],
             "range": [-1, 1],
             "pad": "reflect",
         },
@@ -297,7 +344,11 @@ def input_spec(
     }
     return {
         "inputs": {k: meaning[k] for k in names},
-        "output": {"dtype": "float32", "shape": ["N", method.info.output_nc, "H", "W"], "range": [-1, 1]},
+        "output": {
+            "dtype": "float32",
+            "shape": ["N", 3 if image_nc != method.info.input_nc else method.info.output_nc, "H", "W"],
+            "range": [-1, 1],
+        },
         "size_multiple": multiple,
         "fixed_size": list(fixed) if fixed else None,
         "padding": "pad bottom/right to multiples of size_multiple, crop the output back",
@@ -330,12 +381,13 @@ def export_translator(
     graph, meta = export_method(translator, test_mode, direction)
     method = translator.method
     names = graph_inputs(graph, method)
-    multiple = method.size_multiple
+    multiple = graph_multiple(graph, method)
+    image_nc = image_channels(graph, method)
     if fixed_size is not None and (fixed_size[0] % multiple or fixed_size[1] % multiple):
         raise PixforgeError(f"option --fixed-size: sides must be multiples of {multiple} for this model")
     sizes = [fixed_size] if fixed_size else _check_sizes(translator)
     w, h = sizes[0]
-    example = example_inputs(names, method, 1, h, w)
+    example = example_inputs(names, method, 1, h, w, image_nc=image_nc)
     dynamic = None
     if fixed_size is None:
         dynamic = {
@@ -355,8 +407,10 @@ def export_translator(
             dynamic_axes=dynamic,
             opset_version=opset,
         )
-    _write_metadata(out, translator, meta, input_spec(names, method, multiple, fixed_size))
-    diff = max(_compare(graph, out, names, method, size, n) for size, n in zip(sizes, (1, 2), strict=False))
+    _write_metadata(out, translator, meta, input_spec(names, method, multiple, fixed_size, image_nc))
+    diff = max(
+        _compare(graph, out, names, method, size, n, image_nc) for size, n in zip(sizes, (1, 2), strict=False)
+    )
     if diff > CHECK_TOLERANCE:
         raise PixforgeError(f"export: {out} differs from torch by {diff:.2e} (over {CHECK_TOLERANCE:g})")
     return ExportResult(out, method.name, names, diff, sizes)
@@ -372,10 +426,16 @@ def _check_sizes(translator: Translator) -> list[tuple[int, int]]:
 
 
 def _compare(
-    graph: nn.Module, path: Path, names: list[str], method: Method, size: tuple[int, int], n: int
+    graph: nn.Module,
+    path: Path,
+    names: list[str],
+    method: Method,
+    size: tuple[int, int],
+    n: int,
+    image_nc: int | None = None,
 ) -> float:
     w, h = size
-    inputs = example_inputs(names, method, n, h, w, seed=1)
+    inputs = example_inputs(names, method, n, h, w, seed=1, image_nc=image_nc)
     with torch.no_grad():
         ref = graph(*inputs).numpy()
     got = session(path).run(None, {k: v.numpy() for k, v in zip(names, inputs, strict=True)})[0]
@@ -445,6 +505,8 @@ class OnnxTranslator:
         fixed = self.spec.get("fixed_size")
         if fixed:
             return fixed[0], fixed[1]
+        if "colorization" in self.meta:
+            return size
         data = self.config.data
         return (data.crop_size, data.crop_size) if data.preprocess == "resize_and_crop" else size
 
