@@ -264,7 +264,9 @@ def export_method(
         data = translator.config.data
         size = (data.crop_size,) * 2 if data.preprocess == "resize_and_crop" else None
         graph = ColorizationGraph(graph, size)
-        meta["colorization"] = "photo in, L in the graph, photo out" + (f" (ab at {size[1]}x{size[0]})" if size else "")
+        meta["colorization"] = (
+            f"photo in, photo out; L and Lab in the graph; ab predicted at {size or 'the input size'}"
+        )
     return graph.eval(), meta
 
 
@@ -313,7 +315,11 @@ def example_inputs(
 
 
 def input_spec(
-    names: list[str], method: Method, multiple: int, fixed: tuple[int, int] | None, image_nc: int | None = None
+    names: list[str],
+    method: Method,
+    multiple: int,
+    fixed: tuple[int, int] | None,
+    image_nc: int | None = None,
 ) -> dict[str, Any]:
     """The pre-processing spec stored in the model's metadata (``pixforge.inputs``)."""
     image_nc = image_nc or method.info.input_nc

@@ -40,9 +40,7 @@ def with_lightness(visuals: dict[str, Tensor]) -> dict[str, Tensor]:
     light = visuals.get("input")
     if light is None or light.shape[1] != 1:
         return visuals
-    return {
-        k: l_ab_to_photo(light.float(), v.float()) if v.shape[1] == 2 else v for k, v in visuals.items()
-    }
+    return {k: l_ab_to_photo(light.float(), v.float()) if v.shape[1] == 2 else v for k, v in visuals.items()}
 
 
 def grid(visuals: dict[str, Tensor]) -> Image.Image:

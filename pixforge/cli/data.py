@@ -31,9 +31,7 @@ def synth(out: Path, count: int, size: int, seed: int) -> None:
 
 @data.command(name="inspect")
 @click.argument("root", type=click.Path(path_type=Path))
-@click.option(
-    "--data-format", default="auto", type=click.Choice(list(FORMATS))
-)
+@click.option("--data-format", default="auto", type=click.Choice(list(FORMATS)))
 def inspect_cmd(root: Path, data_format: str) -> None:
     """Report the format, counts, image sizes and every problem of a dataset, without training."""
     from pixforge.data.formats import inspect

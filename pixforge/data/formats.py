@@ -236,7 +236,9 @@ def _colour_photos(folder: Path, split: str) -> SplitData:
             "colour from colour photos"
         )
     if gray:
-        log.warning("%s: skipping %d grayscale of %d photos (colorization needs colour)", folder, gray, len(files))
+        log.warning(
+            "%s: skipping %d grayscale of %d photos (colorization needs colour)", folder, gray, len(files)
+        )
     return SplitData("colorization", split, folder, records)
 
 
