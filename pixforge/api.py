@@ -294,8 +294,12 @@ def dataset_items(path: Path, translator: Translator, split: str) -> list[Item]:
     return items
 
 
-def viewable(image: Image.Image, label_nc: int) -> Image.Image:
-    """An input as a viewable picture (label maps coloured by class)."""
+def viewable(image: Image.Image, label_nc: int, colorization: bool = False) -> Image.Image:
+    """An input as a viewable picture (label maps coloured by class; a colorization model's input as the grey
+    photo of its lightness, what the model sees)."""
+    if colorization:
+        light = color.lightness(to_tensor(image.convert("RGB")))
+        return to_image(color.l_ab_to_photo(light, torch.zeros(2, *light.shape[-2:])))
     if not label_nc:
         return image.convert("RGB")
     ids = np.asarray(image, dtype=np.int64).clip(0, label_nc - 1)

@@ -117,7 +117,7 @@ def _translate_split(
     for item in distributed.shard(items):
         translator(item.source, item.instance).save(out / "fake" / f"{item.name}.png")
         item.target.convert("RGB").save(out / "real" / f"{item.name}.png")
-        viewable(item.source, label_nc).save(out / "inputs" / f"{item.name}.png")
+        viewable(item.source, label_nc, translator.colorization).save(out / "inputs" / f"{item.name}.png")
         input_is_image = input_is_image and item.source.size == item.target.size
         if with_labels:
             Image.fromarray(_label_ids(item.source, label_nc)).save(out / "labels" / f"{item.name}.png")

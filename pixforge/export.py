@@ -507,11 +507,16 @@ class OnnxTranslator:
         self.label_nc = int(json.loads(meta["info"])["label_nc"])
         self.multiple = int(self.spec["size_multiple"])
 
+    @property
+    def colorization(self) -> bool:
+        """Whether the graph is a colorization model's (photo in, colour photo out)."""
+        return "colorization" in self.meta
+
     def _model_size(self, size: tuple[int, int]) -> tuple[int, int]:
         fixed = self.spec.get("fixed_size")
         if fixed:
             return fixed[0], fixed[1]
-        if "colorization" in self.meta:
+        if self.colorization:
             return size
         data = self.config.data
         return (data.crop_size, data.crop_size) if data.preprocess == "resize_and_crop" else size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from PIL import Image
 
 import pixforge
+from pixforge.cli import main
 from pixforge.data import color
 from pixforge.data.transforms import to_tensor
 from pixforge.errors import PixforgeError
@@ -66,3 +68,25 @@ def test_a_one_channel_model_refuses_colour_it_cannot_reduce(colour_run, colour_
     with pytest.raises(PixforgeError, match="1-channel"):
         translator.prepare(colour_photo(colour_photos, (32, 32)))
     assert translator.prepare(colour_photo(colour_photos, (32, 32)).convert("L")).shape == (1, 1, 32, 32)
+
+
+def test_evaluate_a_run_reports_colorfulness_and_shows_grey_inputs(
+    colour_run, colour_photos, tmp_path, capsys
+):
+    report = tmp_path / "report.json"
+    images = tmp_path / "images"
+    args = [
+        "evaluate",
+        str(colour_run),
+        "--data",
+        str(colour_photos),
+        "--split",
+        "test",
+        "--images",
+        str(images),
+    ]
+    main([*args, "--metrics", "colorfulness,psnr", "--out", str(report)])
+    values = json.loads(report.read_text())["values"]
+    assert values["colorfulness_real"] > 0 and "colorfulness_fake" in values and "psnr" in values
+    shown = np.asarray(Image.open(sorted((images / "inputs").glob("*.png"))[0]), dtype=int)
+    assert (shown.max(-1) - shown.min(-1)).max() <= 1  # the grey photo of L (up to 8-bit rounding)
