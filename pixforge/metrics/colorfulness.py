@@ -1,6 +1,6 @@
 """Colourfulness of an image (Hasler and Süsstrunk, "Measuring colourfulness in natural images", 2003).
 
-The papers' named failure of colorization is "grayscale or desaturated results" (pix2pix §4.6); this
+The papers' named failure of colorization is "grayscale or desaturated results" (pix2pix, papers/001_*, "Limitations"); this
 metric makes it a number. On the opponent components rg = R - G and yb = (R + G) / 2 - B of the 8-bit sRGB
 values as stored, M = sigma_rgyb + 0.3 * mu_rgyb with sigma_rgyb = sqrt(sigma_rg^2 + sigma_yb^2) and
 mu_rgyb = sqrt(mu_rg^2 + mu_yb^2) (the paper's eq. 3 metric, standard deviations over the pixels, population
