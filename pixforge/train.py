@@ -176,6 +176,9 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         self.fmt = formats.resolve_format(Path(cfg.data.root), cfg.data.format)
         self.method = build_method(cfg, data_info(cfg, self.fmt)).to(self.device)
+        #: floating inputs are cast to the networks' dtype: float32, or float64 for a run built under
+        #: ``torch.set_default_dtype(torch.float64)`` (the tests' exact comparisons of training paths)
+        self.dtype = next(self.method.parameters()).dtype
         self.dataset = TranslationDataset(
             Path(cfg.data.root),
             "train",
@@ -395,7 +398,7 @@ class Trainer:
         out = {}
         for k, v in batch.items():
             if isinstance(v, torch.Tensor):
-                v = v.to(self.device, non_blocking=True)
+                v = v.to(self.device, self.dtype if v.is_floating_point() else None, non_blocking=True)
                 if self.cfg.train.channels_last and v.dim() == 4 and v.is_floating_point():
                     v = v.contiguous(memory_format=torch.channels_last)
             out[k] = v
@@ -431,7 +434,7 @@ class Trainer:
 
     def _accumulate(self, scalars: dict[str, torch.Tensor]) -> None:
         for k, v in scalars.items():
-            v = v.detach().float()
+            v = v.detach().to(self.dtype)
             self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
         self.count += 1
 
