@@ -86,7 +86,9 @@ def test_evaluate_a_run_reports_colorfulness_and_shows_grey_inputs(
         str(images),
     ]
     main([*args, "--metrics", "colorfulness,psnr", "--out", str(report)])
-    values = json.loads(report.read_text())["values"]
+    written = json.loads(report.read_text())
+    values = written["values"]
     assert values["colorfulness_real"] > 0 and "colorfulness_fake" in values and "psnr" in values
+    assert "joined with the input's own L" in written["settings"]["translation"]
     shown = np.asarray(Image.open(sorted((images / "inputs").glob("*.png"))[0]), dtype=int)
     assert (shown.max(-1) - shown.min(-1)).max() <= 1  # the grey photo of L (up to 8-bit rounding)
