@@ -34,7 +34,7 @@ import yaml
 
 from pixforge.errors import PixforgeError
 
-FORMATS = ("auto", "aligned", "paired", "unaligned", "labeled")
+FORMATS = ("auto", "aligned", "paired", "unaligned", "labeled", "colorization")
 DIRECTIONS = ("AtoB", "BtoA")
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "none")
 DEVICES = ("auto", "cpu", "cuda")
@@ -81,7 +81,7 @@ class DataConfig:
     root: str = ""
     """Dataset folder (train --data)."""
     format: str = choice("auto", FORMATS)
-    """Layout of the dataset; auto detects it."""
+    """Layout of the dataset; auto detects it (all but colorization, which is asked for)."""
     direction: str = choice("AtoB", DIRECTIONS)
     """Which side is the input: AtoB translates A into B, BtoA the reverse (pix2pix)."""
     preprocess: str = choice("resize_and_crop", PREPROCESS)

@@ -94,6 +94,7 @@ class ServedModel:
             "method": self.method_name,
             "step": t.step,
             "input": "labels" if label_nc else "image",
+            "colorization": t.colorization,
             "size": [data.crop_size, data.crop_size] if data.preprocess == "resize_and_crop" else None,
             "size_multiple": t.method.size_multiple,
             "label_nc": label_nc,
