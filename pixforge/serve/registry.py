@@ -177,6 +177,7 @@ class ServedModel:
             "method": self.method_name,
             "step": t.step,
             "input": "labels" if label_nc else "image",
+            "colorization": t.config.data.format == "colorization",
             "size": [data.crop_size, data.crop_size] if data.preprocess == "resize_and_crop" else None,
             "size_multiple": self.size_multiple(),
             "backend": self.backend,
