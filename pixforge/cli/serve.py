@@ -37,12 +37,14 @@ def serve_cmd(
 ) -> None:
     """Serve the models in RUNS over HTTP (API docs at /docs); SIGTERM drains requests and exits 0."""
     from pixforge.serve.app import ServeSettings, create_app
+    from pixforge.serve.server import listen
     from pixforge.serve.server import run as run_server
 
+    sock = listen(host, port)
     settings = ServeSettings(list(runs), device, max_batch, max_wait_ms, token, max_pixels, max_bytes, amp)
     app = create_app(settings)
     click.echo(f"serving {', '.join(app.state.registry.names())} on http://{host}:{port} (docs: /docs)")
-    run_server(app, host, port)
+    run_server(app, host, port, sock)
 
 
 # studio and studies (the web studio on the serve app; perceptual studies in SQLite) --------------------------
@@ -64,16 +66,18 @@ def studio_cmd(
 ) -> None:
     """The web studio for the models in RUNS: translate, paint, and perceptual studies."""
     from pixforge.serve.app import ServeSettings
+    from pixforge.serve.server import listen
     from pixforge.serve.server import run as run_server
     from pixforge.studio.app import StudioSettings, create_studio_app
 
+    sock = listen(host, port)
     app = create_studio_app(ServeSettings(list(runs), device), StudioSettings(study_db, admin_token))
     base = f"http://{host}:{port}"
     click.echo(
         f"studio for {', '.join(app.state.registry.names())} on {base}/studio/ (studies in {study_db})"
     )
     click.echo(f"admin: {base}/studio/admin#token={app.state.admin_token}")
-    run_server(app, host, port)
+    run_server(app, host, port, sock)
 
 
 @cli.group(name="study")
