@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -49,6 +50,26 @@ def serve_cmd(
 
 # studio and studies (the web studio on the serve app; perceptual studies in SQLite) --------------------------
 
+DB_HELP = "The studies' SQLite file (default: $XDG_DATA_HOME/pixforge/studies.sqlite, ~/.local/share/...)."
+
+
+def default_study_db() -> Path:
+    """The studies file when none is named: a user data file, so that no database lands in the folder a
+    command happens to start in (a checkout); ``studio``, ``study create`` and ``study report`` agree on it."""
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    (data_home / "pixforge").mkdir(parents=True, exist_ok=True)
+    return data_home / "pixforge" / "studies.sqlite"
+
+
+def study_db_option(*names: str):  # noqa: ANN201 - a click decorator
+    """The ``--db``/``--study-db`` option: an optional path, :func:`default_study_db` when left out."""
+    return click.option(
+        *names,
+        type=click.Path(path_type=Path),
+        callback=lambda ctx, param, value: value or default_study_db(),
+        help=DB_HELP,
+    )
+
 
 @cli.command(name="studio")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -56,9 +77,7 @@ def serve_cmd(
     "--host", default="127.0.0.1", show_default=True, help="Interface to bind (127.0.0.1: this machine only)."
 )
 @click.option("--port", default=8000, show_default=True)
-@click.option(
-    "--study-db", default=Path("studies.sqlite"), show_default=True, type=click.Path(path_type=Path)
-)
+@study_db_option("--study-db")
 @click.option("--admin-token", help="Token of the admin pages (default: a random one, printed at start).")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
 def studio_cmd(
@@ -98,9 +117,7 @@ def study_group() -> None:
 @click.option("--practice", default=10, show_default=True, help="Practice trials (with feedback).")
 @click.option("--trials", default=40, show_default=True, help="Trials after the practice.")
 @click.option("--seed", default=0, show_default=True, help="Seed of every participant's order.")
-@click.option(
-    "--db", "study_db", default=Path("studies.sqlite"), show_default=True, type=click.Path(path_type=Path)
-)
+@study_db_option("--db", "study_db")
 def study_create(
     name: str,
     kind: str,
@@ -125,9 +142,7 @@ def study_create(
 
 @study_group.command(name="report")
 @click.argument("name")
-@click.option(
-    "--db", "study_db", default=Path("studies.sqlite"), show_default=True, type=click.Path(path_type=Path)
-)
+@study_db_option("--db", "study_db")
 @click.option(
     "--out", type=click.Path(path_type=Path), help="Write report.md, report.html and report.json here."
 )
