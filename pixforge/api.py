@@ -136,6 +136,16 @@ def saved_config(run_dir: Path) -> dict[str, Any] | None:
     return None if latest is None else checkpoint.read(latest).config
 
 
+def _colour_hint(image: Image.Image) -> str:
+    """A hint when a label map with ids out of range is a colour picture (its channels differ)."""
+    if image.mode not in ("RGB", "RGBA"):
+        return ""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
+    if (rgb == rgb[..., :1]).all():
+        return ""
+    return "; this looks like a colour-coded label map, and the model takes class-id maps (one channel of ids)"
+
+
 @dataclass
 class Translator:
     """A trained model that maps PIL images to PIL images at the input's size."""
@@ -155,7 +165,9 @@ class Translator:
         if self.label_nc:
             ids = np.asarray(image if image.mode in ("L", "P", "I") else image.convert("L"), dtype=np.int64)
             if ids.max() >= self.label_nc:
-                raise PixforgeError(f"label id {int(ids.max())} is outside 0..{self.label_nc - 1}")
+                raise PixforgeError(
+                    f"label id {int(ids.max())} is outside 0..{self.label_nc - 1}{_colour_hint(image)}"
+                )
             img = Image.fromarray(ids.astype(np.int32)).resize(size, Image.NEAREST)
             x = one_hot(torch.from_numpy(np.asarray(img, dtype=np.int64))[None, None], self.label_nc)
         else:
@@ -237,6 +249,8 @@ class Item:
     source: Image.Image
     target: Image.Image | None = None
     instance: Image.Image | None = None
+    path: Path | None = None
+    """The input's file, when it came from one (named in errors)."""
 
 
 def dataset_items(path: Path, translator: Translator, split: str) -> list[Item]:
