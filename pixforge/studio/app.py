@@ -85,6 +85,11 @@ def pages_router() -> APIRouter:
     async def root() -> RedirectResponse:
         return RedirectResponse("/studio/")
 
+    @router.get("/favicon.ico")
+    async def favicon() -> FileResponse:
+        """The icon browsers ask for on every page (an SVG: Chromium and Firefox take it at this path)."""
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
     @router.get("/studio/")
     async def translate_page() -> FileResponse:
         return _page("translate.html")
