@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 import pixforge
 from pixforge import checkpoint
 from pixforge.errors import PixforgeError
-from pixforge.train import Trainer, lr_factor
+from pixforge.train import Trainer, lr_factor, progress_text
 
 
 def tiny(data: Path, out: Path, **kw):
@@ -122,3 +123,18 @@ def test_bf16_and_channels_last_on_cuda(synth_root: Path, tmp_path: Path) -> Non
 def test_amp_on_cpu_is_refused(synth_root: Path, tmp_path: Path) -> None:
     with pytest.raises(PixforgeError, match="CUDA only"):
         tiny(synth_root / "aligned", tmp_path / "run", device="cpu", amp="bf16")
+
+
+def test_progress_text_gives_elapsed_time_and_eta() -> None:
+    """The ETA extrapolates this run's own pace (steps done since it started or resumed) to the last step."""
+    assert progress_text(step=30, total=100, start_step=10, elapsed=40.0) == "elapsed 0:40, ETA 2:20"
+    assert progress_text(step=10, total=10, start_step=0, elapsed=3725.0) == "elapsed 1:02:05, ETA 0:00"
+
+
+def test_progress_lines_without_a_terminal(synth_root: Path, tmp_path: Path, caplog) -> None:
+    """Output that is not a terminal (make demo piped, a log file) gets a line every log_every steps."""
+    with caplog.at_level(logging.INFO, logger="pixforge"):
+        tiny(synth_root / "aligned", tmp_path / "run", steps=4, log_every=2)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["2/4", "4/4"]
+    assert all("elapsed " in line and "ETA " in line for line in lines)
