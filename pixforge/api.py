@@ -143,7 +143,9 @@ def _colour_hint(image: Image.Image) -> str:
     rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
     if (rgb == rgb[..., :1]).all():
         return ""
-    return "; this looks like a colour-coded label map, and the model takes class-id maps (one channel of ids)"
+    return (
+        "; this looks like a colour-coded label map, and the model takes class-id maps (one channel of ids)"
+    )
 
 
 @dataclass
