@@ -218,3 +218,19 @@ def test_a_run_moved_without_its_data_still_translates_and_says_why(synth_root: 
     assert described["samples"] == 0 and str(data) in described["note"]
     assert "colour-coded" in described["note"]
     assert model.translator(Image.new("RGB", (32, 32))).size == (32, 32)
+
+
+def test_a_trials_images_have_the_same_file_size(live_studio, study_images) -> None:
+    """The real photo compresses worse than a blurred fake: the served bytes must not tell them apart."""
+    create = ["study", "create", "sizes", "--db", str(live_studio.db), "--kind", "real-vs-fake"]
+    folders = ["--real", str(study_images["real"]), "--fake", str(study_images["blur"])]
+    main([*create, *folders, "--practice", "0", "--trials", "4"])
+    url = live_studio.url
+    token = json.loads(call(f"{url}/study/api/sizes/join", {})[1])["token"]
+    for index in range(3):
+        state = json.loads(call(f"{url}/study/api/session/{token}")[1])
+        left, right = (call(url + image)[1] for image in state["trial"]["images"])
+        assert len(left) == len(right)
+        assert Image.open(io.BytesIO(left)).size[1] == Image.open(io.BytesIO(right)).size[1] == 256
+        answer = {"trial": index, "choice": "left", "response_ms": 500}
+        assert call(f"{url}/study/api/session/{token}/answer", answer)[0] == 200
