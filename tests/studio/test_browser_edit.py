@@ -355,6 +355,7 @@ def test_paint_shortcuts_help_downloads_and_scene_owner(
     assert page.text_content("#note").endswith("rendered with hd.")
     page.select_option("#start", "0")
     page.click("#load-start")
+    page.wait_for_function("window.studio.instance.some((v) => v >= 1000)")  # the sample replaced the scene
     instance = np.array(page.evaluate("Array.from(window.studio.instance)")).reshape(32, 32)
     ids, counts = np.unique(instance[instance >= 1000], return_counts=True)
     ys, xs = np.nonzero(instance == int(ids[counts.argmax()]))

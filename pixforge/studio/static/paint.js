@@ -309,7 +309,7 @@ async function render() {
     if (seq < s.shown) return;  // a newer render is already on screen
     s.photo = blob;
     $("#download-photo").disabled = false;
-    s.shown = seq; s.renders += 1; s.lastMs = performance.now() - started;
+    s.shown = seq; s.renders += 1; s.lastMs = performance.now() - started; s.shownAt = performance.now();
     const out = $("#output");
     URL.revokeObjectURL(out.src);
     out.src = URL.createObjectURL(blob);
