@@ -273,13 +273,10 @@ def test_a_port_in_use_is_refused_before_anything_is_printed(capsys, tmp_path, c
     assert err.count("\n") == 1 and f"port {port}" in err and "--port" in err
 
 
-def test_a_colour_coded_map_given_to_an_id_map_model_names_the_file(capsys, tmp_path, train_tiny, synth_root):
-    """pix2pixHD takes class ids: a colour picture of the labels gets its file named and a hint."""
+def test_a_label_id_out_of_range_names_the_input_file(capsys, tmp_path, train_tiny, synth_root):
+    """pix2pixHD takes class ids 0..12 (or the palette's colours): an id map with id 211 gets its file named."""
     run = train_tiny("hd-ids", {"hd": ("pix2pixhd", "labeled", {})})["hd"]
-    picture = tmp_path / "colours.png"
-    colours = np.zeros((32, 32, 3), dtype=np.uint8)
-    colours[:, :16] = (0, 0, 170)
-    colours[:, 16:] = (211, 64, 0)
-    Image.fromarray(colours).save(picture)
-    line = fails(capsys, ["translate", str(run), str(picture), "--out", str(tmp_path / "out")])
-    assert str(picture) in line and "colour-coded" in line and "0..12" in line
+    ids = tmp_path / "ids.png"
+    Image.fromarray(np.full((32, 32), 211, dtype=np.uint8), mode="L").save(ids)
+    line = fails(capsys, ["translate", str(run), str(ids), "--out", str(tmp_path / "out")])
+    assert str(ids) in line and "211" in line and "0..12" in line
