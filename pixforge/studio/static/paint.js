@@ -9,7 +9,7 @@ const s = {
   tool: "brush", cls: null, selected: null, undo: [], redo: [],
   seq: 0, shown: 0, renders: 0, timer: null, pending: false, inflight: 0, drag: null, lastMs: null,
   loads: 0, loaded: null,  // scene loads started, and the model whose scene is on the canvas
-  inputName: "scene", photo: null,  // what downloads are named after; the photo on screen
+  inputName: "scene", photo: null, shownAt: null,  // what downloads are named after; the photo on screen, and when
 };
 window.studio = s;
 
