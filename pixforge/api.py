@@ -116,8 +116,12 @@ def train_config(
     overrides: dict[str, Any] | None = None,
     **flags: Any,
 ) -> Config:
-    """The resolved config :func:`train` would run with (arguments as there); bad options fail here."""
-    all_flags = {"data.root": str(data), **size_flags(size), **flags}
+    """The resolved config :func:`train` would run with (arguments as there); bad options fail here.
+
+    ``data.root`` is saved absolute, so that the run reads its data (the studio's samples, the paint page's
+    colour-coding check) from whatever folder it is used in.
+    """
+    all_flags = {"data.root": str(Path(data).expanduser().resolve()), **size_flags(size), **flags}
     base = saved_config(Path(out)) if resume else None
     if base and base.get("method") != method:
         raise PixforgeError(f"{out} holds a {base.get('method')} run; it cannot be resumed as {method}")
@@ -295,6 +299,8 @@ class Item:
     source: Image.Image
     target: Image.Image | None = None
     instance: Image.Image | None = None
+    path: Path | None = None
+    """The input's file, when it came from one (named in errors)."""
 
 
 def dataset_items(path: Path, translator: Translator, split: str) -> list[Item]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +79,14 @@ def serve_cmd(runs: tuple[Path, ...], config_file: Path | None, host: str, port:
     """Serve the models in RUNS (run folders or exported .onnx files) over HTTP (API docs at /docs);
     SIGTERM drains requests and exits 0."""
     from pixforge.serve.app import create_app
+    from pixforge.serve.server import listen
     from pixforge.serve.server import run as run_server
 
     settings = serve_settings(runs, config_file, host, options)
+    sock = listen(host, port)
     app = create_app(settings)
     click.echo(f"serving {', '.join(app.state.registry.names())} on http://{host}:{port} (docs: /docs)")
-    run_server(app, host, port)
+    run_server(app, host, port, sock)
 
 
 def serve_settings(
@@ -116,6 +119,26 @@ def serve_settings(
 
 # studio and studies (the web studio on the serve app; perceptual studies in SQLite) --------------------------
 
+DB_HELP = "The studies' SQLite file (default: $XDG_DATA_HOME/pixforge/studies.sqlite, ~/.local/share/...)."
+
+
+def default_study_db() -> Path:
+    """The studies file when none is named: a user data file, so that no database lands in the folder a
+    command happens to start in (a checkout); ``studio``, ``study create`` and ``study report`` agree on it."""
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    (data_home / "pixforge").mkdir(parents=True, exist_ok=True)
+    return data_home / "pixforge" / "studies.sqlite"
+
+
+def study_db_option(*names: str):  # noqa: ANN201 - a click decorator
+    """The ``--db``/``--study-db`` option: an optional path, :func:`default_study_db` when left out."""
+    return click.option(
+        *names,
+        type=click.Path(path_type=Path),
+        callback=lambda ctx, param, value: value or default_study_db(),
+        help=DB_HELP,
+    )
+
 
 @cli.command(name="studio")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -123,9 +146,7 @@ def serve_settings(
     "--host", default="127.0.0.1", show_default=True, help="Interface to bind (127.0.0.1: this machine only)."
 )
 @click.option("--port", default=8000, show_default=True)
-@click.option(
-    "--study-db", default=Path("studies.sqlite"), show_default=True, type=click.Path(path_type=Path)
-)
+@study_db_option("--study-db")
 @click.option("--admin-token", help="Token of the admin pages (default: a random one, printed at start).")
 @click.option(
     "--token",
@@ -147,9 +168,11 @@ def studio_cmd(
     """The web studio for the models in RUNS: translate, paint, and perceptual studies."""
     from pixforge.serve.app import ServeSettings
     from pixforge.serve.security import allowed_hosts
+    from pixforge.serve.server import listen
     from pixforge.serve.server import run as run_server
     from pixforge.studio.app import StudioSettings, create_studio_app
 
+    sock = listen(host, port)
     settings = ServeSettings(list(runs), device, allowed_hosts=allowed_hosts(host, allowed_host))
     app = create_studio_app(settings, StudioSettings(study_db, admin_token, token))
     base = f"http://{host}:{port}"
@@ -159,7 +182,7 @@ def studio_cmd(
     if token:
         click.echo(f"sign in with the token at {base}/login")
     click.echo(f"admin: {base}/studio/admin#token={app.state.admin_token}")
-    run_server(app, host, port)
+    run_server(app, host, port, sock)
 
 
 @cli.group(name="study")
@@ -191,9 +214,7 @@ def study_group() -> None:
     show_default=True,
     help="Sessions without a worker id one client address may open (0: no bound).",
 )
-@click.option(
-    "--db", "study_db", default=Path("studies.sqlite"), show_default=True, type=click.Path(path_type=Path)
-)
+@study_db_option("--db", "study_db")
 def study_create(
     name: str,
     kind: str,
@@ -235,9 +256,7 @@ def study_create(
 @study_group.command(name="links")
 @click.argument("name")
 @click.option("--worker", "workers", multiple=True, required=True, help="A worker id (repeatable).")
-@click.option(
-    "--db", "study_db", default=Path("studies.sqlite"), show_default=True, type=click.Path(path_type=Path)
-)
+@study_db_option("--db", "study_db")
 def study_links(name: str, workers: tuple[str, ...], study_db: Path) -> None:
     """Signed links of study NAME for the given worker ids, one a line (append them to the studio's URL)."""
     from pixforge.studio.protocol import signed_link
@@ -252,9 +271,7 @@ def study_links(name: str, workers: tuple[str, ...], study_db: Path) -> None:
 
 @study_group.command(name="report")
 @click.argument("name")
-@click.option(
-    "--db", "study_db", default=Path("studies.sqlite"), show_default=True, type=click.Path(path_type=Path)
-)
+@study_db_option("--db", "study_db")
 @click.option(
     "--out", type=click.Path(path_type=Path), help="Write report.md, report.html and report.json here."
 )

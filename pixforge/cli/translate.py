@@ -28,7 +28,7 @@ def _inputs(paths: tuple[Path, ...], translator: Any, split: str, instances: Pat
         files = formats.list_images(path) if path.is_dir() else [path]
         if not files:
             raise PixforgeError(f"{path}: no images to translate")
-        items.extend(Item(f.stem, formats.read_image(f, mode="")) for f in files)
+        items.extend(Item(f.stem, formats.read_image(f, mode=""), path=f) for f in files)
     if instances is not None:
         for item in items:
             item.instance = formats.read_image(_match_stem(instances, item.name), mode="")
@@ -120,7 +120,10 @@ def translate(
                 if direction is not None:
                     options["direction"] = direction
                 name = item.name + suffix
-                maps = translator.translate(item.source, item.instance, **options)
+                try:
+                    maps = translator.translate(item.source, item.instance, **options)
+                except PixforgeError as exc:
+                    raise PixforgeError(f"{item.path or item.name}: {exc}") from exc
                 maps["output"].save(out / f"{name}.png")
                 for key in shown & set(maps):
                     maps[key].save(out / f"{name}_{key}.png")

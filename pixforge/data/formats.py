@@ -44,6 +44,13 @@ SPLITS = ("train", "val", "test")
 #: rounding leaves a level or two on grey photos saved as RGB)
 GRAY_SPREAD = 4
 FORMAT_FOLDERS = {"paired": ("A", "B"), "labeled": ("images", "labels")}
+#: seam ratio (see :func:`seam_ratio`) from which a folder of images counts as A|B pairs. Measured medians:
+#: A|B pairs 11.6 (CMP facades, labels|photo), 7.9-11.0 (built-in labels|photo at 32 and 64 px), 2.6-3.0
+#: (built-in rain|clean, where A and B are the same scene); single photos stretched to 2:1 0.64 (facade
+#: photos) to 1.14 (built-in photos at 64 px).
+SEAM_RATIO = 1.6
+#: images of a split whose seam ratios are compared (evenly spaced; their median decides)
+SEAM_SAMPLES = 9
 #: label ids of Cityscapes' ``*_labelIds`` maps (0..33), the ``label_nc`` of the pix2pixhd cityscapes presets
 CITYSCAPES_LABEL_NC = 34
 
@@ -61,6 +68,61 @@ def _split_format(folder: Path) -> str | None:
         if (folder / a).is_dir() and (folder / b).is_dir():
             return fmt
     return "aligned" if list_images(folder) else None
+
+
+def seam_ratio(image: Image.Image) -> float:
+    """How much more the two middle columns differ than neighbouring columns do elsewhere.
+
+    In an A|B pair the columns either side of the middle are the right edge of A and the left edge of B, so
+    they are unrelated; in a single photo they are neighbours like any others. The ratio is the mean absolute
+    difference across the seam over the median of the other neighbouring-column differences (+1 grey level,
+    so that flat pictures count as seamless).
+    """
+    a = np.asarray(image.convert("RGB"), dtype=np.float64)
+    diffs = np.abs(np.diff(a, axis=1)).mean(axis=(0, 2))
+    middle = a.shape[1] // 2 - 1
+    if middle < 1:
+        return 0.0
+    return float(diffs[middle] / (np.median(np.delete(diffs, middle)) + 1.0))
+
+
+def looks_paired(files: list[Path]) -> bool:
+    """Whether images look like A|B pairs: the median :func:`seam_ratio` of a few of them (unreadable files
+    skipped) reaches :data:`SEAM_RATIO`."""
+    picked = files[:: max(1, len(files) // SEAM_SAMPLES)][:SEAM_SAMPLES]
+    ratios = []
+    for path in picked:
+        try:
+            ratios.append(seam_ratio(read_image(path)))
+        except PixforgeError:
+            continue
+    return not ratios or float(np.median(ratios)) >= SEAM_RATIO
+
+
+def aligned_doubt(root: Path) -> str | None:
+    """What is wrong with taking a flat folder of images (the aligned guess) for A|B pairs, if anything."""
+    root = Path(root)
+    folder = next((root / s for s in SPLITS if (root / s).is_dir()), root)
+    if looks_paired(list_images(folder)):
+        return None
+    return (
+        f"{root}: guessed the aligned layout (each image A|B side by side), but the images do not look like "
+        "pairs (no seam between their halves); expected split folders of A|B images, A/ + B/, images/ + "
+        "labels/, or trainA/ + trainB/; if they are pairs, pass --data-format aligned"
+    )
+
+
+_checked: set[Path] = set()
+
+
+def _warn_aligned_guess(root: Path) -> None:
+    """Check a folder once per process; warn when the aligned guess looks wrong (see :func:`aligned_doubt`)."""
+    key = Path(root).resolve()
+    if key in _checked:
+        return
+    _checked.add(key)
+    if (doubt := aligned_doubt(root)) is not None:
+        log.warning("warning: %s", doubt)
 
 
 def check_root(root: Path) -> Path:
@@ -81,6 +143,8 @@ def detect_format(root: Path) -> str:
         return "unaligned"
     for candidate in [*(root / s for s in SPLITS), root]:
         if candidate.is_dir() and (fmt := _split_format(candidate)):
+            if fmt == "aligned":
+                _warn_aligned_guess(root)
             return fmt
     raise PixforgeError(
         f"{root}: layout matches no format (expected split folders train/val/test holding images, A/ + B/, "
@@ -364,10 +428,13 @@ class Inspection:
 def inspect(root: Path, fmt: str = "auto") -> Inspection:
     """Detect the format, count every split, tally image sizes and list every problem found."""
     root = Path(root)
+    guessed = fmt == "auto"
     fmt = resolve_format(root, fmt)
     counts: dict[str, int] = {}
     sizes: dict[str, dict[str, int]] = {}
     problems: list[str] = []
+    if guessed and fmt == "aligned" and (doubt := aligned_doubt(root)) is not None:
+        problems.append(doubt)
     palette = read_palette(root) if fmt == "labeled" else None
     label_nc = (count_classes(root) or cityscapes_label_nc(root)) if fmt == "labeled" else None
     labels_only: list[str] = []

@@ -117,8 +117,25 @@ def log_to_stderr() -> None:
         log.setLevel(logging.INFO)
 
 
-def run(app: FastAPI, host: str = "127.0.0.1", port: int = 8000) -> None:
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, taken before anything is loaded or printed (so that a port in use
+    ends with one line instead of a URL that points at the other server)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PixforgeError(
+            f"port {port} on {host} is in use or cannot be bound ({exc.strerror}); choose another with --port"
+        ) from None
+    return sock
+
+
+def run(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, sock: socket.socket | None = None) -> None:
     """Serve until SIGTERM/SIGINT; in-flight requests finish before this returns.
+
+    ``sock`` is a socket from :func:`listen` (else uvicorn binds ``host:port`` itself).
 
     uvicorn re-raises the signal it caught once it has shut down; a no-op handler for SIGTERM in its place
     lets the process exit with status 0 after the drain instead of dying by the signal.
@@ -127,7 +144,7 @@ def run(app: FastAPI, host: str = "127.0.0.1", port: int = 8000) -> None:
     log_to_stderr()
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
-        server.run()
+        server.run(sockets=None if sock is None else [sock])
     finally:
         signal.signal(signal.SIGTERM, previous)
 

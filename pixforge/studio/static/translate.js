@@ -24,8 +24,7 @@ async function start() {
 function choose(name) {
   const m = state.models.find((x) => x.name === name);
   state.model = m;
-  const inputs = m.input === "labels" ? `label maps (${m.label_nc} classes)` : m.colorization ? "colorization: any photo, reduced to its lightness; the output keeps it" : "images";
-  $("#model-info").textContent = `${m.method}, ${inputs}`;
+  $("#model-info").textContent = modelInfo(m);
   $("#direction-box").hidden = !m.directions.length;
   $("#style-box").hidden = !m.styles;
   $("#instance-box").hidden = m.input !== "labels";
@@ -37,6 +36,20 @@ function choose(name) {
     box.append(el("label", {}, el("input", { type: "checkbox", id: `explain-${kind}`, onchange: translate }), ` show ${kind}`));
   }
   translate();
+}
+
+// What the model is: method, training step, input, and its test scores when the run has been evaluated.
+function modelInfo(m) {
+  const input =
+    m.input === "labels"
+      ? `label maps (${m.label_nc} classes)`
+      : m.colorization
+        ? "any photo, reduced to its lightness (colorization: the output keeps it)"
+        : "images";
+  const clusters = m.styles ? `; style clusters numbered from 0` : "";
+  const scores = Object.entries(m.scores || {}).map(([k, v]) => `${k} ${Number(v).toPrecision(4)}`);
+  const tested = scores.length ? `; ${m.scores_split} scores: ${scores.join(", ")}` : "";
+  return `${m.method}, trained ${m.step} steps, takes ${input}${clusters}${tested}`;
 }
 
 async function pick(file) {
@@ -93,8 +106,20 @@ async function translate() {
     $("#download").disabled = false;
     $("#status").textContent = `done in ${Math.round(performance.now() - started)} ms`;
   } catch (error) {
-    if (seq === state.seq) { showError($("#error"), error); $("#status").textContent = ""; }
+    if (seq === state.seq) { clearOutput(); showError($("#error"), error); $("#status").textContent = ""; }
   }
+}
+
+// A rejected input leaves no earlier output on screen and nothing to download.
+function clearOutput() {
+  state.output = null;
+  const out = $("#output");
+  if (out.src) URL.revokeObjectURL(out.src);
+  out.removeAttribute("src");
+  out.hidden = true;
+  delete out.dataset.seq;
+  $("#output-frame").querySelectorAll("img.overlay").forEach((x) => x.remove());
+  $("#download").disabled = true;
 }
 
 start();
