@@ -28,7 +28,7 @@ from torch import Tensor
 from pixforge.config import Config, DataConfig
 from pixforge.errors import PixforgeError
 from pixforge.interop.runs import ImportOptions, meta_method, reference_files, write_run
-from pixforge.interop.statedict import execution_order, match, read_pth
+from pixforge.interop.statedict import execution_order, infer_norm, input_channels, match, read_pth
 from pixforge.methods.base import DataInfo
 from pixforge.methods.cyclegan import CycleGANConfig
 from pixforge.methods.pix2pix import Pix2PixConfig
@@ -59,14 +59,6 @@ def infer_netG(state: dict[str, Tensor], source: Path) -> str:
             raise PixforgeError(f"{source}: a ResNet with {len(blocks)} blocks; pixforge imports 6 and 9")
         return RESNET_NAMES[len(blocks)]
     raise PixforgeError(f"{source}: not a junyanz generator (neither UnetGenerator nor ResnetGenerator keys)")
-
-
-def infer_norm(state: dict[str, Tensor]) -> str:
-    """``batch`` when a layer holds an affine weight beside running statistics, else ``instance``."""
-    for key in state:
-        if key.endswith(".running_mean") and key[: -len("running_mean")] + "weight" in state:
-            return "batch"
-    return "instance"
 
 
 def generator_channels(state: dict[str, Tensor], netG: str) -> tuple[int, int, int]:
@@ -104,7 +96,7 @@ def import_junyanz(paths: list[Path], out: Path, options: ImportOptions) -> Path
     loaded = {}
     for role, state in states.items():
         net = meta.nets[role]
-        channels = net_input_channels(net)
+        channels = input_channels(net)
         order = execution_order(net, torch.empty(1, channels, size, size, device="meta"))
         loaded[role] = match(net, order, state, str(files[role]))
     if options.method == "cyclegan" and len(generators) == 1:
@@ -112,12 +104,6 @@ def import_junyanz(paths: list[Path], out: Path, options: ImportOptions) -> Path
             "only %s was given: the run's other direction keeps an untrained generator", generators[0]
         )
     return write_run(out, cfg, info, loaded)
-
-
-def net_input_channels(net: torch.nn.Module) -> int:
-    """The input channels of a network: those of its first convolution."""
-    first = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d))
-    return first.in_channels
 
 
 def _config(

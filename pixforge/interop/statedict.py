@@ -152,3 +152,17 @@ def _match_layer(
             )
         out[f"{prefix}.{leaf}"] = given.to(value.dtype)
     return out
+
+
+def infer_norm(state: dict[str, Tensor]) -> str:
+    """``batch`` when a layer holds an affine weight beside running statistics, else ``instance``."""
+    for key in state:
+        if key.endswith(".running_mean") and key[: -len("running_mean")] + "weight" in state:
+            return "batch"
+    return "instance"
+
+
+def input_channels(net: torch.nn.Module) -> int:
+    """The input channels of a network: those of its first convolution."""
+    first = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d))
+    return first.in_channels
