@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pixforge import checkpoint, distributed
-from pixforge.config import Config, apply_overrides, from_dict, load_preset, read_yaml, validate
+from pixforge.config import Config, DataConfig, apply_overrides, from_dict, load_preset, read_yaml, validate
 from pixforge.data import formats
 from pixforge.data.dataset import TranslationDataset, one_hot
 from pixforge.data.transforms import pad_to_multiple, to_image, to_tensor
@@ -132,6 +133,57 @@ def saved_config(run_dir: Path) -> dict[str, Any] | None:
     return None if latest is None else checkpoint.read(latest).config
 
 
+#: ``size`` modes of :meth:`Translator.translate` besides a number (the short side in pixels)
+SIZE_MODES = ("native", "crop")
+#: the default ``size``: see :func:`model_size`
+DEFAULT_SIZE = "native"
+#: the default overlap of tiles, in pixels at the model's size
+DEFAULT_OVERLAP = 64
+
+Size = str | int
+
+
+def parse_size(value: Size | None, option: str = "--size") -> Size:
+    """A ``size`` choice: ``native``, ``crop`` or a positive number of pixels (``None``: the default)."""
+    if value is None:
+        return DEFAULT_SIZE
+    if isinstance(value, str) and value in SIZE_MODES:
+        return value
+    try:
+        pixels = int(value)
+    except (TypeError, ValueError):
+        pixels = 0
+    if pixels < 1 or (isinstance(value, float) and not value.is_integer()):
+        raise PixforgeError(f"{option} {value}: choose native, crop or a positive number of pixels")
+    return pixels
+
+
+def model_size(size: tuple[int, int], data: DataConfig, mode: Size = DEFAULT_SIZE) -> tuple[int, int]:
+    """The (W, H) an input of ``size`` runs at: its own (``native``), the training crop (``crop``), or
+    scaled so that its short side is ``mode`` pixels.
+
+    ``native`` is the default. The generators are fully convolutional and every method's training
+    crops are windows of images at their loaded scale (pix2pix §6.2: 286 px loads, 256 px crops), so a
+    photo at its own size keeps the scale of what the model saw; squashing it to the crop (``crop``,
+    pixforge's earlier behaviour and the reference code's default ``--preprocess``) distorts the aspect
+    ratio and throws away resolution. The reference code's users are told to test at full resolution
+    for this reason (junyanz/pytorch-CycleGAN-and-pix2pix #452: ``--preprocess none``). ``crop`` is
+    unchanged from before: the crop size for models trained with ``resize_and_crop``, else the input's size.
+    """
+    if mode == "native":
+        return size
+    if mode == "crop":
+        return (data.crop_size, data.crop_size) if data.preprocess == "resize_and_crop" else size
+    short = min(size)
+    return max(1, round(size[0] * int(mode) / short)), max(1, round(size[1] * int(mode) / short))
+
+
+def resize_ids(ids: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """An id map (labels, instances) at ``size`` (W, H), nearest neighbour, as 32-bit integers."""
+    img = Image.fromarray(np.asarray(ids, dtype=np.int64).astype(np.int32))
+    return img if img.size == size else img.resize(size, Image.NEAREST)
+
+
 @dataclass
 class Translator:
     """A trained model that maps PIL images to PIL images at the input's size."""
@@ -145,39 +197,40 @@ class Translator:
     def label_nc(self) -> int:
         return self.method.info.label_nc
 
-    def prepare(self, image: Image.Image) -> torch.Tensor:
-        """An input image as the (1, C, H, W) tensor the model was trained on, at the model's size."""
-        size = self._model_size(image.size)
+    def prepare(self, image: Image.Image, size: Size | None = None) -> torch.Tensor:
+        """An input image as the (1, C, H, W) tensor the model takes, at the size :func:`model_size` gives."""
+        shape = self._model_size(image.size, size)
         if self.label_nc:
             ids = np.asarray(image if image.mode in ("L", "P", "I") else image.convert("L"), dtype=np.int64)
             if ids.max() >= self.label_nc:
                 raise PixforgeError(f"label id {int(ids.max())} is outside 0..{self.label_nc - 1}")
-            img = Image.fromarray(ids.astype(np.int32)).resize(size, Image.NEAREST)
+            img = resize_ids(Image.fromarray(ids.astype(np.int32)), shape)
             x = one_hot(torch.from_numpy(np.asarray(img, dtype=np.int64))[None, None], self.label_nc)
         else:
-            x = to_tensor(image.convert("RGB").resize(size, Image.BICUBIC)).unsqueeze(0)
+            rgb = image.convert("RGB")
+            x = to_tensor(rgb if rgb.size == shape else rgb.resize(shape, Image.BICUBIC)).unsqueeze(0)
         return x.to(self.device)
 
-    def _model_size(self, size: tuple[int, int]) -> tuple[int, int]:
-        """Models trained on square crops run at the crop size; others at the input's own size."""
-        data = self.config.data
-        if data.preprocess == "resize_and_crop":
-            return data.crop_size, data.crop_size
-        return size
+    def _model_size(self, size: tuple[int, int], mode: Size | None = None) -> tuple[int, int]:
+        """The (W, H) an input of ``size`` runs at (:func:`model_size`)."""
+        return model_size(size, self.config.data, parse_size(mode))
 
-    def prepare_instance(self, instance: Image.Image, size: tuple[int, int]) -> torch.Tensor:
-        """An instance-id map (1, 1, H, W) at the model's input size (nearest neighbour)."""
-        ids = np.asarray(instance, dtype=np.int64).astype(np.int32)
-        img = Image.fromarray(ids).resize(self._model_size(size), Image.NEAREST)
+    def prepare_instance(
+        self, instance: Image.Image, size: tuple[int, int], mode: Size | None = None
+    ) -> torch.Tensor:
+        """An instance-id map (1, 1, H, W) at the model's size for an input of ``size`` (nearest neighbour)."""
+        img = resize_ids(instance, self._model_size(size, mode))
         return torch.from_numpy(np.asarray(img, dtype=np.int64))[None, None].to(self.device)
 
-    def batch_for(self, image: Image.Image, instance: Image.Image | None = None) -> dict[str, torch.Tensor]:
+    def batch_for(
+        self, image: Image.Image, instance: Image.Image | None = None, size: Size | None = None
+    ) -> dict[str, torch.Tensor]:
         """The model batch for one input: ``A``, and for labeled models ``label`` (and ``instance``)."""
-        batch = {"A": self.prepare(image)}
+        batch = {"A": self.prepare(image, size)}
         if self.label_nc:
             batch["label"] = batch["A"].argmax(1, keepdim=True)
         if instance is not None:
-            batch["instance"] = self.prepare_instance(instance, image.size)
+            batch["instance"] = self.prepare_instance(instance, image.size, size)
         return batch
 
     def translate_batch(self, batch: dict[str, torch.Tensor], **options: Any) -> dict[str, torch.Tensor]:
@@ -194,23 +247,120 @@ class Translator:
         return {k: v[..., :h, :w] for k, v in maps.items()}
 
     def translate(
-        self, image: Image.Image, instance: Image.Image | None = None, **options: Any
+        self,
+        image: Image.Image,
+        instance: Image.Image | None = None,
+        *,
+        size: Size | None = None,
+        tile: int | None = None,
+        overlap: int = DEFAULT_OVERLAP,
+        **options: Any,
     ) -> dict[str, Image.Image]:
-        """Translate one image into ``output`` and explanation maps, each at the input's size."""
-        maps = self.translate_batch(self.batch_for(image, instance), **options)
-        size = (image.size[1], image.size[0])
-        out = {}
-        for name, t in maps.items():
-            if tuple(t.shape[-2:]) != size:
-                t = F.interpolate(t.float(), size=size, mode="bicubic" if name == "output" else "nearest")
-            out[name] = to_image(t[0])
-        return out
+        """Translate one image into ``output`` and explanation maps, each at the input's size.
+
+        ``size`` is where the model runs (:func:`model_size`; default ``native``); with ``tile`` it runs on
+        overlapping tiles of that many pixels, blended (:func:`translate_tiled`).
+        """
+        if tile is None:
+            maps = self.translate_batch(self.batch_for(image, instance, size), **options)
+        else:
+            shape = self._model_size(image.size, size)
+            resized = image if self.label_nc else image.convert("RGB")
+            if resized.size != shape:
+                resized = (
+                    resize_ids(resized, shape) if self.label_nc else resized.resize(shape, Image.BICUBIC)
+                )
+            inst = None if instance is None else resize_ids(instance, shape)
+            maps = translate_tiled(self, resized, inst, tile, overlap, **options)
+        return {name: to_image(_at_size(name, t, image.size)[0]) for name, t in maps.items()}
 
     def __call__(
         self, image: Image.Image, instance: Image.Image | None = None, **options: Any
     ) -> Image.Image:
         """Translate one PIL image; the result has the input's size."""
         return self.translate(image, instance, **options)["output"]
+
+
+def _at_size(name: str, t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A map (1, C, h, w) at the input's ``size`` (W, H): bicubic for the output, nearest for the others."""
+    if tuple(t.shape[-2:]) == (size[1], size[0]):
+        return t
+    return F.interpolate(
+        t.float(), size=(size[1], size[0]), mode="bicubic" if name == "output" else "nearest"
+    )
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Origins of tiles of ``tile`` pixels along a side of ``length``: ``tile - overlap`` apart, the last
+    flush with the end (so it may overlap its neighbour by more); one tile when it covers the side."""
+    if length <= tile:
+        return [0]
+    return [*range(0, length - tile, tile - overlap), length - tile]
+
+
+def blend_window(length: int, overlap: int, lead: bool, trail: bool) -> torch.Tensor:
+    """The 1-D weights of a tile of ``length`` pixels: 1 inside, and over the ``overlap`` pixels of a side
+    that meets another tile (``lead``: the start, ``trail``: the end) a guard of ``overlap // 4`` pixels
+    of 0 at the edge, then a raised-cosine ramp to 1, then ``overlap // 4`` pixels of 1.
+
+    A tile's trailing window is its neighbour's leading one mirrored, so two tiles ``overlap`` apart sum
+    to 1 everywhere and the blend is smooth (no seam). The guard keeps each tile's outermost pixels, which
+    saw the least context, out of the result: for a generator whose outputs depend on inputs at most
+    ``overlap // 4`` pixels away (and that normalises with fixed statistics, i.e. batch norm in eval mode),
+    the tiled result equals the whole one away from the image's borders. A generator with instance norm
+    normalises each tile by its own statistics, which the blend smooths but cannot undo.
+    """
+    weights = torch.ones(length)
+    guard = overlap // 4
+    steps = overlap - 2 * guard
+    cosine = 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(steps) + 0.5) / steps)
+    ramp = torch.cat([torch.zeros(guard), cosine, torch.ones(guard)])
+    if lead and overlap:
+        weights[:overlap] *= ramp
+    if trail and overlap:
+        weights[length - overlap :] *= ramp.flip(0)
+    return weights
+
+
+def translate_tiled(
+    translator: Translator,
+    image: Image.Image,
+    instance: Image.Image | None,
+    tile: int,
+    overlap: int = DEFAULT_OVERLAP,
+    **options: Any,
+) -> dict[str, torch.Tensor]:
+    """Translate ``image`` (already at the model's size; label ids for labeled models, with ``instance``
+    beside them) in overlapping ``tile`` x ``tile`` tiles blended by :func:`blend_window`.
+
+    Each tile is prepared from the image on its own (one-hot labels, instance boundaries), so the memory
+    the network needs is that of one tile; the blended maps (``output`` and the method's explanation
+    maps, each tile's own) are accumulated on the CPU at the image's size. Returns maps (1, C, H, W).
+    """
+    multiple = translator.method.size_multiple
+    if overlap < 0 or tile <= 2 * overlap:
+        raise PixforgeError(f"--tile {tile}: must be more than twice --overlap {overlap}")
+    if tile % multiple:
+        raise PixforgeError(f"--tile {tile}: must be a multiple of {multiple} for this generator")
+    width, height = image.size
+    ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
+    sums: dict[str, torch.Tensor] = {}
+    total = torch.zeros(1, 1, height, width)
+    for i, y in enumerate(ys):
+        for j, x in enumerate(xs):
+            box = (x, y, min(x + tile, width), min(y + tile, height))
+            part = None if instance is None else instance.crop(box)
+            maps = translator.translate_batch(
+                translator.batch_for(image.crop(box), part, "native"), **options
+            )
+            wy = blend_window(box[3] - y, overlap, i > 0, i < len(ys) - 1)
+            wx = blend_window(box[2] - x, overlap, j > 0, j < len(xs) - 1)
+            weight = (wy[:, None] * wx[None, :])[None, None]
+            for name, t in maps.items():
+                acc = sums.setdefault(name, torch.zeros(1, t.shape[1], height, width))
+                acc[..., y : box[3], x : box[2]] += t.float().cpu() * weight
+            total[..., y : box[3], x : box[2]] += weight
+    return {name: acc / total for name, acc in sums.items()}
 
 
 def load(path: str | Path, device: str = "auto") -> Translator:

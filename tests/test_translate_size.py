@@ -1,0 +1,155 @@
+"""Translating at the real size (``size``: native, crop, N) and in overlapping, blended tiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import pixforge
+from pixforge.api import Translator, blend_window, model_size, parse_size, tile_starts
+from pixforge.config import Config, DataConfig
+from pixforge.errors import PixforgeError
+from pixforge.methods.base import DataInfo
+from pixforge.methods.pix2pix import Pix2Pix, Pix2PixConfig
+from pixforge.methods.pix2pixhd import Pix2PixHD, Pix2PixHDConfig
+
+#: float32 sums of the same products in another order (a tile's conv sees the same inputs): a few ulps
+EXACT = 1e-5
+
+
+def photo(width: int, height: int, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+@pytest.fixture(scope="module")
+def p2p_run(tmp_path_factory: pytest.TempPathFactory, synth_root: Path) -> Path:
+    """The tiny pix2pix preset (resize_and_crop, 32 px crops) after one step."""
+    out = tmp_path_factory.mktemp("size") / "run"
+    pixforge.train("pix2pix", synth_root / "aligned", out, preset="tiny", steps=1)
+    return out
+
+
+def test_native_is_the_default_a_resize_and_crop_model_is_not_squashed(p2p_run: Path) -> None:
+    translator = pixforge.load(p2p_run)
+    assert translator.config.data.preprocess == "resize_and_crop" and translator.config.data.crop_size == 32
+    image = photo(96, 64)
+    batch = translator.batch_for(image)
+    assert batch["A"].shape[-2:] == (64, 96)
+    with translator.method.inference():
+        want = translator.method.generate(dict(batch))
+    got = np.asarray(translator(image), dtype=np.float32)
+    want_img = ((want[0].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255)
+    assert np.abs(got - want_img).max() <= 1  # uint8 rounding only
+
+
+def test_crop_and_short_side_sizes(p2p_run: Path) -> None:
+    translator = pixforge.load(p2p_run)
+    image = photo(96, 64)
+    assert translator.batch_for(image, size="crop")["A"].shape[-2:] == (32, 32)
+    assert translator.batch_for(image, size=48)["A"].shape[-2:] == (48, 72)
+    for size in ("native", "crop", 48):
+        assert translator.translate(image, size=size)["output"].size == (96, 64)
+
+
+def test_model_size_and_bad_sizes() -> None:
+    data = DataConfig(preprocess="scale_width", crop_size=256)
+    assert model_size((1024, 768), data, "crop") == (1024, 768)
+    assert model_size((1024, 768), data, 384) == (512, 384)
+    assert parse_size("512") == 512 and parse_size(None) == "native"
+    for bad in ("big", "0", "-3"):
+        with pytest.raises(PixforgeError, match=f"--size {bad}: choose native, crop or a positive number"):
+            parse_size(bad)
+
+
+def test_blend_windows_sum_to_one_across_an_overlap() -> None:
+    tile, overlap = 32, 12
+    starts = tile_starts(100, tile, overlap)
+    assert starts[0] == 0 and starts[-1] == 100 - tile
+    total = torch.zeros(100)
+    for i, s in enumerate(starts):
+        total[s : s + tile] += blend_window(tile, overlap, i > 0, i < len(starts) - 1)
+    regular = total[: starts[-1]]  # before the last tile, whose overlap is larger
+    assert torch.allclose(regular, torch.ones_like(regular), atol=1e-6)
+    assert total.min() > 0
+
+
+def local_net(input_nc: int) -> nn.Module:
+    """A fully convolutional generator whose outputs depend on inputs at most 2 px away, with batch norm
+    (in eval mode: fixed statistics)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(input_nc, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 3, 3, padding=1),
+        nn.Tanh(),
+    )
+    net[1].running_mean.normal_(0, 0.1)
+    net[1].running_var.uniform_(0.5, 2)
+    net.size_multiple = 1
+    return net
+
+
+def rgb_translator() -> Translator:
+    cfg = Config(
+        method="pix2pix", model=Pix2PixConfig(netG="unet", ngf=4, ndf=4, n_layers=1, test_mode="eval")
+    )
+    method = Pix2Pix(cfg.model, DataInfo(3, 3, (32, 32)))
+    method.nets["G"] = local_net(3)
+    return Translator(method, cfg, 0, torch.device("cpu"))
+
+
+def test_tiled_equals_whole_for_a_local_net_in_eval_mode_no_seam() -> None:
+    """Overlap 12 gives a guard of 3 px >= the net's reach of 2 px: every blended pixel is exact."""
+    translator = rgb_translator()
+    image = photo(100, 70, seed=1)
+    whole = translator.translate_batch(translator.batch_for(image))["output"]
+    tiled = pixforge.api.translate_tiled(translator, image, None, tile=32, overlap=12)["output"]
+    assert tiled.shape == whole.shape
+    assert (tiled - whole).abs().max().item() < EXACT
+    # no seam: the step between neighbouring pixels across each tile border is the whole image's
+    for x in tile_starts(100, 32, 12)[1:]:
+        for edge in (x, x + 31):
+            if edge < 100:
+                step_tiled = (tiled[..., edge] - tiled[..., edge - 1]).abs().max()
+                step_whole = (whole[..., edge] - whole[..., edge - 1]).abs().max()
+                assert (step_tiled - step_whole).abs().item() < 2 * EXACT
+
+
+def test_tiled_labels_and_instances_equal_whole() -> None:
+    """Label maps are tiled with their instance maps (one-hot and boundaries per tile): same result."""
+    label_nc = 4
+    cfg = Config(
+        method="pix2pixhd",
+        model=Pix2PixHDConfig(
+            ngf=4, n_downsample_global=1, n_blocks_global=1, encoder=False, num_D=1, vgg_loss=False
+        ),
+    )
+    method = Pix2PixHD(cfg.model, DataInfo(label_nc, 3, (32, 32), label_nc))
+    method.nets["G"] = local_net(label_nc + 1)
+    translator = Translator(method, cfg, 0, torch.device("cpu"))
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.repeat(rng.integers(0, label_nc, (9, 12)), 8, 0), 8, 1)[:70, :90]
+    instances = labels * 1000 + np.repeat(np.repeat(rng.integers(0, 3, (9, 12)), 8, 0), 8, 1)[:70, :90]
+    label_img = Image.fromarray(labels.astype(np.uint8))
+    inst_img = Image.fromarray(instances.astype(np.int32))
+    whole = translator.translate_batch(translator.batch_for(label_img, inst_img))["output"]
+    resized = pixforge.api.resize_ids(label_img, label_img.size)
+    tiled = pixforge.api.translate_tiled(translator, resized, inst_img, tile=32, overlap=12)["output"]
+    assert (tiled - whole).abs().max().item() < EXACT
+    out = translator.translate(label_img, inst_img, tile=32, overlap=12, size=45)["output"]
+    assert out.size == (90, 70)
+
+
+def test_bad_tiles_are_refused(p2p_run: Path) -> None:
+    translator = pixforge.load(p2p_run)
+    with pytest.raises(PixforgeError, match="--tile 32: must be more than twice --overlap 16"):
+        translator.translate(photo(64, 64), tile=32, overlap=16)
+    with pytest.raises(PixforgeError, match="--tile 48: must be a multiple of 32"):
+        translator.translate(photo(64, 64), tile=48, overlap=8)
