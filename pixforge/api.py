@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,7 @@ DEFAULT_OVERLAP = 64
 Size = str | int
 
 
-def parse_size(value: Size | None, option: str = "--size") -> Size:
+def size_choice(value: Size | None, option: str = "--size") -> Size:
     """A ``size`` choice: ``native``, ``crop`` or a positive number of pixels (``None``: the default)."""
     if value is None:
         return DEFAULT_SIZE
@@ -184,6 +185,17 @@ def resize_ids(ids: Image.Image, size: tuple[int, int]) -> Image.Image:
     return img if img.size == size else img.resize(size, Image.NEAREST)
 
 
+def resize_inputs(
+    image: Image.Image, instance: Image.Image | None, size: tuple[int, int], label_nc: int
+) -> tuple[Image.Image, Image.Image | None]:
+    """An input (RGB, or label ids when ``label_nc``) and its instance map at ``size`` (W, H)."""
+    inst = None if instance is None else resize_ids(instance, size)
+    if label_nc:
+        return resize_ids(image, size), inst
+    rgb = image.convert("RGB")
+    return (rgb if rgb.size == size else rgb.resize(size, Image.BICUBIC)), inst
+
+
 @dataclass
 class Translator:
     """A trained model that maps PIL images to PIL images at the input's size."""
@@ -213,7 +225,7 @@ class Translator:
 
     def _model_size(self, size: tuple[int, int], mode: Size | None = None) -> tuple[int, int]:
         """The (W, H) an input of ``size`` runs at (:func:`model_size`)."""
-        return model_size(size, self.config.data, parse_size(mode))
+        return model_size(size, self.config.data, size_choice(mode))
 
     def prepare_instance(
         self, instance: Image.Image, size: tuple[int, int], mode: Size | None = None
@@ -246,6 +258,27 @@ class Translator:
             maps = {"output": out, **self.method.explain(padded, out)}
         return {k: v[..., :h, :w] for k, v in maps.items()}
 
+    def translate_maps(
+        self,
+        image: Image.Image,
+        instance: Image.Image | None = None,
+        *,
+        size: Size | None = None,
+        tile: int | None = None,
+        overlap: int = DEFAULT_OVERLAP,
+        **options: Any,
+    ) -> dict[str, torch.Tensor]:
+        """``output`` and the explanation maps (1, C, h, w) at the size the model ran at (:func:`model_size`);
+        with ``tile``, in overlapping tiles of that many pixels, blended (:func:`translate_tiled`)."""
+        if tile is None:
+            return self.translate_batch(self.batch_for(image, instance, size), **options)
+        resized, inst = resize_inputs(image, instance, self._model_size(image.size, size), self.label_nc)
+
+        def run_tile(part: Image.Image, part_instance: Image.Image | None) -> dict[str, torch.Tensor]:
+            return self.translate_batch(self.batch_for(part, part_instance, "native"), **options)
+
+        return translate_tiled(run_tile, resized, inst, tile, overlap, self.method.size_multiple)
+
     def translate(
         self,
         image: Image.Image,
@@ -256,23 +289,10 @@ class Translator:
         overlap: int = DEFAULT_OVERLAP,
         **options: Any,
     ) -> dict[str, Image.Image]:
-        """Translate one image into ``output`` and explanation maps, each at the input's size.
-
-        ``size`` is where the model runs (:func:`model_size`; default ``native``); with ``tile`` it runs on
-        overlapping tiles of that many pixels, blended (:func:`translate_tiled`).
-        """
-        if tile is None:
-            maps = self.translate_batch(self.batch_for(image, instance, size), **options)
-        else:
-            shape = self._model_size(image.size, size)
-            resized = image if self.label_nc else image.convert("RGB")
-            if resized.size != shape:
-                resized = (
-                    resize_ids(resized, shape) if self.label_nc else resized.resize(shape, Image.BICUBIC)
-                )
-            inst = None if instance is None else resize_ids(instance, shape)
-            maps = translate_tiled(self, resized, inst, tile, overlap, **options)
-        return {name: to_image(_at_size(name, t, image.size)[0]) for name, t in maps.items()}
+        """Translate one image into ``output`` and explanation maps, each at the input's size
+        (``size``, ``tile``, ``overlap``: see :meth:`translate_maps`)."""
+        maps = self.translate_maps(image, instance, size=size, tile=tile, overlap=overlap, **options)
+        return {name: to_image(at_size(name, t, image.size)[0]) for name, t in maps.items()}
 
     def __call__(
         self, image: Image.Image, instance: Image.Image | None = None, **options: Any
@@ -281,7 +301,7 @@ class Translator:
         return self.translate(image, instance, **options)["output"]
 
 
-def _at_size(name: str, t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def at_size(name: str, t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """A map (1, C, h, w) at the input's ``size`` (W, H): bicubic for the output, nearest for the others."""
     if tuple(t.shape[-2:]) == (size[1], size[0]):
         return t
@@ -322,22 +342,27 @@ def blend_window(length: int, overlap: int, lead: bool, trail: bool) -> torch.Te
     return weights
 
 
+#: translates one tile (an image, and its instance map) into maps (1, C, h, w) at the tile's size
+TileFn = Callable[[Image.Image, Image.Image | None], dict[str, torch.Tensor]]
+
+
 def translate_tiled(
-    translator: Translator,
+    run_tile: TileFn,
     image: Image.Image,
     instance: Image.Image | None,
     tile: int,
     overlap: int = DEFAULT_OVERLAP,
-    **options: Any,
+    multiple: int = 1,
 ) -> dict[str, torch.Tensor]:
-    """Translate ``image`` (already at the model's size; label ids for labeled models, with ``instance``
-    beside them) in overlapping ``tile`` x ``tile`` tiles blended by :func:`blend_window`.
+    """Translate ``image`` (at the size the model runs at; label ids for labeled models, with ``instance``
+    beside them) in overlapping ``tile`` x ``tile`` tiles, each by ``run_tile``, blended by
+    :func:`blend_window`.
 
     Each tile is prepared from the image on its own (one-hot labels, instance boundaries), so the memory
     the network needs is that of one tile; the blended maps (``output`` and the method's explanation
-    maps, each tile's own) are accumulated on the CPU at the image's size. Returns maps (1, C, H, W).
+    maps, each tile's own) are accumulated on the CPU at the image's size. ``multiple`` is the generator's
+    size multiple, which ``tile`` must be a multiple of. Returns maps (1, C, H, W).
     """
-    multiple = translator.method.size_multiple
     if overlap < 0 or tile <= 2 * overlap:
         raise PixforgeError(f"--tile {tile}: must be more than twice --overlap {overlap}")
     if tile % multiple:
@@ -349,10 +374,7 @@ def translate_tiled(
     for i, y in enumerate(ys):
         for j, x in enumerate(xs):
             box = (x, y, min(x + tile, width), min(y + tile, height))
-            part = None if instance is None else instance.crop(box)
-            maps = translator.translate_batch(
-                translator.batch_for(image.crop(box), part, "native"), **options
-            )
+            maps = run_tile(image.crop(box), None if instance is None else instance.crop(box))
             wy = blend_window(box[3] - y, overlap, i > 0, i < len(ys) - 1)
             wx = blend_window(box[2] - x, overlap, j > 0, j < len(xs) - 1)
             weight = (wy[:, None] * wx[None, :])[None, None]

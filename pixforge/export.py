@@ -50,7 +50,17 @@ from PIL import Image
 from torch import Tensor, nn
 
 import pixforge
-from pixforge.api import Translator, load
+from pixforge.api import (
+    DEFAULT_OVERLAP,
+    Size,
+    Translator,
+    at_size,
+    load,
+    model_size,
+    resize_inputs,
+    size_choice,
+    translate_tiled,
+)
 from pixforge.config import Config, from_dict
 from pixforge.data.transforms import pad_to_multiple, to_image, to_tensor
 from pixforge.errors import PixforgeError
@@ -441,12 +451,12 @@ class OnnxTranslator:
         self.label_nc = int(json.loads(meta["info"])["label_nc"])
         self.multiple = int(self.spec["size_multiple"])
 
-    def _model_size(self, size: tuple[int, int]) -> tuple[int, int]:
+    def _model_size(self, size: tuple[int, int], mode: Size | None = None) -> tuple[int, int]:
+        """A fixed-size graph's size, else :func:`pixforge.api.model_size` (``mode``: native, crop or N)."""
         fixed = self.spec.get("fixed_size")
         if fixed:
             return fixed[0], fixed[1]
-        data = self.config.data
-        return (data.crop_size, data.crop_size) if data.preprocess == "resize_and_crop" else size
+        return model_size(size, self.config.data, size_choice(mode))
 
     def _options(self, options: dict[str, Any]) -> int:
         """The cluster choice; other options must match what the graph was exported with."""
@@ -465,9 +475,11 @@ class OnnxTranslator:
             raise PixforgeError(f"{self.path}: this model has no styles (--cluster)")
         return int(cluster or 0)
 
-    def feeds(self, image: Image.Image, instance: Image.Image | None, cluster: int) -> dict[str, np.ndarray]:
+    def feeds(
+        self, image: Image.Image, instance: Image.Image | None, cluster: int, mode: Size | None = None
+    ) -> dict[str, np.ndarray]:
         """The graph's inputs for one image, resized to the model's size and padded per the spec."""
-        size = self._model_size(image.size)
+        size = self._model_size(image.size, mode)
         feeds: dict[str, Tensor] = {}
         if self.label_nc:
             ids = np.asarray(image if image.mode in ("L", "P", "I") else image.convert("L"), dtype=np.int64)
@@ -489,17 +501,41 @@ class OnnxTranslator:
         feeds["cluster"] = torch.tensor([cluster], dtype=torch.int64)
         return {k: feeds[k].numpy() for k in self.names}
 
+    def _run(
+        self, image: Image.Image, instance: Image.Image | None, cluster: int, mode: Size | None
+    ) -> Tensor:
+        """The graph's output (1, C, h, w) at the size the model runs at."""
+        size = self._model_size(image.size, mode)
+        out = torch.from_numpy(self.session.run(None, self.feeds(image, instance, cluster, mode))[0])
+        return out[..., : size[1], : size[0]]
+
     def translate(
-        self, image: Image.Image, instance: Image.Image | None = None, **options: Any
+        self,
+        image: Image.Image,
+        instance: Image.Image | None = None,
+        *,
+        size: Size | None = None,
+        tile: int | None = None,
+        overlap: int = DEFAULT_OVERLAP,
+        **options: Any,
     ) -> dict[str, Image.Image]:
-        """Translate one image into ``output`` at the input's size (like :meth:`Translator.translate`)."""
+        """Translate one image into ``output`` at the input's size (like :meth:`Translator.translate`,
+        ``size``, ``tile`` and ``overlap`` too; a fixed-size graph is not tiled)."""
         cluster = self._options(dict(options))
-        size = self._model_size(image.size)
-        out = torch.from_numpy(self.session.run(None, self.feeds(image, instance, cluster))[0])
-        out = out[..., : size[1], : size[0]]
-        if (size[1], size[0]) != (image.size[1], image.size[0]):
-            out = F.interpolate(out, size=(image.size[1], image.size[0]), mode="bicubic")
-        return {"output": to_image(out[0])}
+        if tile is None:
+            out = self._run(image, instance, cluster, size)
+        elif self.spec.get("fixed_size"):
+            raise PixforgeError(
+                f"{self.path}: a --fixed-size graph cannot be tiled; export without --fixed-size"
+            )
+        else:
+            resized, inst = resize_inputs(image, instance, self._model_size(image.size, size), self.label_nc)
+
+            def run_tile(part: Image.Image, part_instance: Image.Image | None) -> dict[str, Tensor]:
+                return {"output": self._run(part, part_instance, cluster, "native")}
+
+            out = translate_tiled(run_tile, resized, inst, tile, overlap, self.multiple)["output"]
+        return {"output": to_image(at_size("output", out, image.size)[0])}
 
     def __call__(
         self, image: Image.Image, instance: Image.Image | None = None, **options: Any

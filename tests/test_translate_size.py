@@ -11,7 +11,7 @@ from PIL import Image
 from torch import nn
 
 import pixforge
-from pixforge.api import Translator, blend_window, model_size, parse_size, tile_starts
+from pixforge.api import Translator, blend_window, model_size, size_choice, tile_starts
 from pixforge.config import Config, DataConfig
 from pixforge.errors import PixforgeError
 from pixforge.methods.base import DataInfo
@@ -61,10 +61,10 @@ def test_model_size_and_bad_sizes() -> None:
     data = DataConfig(preprocess="scale_width", crop_size=256)
     assert model_size((1024, 768), data, "crop") == (1024, 768)
     assert model_size((1024, 768), data, 384) == (512, 384)
-    assert parse_size("512") == 512 and parse_size(None) == "native"
+    assert size_choice("512") == 512 and size_choice(None) == "native"
     for bad in ("big", "0", "-3"):
         with pytest.raises(PixforgeError, match=f"--size {bad}: choose native, crop or a positive number"):
-            parse_size(bad)
+            size_choice(bad)
 
 
 def test_blend_windows_sum_to_one_across_an_overlap() -> None:
@@ -110,7 +110,7 @@ def test_tiled_equals_whole_for_a_local_net_in_eval_mode_no_seam() -> None:
     translator = rgb_translator()
     image = photo(100, 70, seed=1)
     whole = translator.translate_batch(translator.batch_for(image))["output"]
-    tiled = pixforge.api.translate_tiled(translator, image, None, tile=32, overlap=12)["output"]
+    tiled = translator.translate_maps(image, tile=32, overlap=12)["output"]
     assert tiled.shape == whole.shape
     assert (tiled - whole).abs().max().item() < EXACT
     # no seam: the step between neighbouring pixels across each tile border is the whole image's
@@ -140,8 +140,7 @@ def test_tiled_labels_and_instances_equal_whole() -> None:
     label_img = Image.fromarray(labels.astype(np.uint8))
     inst_img = Image.fromarray(instances.astype(np.int32))
     whole = translator.translate_batch(translator.batch_for(label_img, inst_img))["output"]
-    resized = pixforge.api.resize_ids(label_img, label_img.size)
-    tiled = pixforge.api.translate_tiled(translator, resized, inst_img, tile=32, overlap=12)["output"]
+    tiled = translator.translate_maps(label_img, inst_img, tile=32, overlap=12)["output"]
     assert (tiled - whole).abs().max().item() < EXACT
     out = translator.translate(label_img, inst_img, tile=32, overlap=12, size=45)["output"]
     assert out.size == (90, 70)

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixforge import __version__
+from pixforge.api import Size, model_size, size_choice
 from pixforge.data.transforms import to_image
 from pixforge.errors import PixforgeError
 from pixforge.serve.batcher import Batcher
@@ -31,7 +32,7 @@ from pixforge.serve.inputs import RequestError, decode_image, instance_ids, labe
 from pixforge.serve.metrics import Metrics
 from pixforge.serve.registry import EXPLAIN_MAPS, ModelRegistry, ServedModel
 
-INPUT_FIELDS = ("image", "label", "instance")
+INPUT_FIELDS = ("image", "label", "instance", "size")
 
 
 @dataclass
@@ -178,6 +179,24 @@ def to_images(maps: dict[str, torch.Tensor], size: tuple[int, int]) -> dict[str,
             t = F.interpolate(t.float(), size=(size[1], size[0]), mode=mode)
         out[name] = to_image(t[0])
     return out
+
+
+def request_size(value: Any, image_size: tuple[int, int], model: ServedModel, max_pixels: int) -> Size:
+    """The ``size`` form field (:func:`pixforge.api.model_size`); what the model would run at is bounded by
+    ``max_pixels`` like an upload (413)."""
+    try:
+        mode = size_choice(value or None)
+    except PixforgeError:
+        raise RequestError(
+            422, f"Option size: '{value}' is not native, crop or a positive number of pixels."
+        ) from None
+    width, height = model_size(image_size, model.translator.config.data, mode)
+    if width * height > max_pixels:
+        raise RequestError(
+            413,
+            f"Option size: {value} runs the model at {width}x{height} pixels, over the limit of {max_pixels}.",
+        )
+    return mode
 
 
 def parse_options(model: ServedModel, form: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -351,13 +370,17 @@ def add_routes(app: FastAPI) -> None:
         explain: Annotated[
             str | None, Form(description="region (DRPAN) or attention (GuideGAN): JSON answer")
         ] = None,
+        size: Annotated[
+            str | None, Form(description="native (default), crop, or N: the short side the model runs at")
+        ] = None,
     ) -> Response:
         """Translate one upload; a PNG at the input's size, or JSON with base64 PNGs when ``explain`` is asked."""
         model = model_or_404(name)
         form = dict(await request.form())
         options, kind = parse_options(model, form)
         source, inst = await read_inputs(model, form, settings)
-        batch = await run_in_threadpool(model.translator.batch_for, source, inst)
+        mode = request_size(form.get("size"), source.size, model, settings.max_pixels)
+        batch = await run_in_threadpool(model.translator.batch_for, source, inst, mode)
         maps = await batcher.submit(model.name, batch, options)
         wanted = ("output", *EXPLAIN_MAPS[kind]) if kind else ("output",)
         images = await run_in_threadpool(to_images, {k: maps[k] for k in wanted}, source.size)
