@@ -245,17 +245,20 @@ class Translator:
             batch["instance"] = self.prepare_instance(instance, image.size, size)
         return batch
 
-    def translate_batch(self, batch: dict[str, torch.Tensor], **options: Any) -> dict[str, torch.Tensor]:
+    def translate_batch(
+        self, batch: dict[str, torch.Tensor], explain: bool = True, **options: Any
+    ) -> dict[str, torch.Tensor]:
         """Translate a prepared batch, padding sides to the generator's multiple and cropping back.
 
-        Returns ``output`` and the method's explanation maps (region, attention, ...), all cropped.
+        Returns ``output`` and (with ``explain``) the method's explanation maps (region, attention, ...),
+        all cropped.
         """
         h, w = batch["A"].shape[-2:]
         m = self.method.size_multiple
         padded = {k: pad_to_multiple(v, m) for k, v in batch.items()}
         with self.method.inference():
             out = self.method.generate(padded, **options)
-            maps = {"output": out, **self.method.explain(padded, out)}
+            maps = {"output": out, **(self.method.explain(padded, out) if explain else {})}
         return {k: v[..., :h, :w] for k, v in maps.items()}
 
     def translate_maps(
@@ -269,13 +272,17 @@ class Translator:
         **options: Any,
     ) -> dict[str, torch.Tensor]:
         """``output`` and the explanation maps (1, C, h, w) at the size the model ran at (:func:`model_size`);
-        with ``tile``, in overlapping tiles of that many pixels, blended (:func:`translate_tiled`)."""
+        with ``tile``, in overlapping tiles of that many pixels, blended (:func:`translate_tiled`): the output
+        only, since the explanation maps (DRPAN's most fake region, GuideGAN's attention) describe a whole
+        image, not a tile."""
         if tile is None:
             return self.translate_batch(self.batch_for(image, instance, size), **options)
         resized, inst = resize_inputs(image, instance, self._model_size(image.size, size), self.label_nc)
 
         def run_tile(part: Image.Image, part_instance: Image.Image | None) -> dict[str, torch.Tensor]:
-            return self.translate_batch(self.batch_for(part, part_instance, "native"), **options)
+            return self.translate_batch(
+                self.batch_for(part, part_instance, "native"), explain=False, **options
+            )
 
         return translate_tiled(run_tile, resized, inst, tile, overlap, self.method.size_multiple)
 
@@ -359,8 +366,7 @@ def translate_tiled(
     :func:`blend_window`.
 
     Each tile is prepared from the image on its own (one-hot labels, instance boundaries), so the memory
-    the network needs is that of one tile; the blended maps (``output`` and the method's explanation
-    maps, each tile's own) are accumulated on the CPU at the image's size. ``multiple`` is the generator's
+    the network needs is that of one tile; the blended maps are accumulated on the CPU at the image's size. ``multiple`` is the generator's
     size multiple, which ``tile`` must be a multiple of. Returns maps (1, C, H, W).
     """
     if overlap < 0 or tile <= 2 * overlap:

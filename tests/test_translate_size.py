@@ -152,3 +152,77 @@ def test_bad_tiles_are_refused(p2p_run: Path) -> None:
         translator.translate(photo(64, 64), tile=32, overlap=16)
     with pytest.raises(PixforgeError, match="--tile 48: must be a multiple of 32"):
         translator.translate(photo(64, 64), tile=48, overlap=8)
+
+
+#: every method's tiny run (1 step): method, synthetic layout, overrides
+EVERY_METHOD = {
+    "pix2pix": ("pix2pix", "aligned", {"test_mode": "eval"}),
+    "pix2pixhd": ("pix2pixhd", "labeled", {"preprocess": "none"}),
+    "drpan": ("drpan", "aligned", {"test_mode": "eval"}),
+    "cyclegan": ("cyclegan", "unaligned", {}),
+    "guidegan": ("guidegan", "aligned", {"test_mode": "eval"}),
+}
+
+
+@pytest.fixture(scope="module")
+def every_method(train_tiny) -> dict[str, Path]:
+    return train_tiny("tiles", EVERY_METHOD)
+
+
+@pytest.mark.parametrize("name", list(EVERY_METHOD))
+def test_every_method_translates_natively_and_in_tiles(every_method: dict[str, Path], name: str) -> None:
+    translator = pixforge.load(every_method[name])
+    multiple = translator.method.size_multiple
+    width, height = 3 * multiple + 8, 2 * multiple + 4
+    if translator.label_nc:
+        rng = np.random.default_rng(3)
+        ids = (
+            rng.integers(0, translator.label_nc, (height // 4 + 1, width // 4 + 1)).repeat(4, 0).repeat(4, 1)
+        )
+        image = Image.fromarray(ids[:height, :width].astype(np.uint8))
+        instance = Image.fromarray((ids[:height, :width] * 1000).astype(np.int32))
+    else:
+        image, instance = photo(width, height, seed=4), None
+    whole = translator.translate_maps(image, instance)
+    tiled = translator.translate_maps(image, instance, tile=2 * multiple, overlap=multiple // 2)
+    assert set(tiled) == {"output"}  # explanation maps describe a whole image, not a tile
+    assert tiled["output"].shape[-2:] == (height, width) == whole["output"].shape[-2:]
+    assert torch.isfinite(tiled["output"]).all() and tiled["output"].abs().max() <= 1
+    assert translator.translate(image, instance, tile=2 * multiple, overlap=multiple // 2)["output"].size == (
+        width,
+        height,
+    )
+
+
+def test_cli_and_onnx_translate_with_size_and_tiles(p2p_run: Path, tmp_path: Path) -> None:
+    from pixforge.cli import main
+    from pixforge.export import OnnxTranslator, export_run
+
+    photo(80, 48).save(tmp_path / "in.png")
+    main(
+        [
+            "translate",
+            str(p2p_run),
+            str(tmp_path / "in.png"),
+            "--out",
+            str(tmp_path / "a"),
+            "--tile",
+            "32",
+            "--overlap",
+            "8",
+        ]
+    )
+    main(
+        ["translate", str(p2p_run), str(tmp_path / "in.png"), "--out", str(tmp_path / "b"), "--size", "crop"]
+    )
+    for folder in ("a", "b"):
+        assert Image.open(tmp_path / folder / "in.png").size == (80, 48)
+    export_run(p2p_run, tmp_path / "g.onnx", test_mode="eval")
+    onnx = OnnxTranslator(tmp_path / "g.onnx")
+    torch_translator = pixforge.load(p2p_run)
+    torch_translator.method.cfg.test_mode = "eval"
+    image = photo(80, 48)
+    for kwargs in ({}, {"tile": 32, "overlap": 8}, {"size": 40}):
+        got = np.asarray(onnx.translate(image, **kwargs)["output"], dtype=np.int16)
+        want = np.asarray(torch_translator.translate(image, **kwargs)["output"], dtype=np.int16)
+        assert np.abs(got - want).max() <= 2, kwargs  # onnxruntime vs torch float32, then uint8 rounding
