@@ -388,7 +388,7 @@ def translate_tiled(
                 acc = sums.setdefault(name, torch.zeros(1, t.shape[1], height, width))
                 acc[..., y : box[3], x : box[2]] += t.float().cpu() * weight
             total[..., y : box[3], x : box[2]] += weight
-    return {name: acc / total for name, acc in sums.items()}
+    return {name: acc.div_(total) for name, acc in sums.items()}
 
 
 def load(path: str | Path, device: str = "auto") -> Translator:
