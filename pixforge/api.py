@@ -166,8 +166,8 @@ def model_size(size: tuple[int, int], data: DataConfig, mode: Size = DEFAULT_SIZ
     ``native`` is the default. The generators are fully convolutional and every method's training
     crops are windows of images at their loaded scale (pix2pix §6.2: 286 px loads, 256 px crops), so a
     photo at its own size keeps the scale of what the model saw; squashing it to the crop (``crop``,
-    pixforge's earlier behaviour and the reference code's default ``--preprocess``) distorts the aspect
-    ratio and throws away resolution. The reference code's users are told to test at full resolution
+    pixforge's earlier behaviour, akin to the reference code's test-time default ``--preprocess
+    resize_and_crop``) distorts the aspect ratio and throws away resolution. The reference code's users are told to test at full resolution
     for this reason (junyanz/pytorch-CycleGAN-and-pix2pix #452: ``--preprocess none``). ``crop`` is
     unchanged from before: the crop size for models trained with ``resize_and_crop``, else the input's size.
     """
@@ -191,7 +191,7 @@ def resize_inputs(
     """An input (RGB, or label ids when ``label_nc``) and its instance map at ``size`` (W, H)."""
     inst = None if instance is None else resize_ids(instance, size)
     if label_nc:
-        return resize_ids(image, size), inst
+        return resize_ids(image if image.mode in ("L", "P", "I") else image.convert("L"), size), inst
     rgb = image.convert("RGB")
     return (rgb if rgb.size == size else rgb.resize(size, Image.BICUBIC)), inst
 
