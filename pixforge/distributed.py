@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -153,6 +154,7 @@ def session(backend: str = "gloo") -> Iterator[World]:
     if not launched() or dist.is_initialized():
         yield world()
         return
+    die_with_launcher()
     timeout = timedelta(seconds=timeout_s())
     try:
         dist.init_process_group(backend, timeout=timeout)
@@ -164,6 +166,29 @@ def session(backend: str = "gloo") -> Iterator[World]:
     finally:
         _control = None
         dist.destroy_process_group()
+
+
+def die_with_launcher() -> None:
+    """Ask the kernel to send this rank SIGTERM when its launcher dies (Linux ``PR_SET_PDEATHSIG``).
+
+    A launcher killed with SIGKILL (an OOM kill, a closed terminal) cannot stop its workers itself, and they
+    would train on as orphans. SIGTERM is the preemption signal the trainer already handles: every rank
+    finishes its step and rank 0 writes a checkpoint. If the launcher died before this call, exit at once.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        raise PeerError("the launcher of this rank is gone")
+
+
+#: prctl's option number (linux/prctl.h)
+PR_SET_PDEATHSIG = 1
 
 
 def first_line(exc: BaseException) -> str:
@@ -587,7 +612,6 @@ def launch(spec: Launch, module_args: Sequence[str]) -> int:
 
 def _report_failures(failures: dict[int, Any], log_dir: str) -> int:
     import signal
-    import sys
     from pathlib import Path
 
     files = sorted(Path(log_dir).glob("rank*_local*.err"), key=lambda p: int(p.stem[4:].split("_")[0]))
