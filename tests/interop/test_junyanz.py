@@ -44,6 +44,8 @@ def save(net: torch.nn.Module, path: Path) -> Path:
         ("unet_128", "batch", 128),
         ("unet_256", "batch", 256),
         ("resnet_6blocks", "batch", 64),
+        ("resnet_6blocks", "instance", 64),
+        ("resnet_9blocks", "batch", 64),
         ("resnet_9blocks", "instance", 64),
     ],
 )
