@@ -22,8 +22,10 @@ from PIL import Image
 
 from pixforge import checkpoint, distributed
 from pixforge.config import Config, DataConfig, apply_overrides, from_dict, load_preset, read_yaml, validate
-from pixforge.data import formats
+from pixforge.data import color, formats
 from pixforge.data.dataset import TranslationDataset, one_hot
+from pixforge.data.images import ID_MODES, class_ids, decode, upright
+from pixforge.data.palette import dataset_palette
 from pixforge.data.transforms import pad_to_multiple, to_image, to_tensor
 from pixforge.devices import pick_device
 from pixforge.errors import PixforgeError
@@ -186,19 +188,24 @@ def resize_ids(ids: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 
 def resize_inputs(
-    image: Image.Image, instance: Image.Image | None, size: tuple[int, int], label_nc: int
+    image: Image.Image, instance: Image.Image | None, size: tuple[int, int], ids: np.ndarray | None = None
 ) -> tuple[Image.Image, Image.Image | None]:
-    """An input (RGB, or label ids when ``label_nc``) and its instance map at ``size`` (W, H)."""
-    inst = None if instance is None else resize_ids(instance, size)
-    if label_nc:
-        return resize_ids(image if image.mode in ("L", "P", "I") else image.convert("L"), size), inst
-    rgb = image.convert("RGB")
-    return (rgb if rgb.size == size else rgb.resize(size, Image.BICUBIC)), inst
+    """An input and its instance map at ``size`` (W, H): the class ``ids`` of a label map when given
+    (nearest neighbour), else the photo (bicubic)."""
+    inst = None if instance is None else resize_ids(upright(instance), size)
+    if ids is not None:
+        return resize_ids(Image.fromarray(ids.astype(np.int32)), size), inst
+    return decode(image, "RGB").resize(size, Image.BICUBIC), inst
 
 
 @dataclass
 class Translator:
-    """A trained model that maps PIL images to PIL images at the input's size."""
+    """A trained model that maps PIL images to PIL images at the input's size.
+
+    A colorization model (``format=colorization``) takes any photo, reduced to its lightness L, predicts ab
+    at the model's size, and returns the photo whose L is the input's own at the input's size: ab alone is
+    upsampled, and brought into the sRGB gamut without changing L (:func:`pixforge.data.color.fit_chroma`).
+    """
 
     method: Method
     config: Config
@@ -209,19 +216,45 @@ class Translator:
     def label_nc(self) -> int:
         return self.method.info.label_nc
 
-    def prepare(self, image: Image.Image, size: Size | None = None) -> torch.Tensor:
+    @property
+    def colorization(self) -> bool:
+        """Whether the model predicts ab from L (trained with ``format=colorization``)."""
+        return self.config.data.format == "colorization"
+
+    def prepare(self, image: Image.Image, mode: Size | None = None) -> torch.Tensor:
         """An input image as the (1, C, H, W) tensor the model takes, at the size :func:`model_size` gives."""
-        shape = self._model_size(image.size, size)
+        image = upright(image)
+        size = self._model_size(image.size, mode)
         if self.label_nc:
-            ids = np.asarray(image if image.mode in ("L", "P", "I") else image.convert("L"), dtype=np.int64)
-            if ids.max() >= self.label_nc:
-                raise PixforgeError(f"label id {int(ids.max())} is outside 0..{self.label_nc - 1}")
-            img = resize_ids(Image.fromarray(ids.astype(np.int32)), shape)
+            ids = label_map_ids(image, self.label_nc, self.palette())
+            img = Image.fromarray(ids.astype(np.int32)).resize(size, Image.NEAREST)
             x = one_hot(torch.from_numpy(np.asarray(img, dtype=np.int64))[None, None], self.label_nc)
+        elif self.colorization:
+            x = color.lightness(to_tensor(decode(image, "RGB").resize(size, Image.BICUBIC))).unsqueeze(0)
+        elif self.method.info.input_nc == 1:
+            x = to_tensor(self._grey(image).resize(size, Image.BICUBIC)).unsqueeze(0)
         else:
-            rgb = image.convert("RGB")
-            x = to_tensor(rgb if rgb.size == shape else rgb.resize(shape, Image.BICUBIC)).unsqueeze(0)
+            x = to_tensor(decode(image, "RGB").resize(size, Image.BICUBIC)).unsqueeze(0)
         return x.to(self.device)
+
+    def palette(self) -> np.ndarray:
+        """The colours of the class ids (label_nc, 3): the dataset's palette.json, else the default colours."""
+        return dataset_palette(self.config.data.root, self.label_nc)
+
+    @staticmethod
+    def _grey(image: Image.Image) -> Image.Image:
+        """A grey image for a 1-channel model that is not a colorization model: a colour one is refused."""
+        rgb = np.asarray(decode(image, "RGB"), dtype=np.int16)
+        if int((rgb.max(-1) - rgb.min(-1)).max()) > formats.GRAY_SPREAD:
+            raise PixforgeError(
+                "this model takes 1-channel (grayscale) images and was not trained to reduce colour; "
+                "send a grayscale image"
+            )
+        return decode(image, "L")
+
+    def lightness(self, image: Image.Image) -> torch.Tensor:
+        """The scaled L (1, 1, H, W) of an input at its own size, kept in a colorization model's output."""
+        return color.lightness(to_tensor(decode(image, "RGB"))).unsqueeze(0).to(self.device)
 
     def _model_size(self, size: tuple[int, int], mode: Size | None = None) -> tuple[int, int]:
         """The (W, H) an input of ``size`` runs at (:func:`model_size`)."""
@@ -231,14 +264,17 @@ class Translator:
         self, instance: Image.Image, size: tuple[int, int], mode: Size | None = None
     ) -> torch.Tensor:
         """An instance-id map (1, 1, H, W) at the model's size for an input of ``size`` (nearest neighbour)."""
-        img = resize_ids(instance, self._model_size(size, mode))
+        img = resize_ids(upright(instance), self._model_size(size, mode))
         return torch.from_numpy(np.asarray(img, dtype=np.int64))[None, None].to(self.device)
 
     def batch_for(
         self, image: Image.Image, instance: Image.Image | None = None, size: Size | None = None
     ) -> dict[str, torch.Tensor]:
         """The model batch for one input: ``A``, and for labeled models ``label`` (and ``instance``)."""
+        image = upright(image)
         batch = {"A": self.prepare(image, size)}
+        if self.colorization:
+            batch["lightness"] = self.lightness(image)
         if self.label_nc:
             batch["label"] = batch["A"].argmax(1, keepdim=True)
         if instance is not None:
@@ -250,16 +286,22 @@ class Translator:
     ) -> dict[str, torch.Tensor]:
         """Translate a prepared batch, padding sides to the generator's multiple and cropping back.
 
-        Returns ``output`` and (with ``explain``) the method's explanation maps (region, attention, ...),
-        all cropped.
+        Returns ``output`` and (with ``explain``) the method's explanation maps (region, attention, ...), all
+        cropped. With a
+        ``lightness`` (colorization) the output is the photo of that L and the predicted ab, at L's size.
         """
+        batch = dict(batch)
+        light = batch.pop("lightness", None)
         h, w = batch["A"].shape[-2:]
         m = self.method.size_multiple
         padded = {k: pad_to_multiple(v, m) for k, v in batch.items()}
         with self.method.inference():
             out = self.method.generate(padded, **options)
             maps = {"output": out, **(self.method.explain(padded, out) if explain else {})}
-        return {k: v[..., :h, :w] for k, v in maps.items()}
+        maps = {k: v[..., :h, :w] for k, v in maps.items()}
+        if light is not None:
+            maps["output"] = join_lightness(light, maps["output"])
+        return maps
 
     def translate_maps(
         self,
@@ -275,9 +317,11 @@ class Translator:
         with ``tile``, in overlapping tiles of that many pixels, blended (:func:`translate_tiled`): the output
         only, since the explanation maps (DRPAN's most fake region, GuideGAN's attention) describe a whole
         image, not a tile."""
+        image = upright(image)
         if tile is None:
             return self.translate_batch(self.batch_for(image, instance, size), **options)
-        resized, inst = resize_inputs(image, instance, self._model_size(image.size, size), self.label_nc)
+        ids = label_map_ids(image, self.label_nc, self.palette()) if self.label_nc else None
+        resized, inst = resize_inputs(image, instance, self._model_size(image.size, size), ids)
 
         def run_tile(part: Image.Image, part_instance: Image.Image | None) -> dict[str, torch.Tensor]:
             return self.translate_batch(
@@ -296,8 +340,9 @@ class Translator:
         overlap: int = DEFAULT_OVERLAP,
         **options: Any,
     ) -> dict[str, Image.Image]:
-        """Translate one image into ``output`` and explanation maps, each at the input's size
-        (``size``, ``tile``, ``overlap``: see :meth:`translate_maps`)."""
+        """Translate one image into ``output`` and explanation maps, each at the input's size (upright;
+        ``size``, ``tile``, ``overlap``: see :meth:`translate_maps`)."""
+        image = upright(image)
         maps = self.translate_maps(image, instance, size=size, tile=tile, overlap=overlap, **options)
         return {name: to_image(at_size(name, t, image.size)[0]) for name, t in maps.items()}
 
@@ -391,6 +436,14 @@ def translate_tiled(
     return {name: acc.div_(total) for name, acc in sums.items()}
 
 
+def join_lightness(light: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """A colorization output: ab (N, 2, h, w) upsampled bicubically to L's (N, 1, H, W) size and joined
+    with it into a photo in [-1, 1] whose lightness is L."""
+    if ab.shape[-2:] != light.shape[-2:]:
+        ab = F.interpolate(ab.float(), size=light.shape[-2:], mode="bicubic", align_corners=False)
+    return color.l_ab_to_photo(light.float(), ab.float())
+
+
 def load(path: str | Path, device: str = "auto") -> Translator:
     """Load a run directory, checkpoint folder or weights file; no flags needed (the config travels with it)."""
     loaded = checkpoint.read(Path(path))
@@ -427,10 +480,23 @@ def dataset_items(path: Path, translator: Translator, split: str) -> list[Item]:
     return items
 
 
-def viewable(image: Image.Image, label_nc: int) -> Image.Image:
-    """An input as a viewable picture (label maps coloured by class)."""
-    if not label_nc:
-        return image.convert("RGB")
+def label_map_ids(image: Image.Image, label_nc: int, palette: np.ndarray) -> np.ndarray:
+    """Class ids (H, W) of a label map: an id image, or colours of ``palette``; ids must be below ``label_nc``."""
+    ids = class_ids(image, palette)
+    if ids.size and (ids.min() < 0 or ids.max() >= label_nc):
+        bad = int(ids.max()) if ids.max() >= label_nc else int(ids.min())
+        raise PixforgeError(f"label id {bad} is outside 0..{label_nc - 1}")
+    return ids
+
+
+def viewable(image: Image.Image, label_nc: int, colorization: bool = False) -> Image.Image:
+    """An input as a viewable picture (id label maps coloured by class; pictures and colour-coded maps as they
+    are; a colorization model's input as the grey photo of its lightness, what the model sees)."""
+    if colorization:
+        light = color.lightness(to_tensor(decode(image, "RGB")))
+        return to_image(color.l_ab_to_photo(light, torch.zeros(2, *light.shape[-2:])))
+    if not label_nc or image.mode not in ID_MODES:
+        return decode(image, "RGB")
     ids = np.asarray(image, dtype=np.int64).clip(0, label_nc - 1)
     colors = ((label_palette(label_nc).numpy() + 1) * 127.5).round().astype(np.uint8)
     return Image.fromarray(colors[ids])

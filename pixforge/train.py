@@ -252,6 +252,11 @@ class Trainer:
                 p.name: [q for n in p.nets for q in self.method.nets[n].parameters()] for p in self.phases
             }
             self.optimizers = self._optimizers()
+            self.reducers = (
+                {p.name: distributed.GradientReducer(self.phase_params[p.name]) for p in self.phases}
+                if self.world.active
+                else {}
+            )
             self.total = self._total_steps()
             decay = self._decay_steps()
             self.schedulers = {
@@ -520,8 +525,12 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             with self._autocast():
                 loss, out = phase.loss(state)
+            reducer = self.reducers.get(phase.name)
+            if reducer is not None:
+                reducer.arm()
             loss.backward()
-            distributed.all_reduce_gradients(self.phase_params[phase.name])
+            if reducer is not None:
+                reducer.finish()
             opt.step()
             scalars.update(out)
         for sched in self.schedulers.values():
