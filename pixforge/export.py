@@ -61,7 +61,19 @@ from PIL import Image
 from torch import Tensor, nn
 
 import pixforge
-from pixforge.api import Translator, join_lightness, label_map_ids, load
+from pixforge.api import (
+    DEFAULT_OVERLAP,
+    Size,
+    Translator,
+    at_size,
+    join_lightness,
+    label_map_ids,
+    load,
+    model_size,
+    resize_inputs,
+    size_choice,
+    translate_tiled,
+)
 from pixforge.config import Config, from_dict
 from pixforge.data import color
 from pixforge.data.images import decode, upright
@@ -607,9 +619,15 @@ class OnnxTranslator:
         """Whether the graph is a colorization model's (photo in, colour photo out)."""
         return "colorization" in self.meta
 
-    def _model_size(self, size: tuple[int, int]) -> tuple[int, int]:
-        fixed = self.spec.get("fixed_size") or (self.spec.get("resize") or {}).get("size")
-        return (fixed[0], fixed[1]) if fixed else size
+    def _model_size(self, size: tuple[int, int], mode: Size | None = None) -> tuple[int, int]:
+        """A fixed-size graph's size; a colorization graph's input's own (it resizes inside); else
+        :func:`pixforge.api.model_size` (``mode``: native, the default; crop, the spec's resize rule; or N)."""
+        fixed = self.spec.get("fixed_size")
+        if fixed:
+            return fixed[0], fixed[1]
+        if self.colorization:
+            return size
+        return model_size(size, self.config.data, size_choice(mode))
 
     def _options(self, options: dict[str, Any]) -> dict[str, int]:
         """The style choice (``cluster`` or ``style_seed``, default ``style_seed=0`` as ``generate``'s); other
@@ -632,11 +650,15 @@ class OnnxTranslator:
         return style or {"style_seed": 0}
 
     def feeds(
-        self, image: Image.Image, instance: Image.Image | None, style: dict[str, int]
+        self,
+        image: Image.Image,
+        instance: Image.Image | None,
+        style: dict[str, int],
+        mode: Size | None = None,
     ) -> dict[str, np.ndarray]:
         """The graph's inputs for one image at the model's size (any size: the graph pads inside)."""
         image = upright(image)
-        size = self._model_size(image.size)
+        size = self._model_size(image.size, mode)
         feeds: dict[str, np.ndarray] = {}
         label = np.zeros((size[1], size[0]), dtype=np.int64)  # pix2pixHD on photos: one class
         if self.label_nc:
@@ -661,17 +683,55 @@ class OnnxTranslator:
         counts = self.spec["inputs"]["cluster"]["clusters_per_class"]
         return style_map(label, instance, counts, style["style_seed"])
 
+    def _run(
+        self, image: Image.Image, instance: Image.Image | None, style: dict[str, int], mode: Size | None
+    ) -> Tensor:
+        """The graph's output (1, C, h, w) for one upright image, at the size the model runs at."""
+        return torch.from_numpy(self.session.run(None, self.feeds(image, instance, style, mode))[0])
+
     def translate(
-        self, image: Image.Image, instance: Image.Image | None = None, **options: Any
+        self,
+        image: Image.Image,
+        instance: Image.Image | None = None,
+        *,
+        size: Size | None = None,
+        tile: int | None = None,
+        overlap: int = DEFAULT_OVERLAP,
+        **options: Any,
     ) -> dict[str, Image.Image]:
-        """Translate one image into ``output`` at the input's size (like :meth:`Translator.translate`)."""
+        """Translate one image into ``output`` at the input's size (like :meth:`Translator.translate`, with
+        ``size``, ``tile`` and ``overlap``; fixed-size and colorization graphs are not tiled)."""
         style = self._options(dict(options))
         image = upright(image)
-        size = self._model_size(image.size)
-        out = torch.from_numpy(self.session.run(None, self.feeds(image, instance, style))[0])
-        if (size[1], size[0]) != (image.size[1], image.size[0]):
-            out = F.interpolate(out, size=(image.size[1], image.size[0]), mode="bicubic")
-        return {"output": to_image(out[0])}
+        if tile is None:
+            out = self._run(image, instance, style, size)
+        elif self.spec.get("fixed_size") or self.colorization:
+            raise PixforgeError(f"{self.path}: a fixed-size or colorization graph cannot be tiled")
+        else:
+            out = self._tiled(image, instance, style, size, tile, overlap)
+        return {"output": to_image(at_size("output", out, image.size)[0])}
+
+    def _tiled(
+        self,
+        image: Image.Image,
+        instance: Image.Image | None,
+        style: dict[str, int],
+        size: Size | None,
+        tile: int,
+        overlap: int,
+    ) -> Tensor:
+        """:func:`pixforge.api.translate_tiled` through the graph."""
+        ids = None
+        if self.label_nc:
+            palette = np.asarray(self.spec["inputs"]["label"]["palette"], dtype=np.int64)
+            ids = label_map_ids(image, self.label_nc, palette)
+        resized, inst = resize_inputs(image, instance, self._model_size(image.size, size), ids)
+
+        def run_tile(part: Image.Image, part_instance: Image.Image | None) -> dict[str, Tensor]:
+            return {"output": self._run(part, part_instance, style, "native")}
+
+        multiple = int(self.spec.get("size_multiple", 1))
+        return translate_tiled(run_tile, resized, inst, tile, overlap, multiple)["output"]
 
     def __call__(
         self, image: Image.Image, instance: Image.Image | None = None, **options: Any

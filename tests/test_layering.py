@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pixforge"
 LAYERS: list[set[str]] = [
     {"cli", "__main__", "__init__"},
     {"studio", "serve", "client"},
-    {"evaluation", "export", "editing"},
+    {"evaluation", "export", "editing", "interop"},
     {"api"},
     {"train", "checkpoint", "pages", "visual"},
     {"methods"},

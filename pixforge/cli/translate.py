@@ -80,6 +80,17 @@ def _styles(cluster: int | None, random_styles: int | None) -> list[tuple[str, d
 @click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), help="Which generator (CycleGAN).")
 @click.option("--show-region", is_flag=True, help="Also write DRPAN's score map and proposed region.")
 @click.option("--show-attention", is_flag=True, help="Also write GuideGAN's attention maps.")
+@click.option(
+    "--size",
+    "size_mode",
+    default="native",
+    show_default=True,
+    help="Where the model runs: native (the input's size), crop (the training crop) or N (short side N px).",
+)
+@click.option("--tile", type=int, help="Translate in overlapping tiles of this many pixels (large images).")
+@click.option(
+    "--overlap", default=64, show_default=True, help="With --tile: pixels shared by neighbouring tiles."
+)
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
 def translate(
     run: Path,
@@ -93,6 +104,9 @@ def translate(
     direction: str | None,
     show_region: bool,
     show_attention: bool,
+    size_mode: str,
+    tile: int | None,
+    overlap: int,
     device: str,
 ) -> None:
     """Translate images (files, folders, or a dataset's --split) with the model in RUN (or an exported .onnx).
@@ -103,6 +117,7 @@ def translate(
     from pixforge import api, distributed, pages
     from pixforge.devices import pick_device
 
+    sizing = {"size": api.size_choice(size_mode), "tile": tile, "overlap": overlap}
     with distributed.session("gloo") as world:
         if run.suffix == ".onnx":
             from pixforge.export import OnnxTranslator
@@ -121,7 +136,7 @@ def translate(
                     options["direction"] = direction
                 name = item.name + suffix
                 try:
-                    maps = translator.translate(item.source, item.instance, **options)
+                    maps = translator.translate(item.source, item.instance, **sizing, **options)
                 except PixforgeError as exc:
                     raise PixforgeError(f"{item.path or item.name}: {exc}") from exc
                 maps["output"].save(out / f"{name}.png")

@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixforge import __version__
+from pixforge.api import Size, model_size, size_choice
 from pixforge.errors import PixforgeError
 from pixforge.serve.batcher import Batcher
 from pixforge.serve.form import Field, Upload, parse_form
@@ -39,7 +40,7 @@ from pixforge.serve.settings import ServeSettings
 
 __all__ = ["ServeSettings", "create_app", "png_bytes", "to_images", "error"]
 
-INPUT_FIELDS = ("image", "label", "instance")
+INPUT_FIELDS = ("image", "label", "instance", "size")
 #: paths that answer without the token: liveness, readiness, and the API's documentation (``/docs`` and its
 #: assets; the API's shape is no secret; with a token, /docs's "Authorize" button sends it on "Try it out")
 OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/openapi.json")
@@ -88,6 +89,10 @@ FORM = {
         "cluster": {"type": "integer", "minimum": 0, "description": "Feature cluster of every instance"},
         "style_seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED, "description": "Random styles"},
         "explain": {"type": "string", "enum": ["region", "attention"], "description": "JSON with maps"},
+        "size": {
+            "type": "string",
+            "description": "native (default), crop, or N: the short side the model runs at",
+        },
     },
 }
 
@@ -338,6 +343,24 @@ def checked_form(model: ServedModel, form: list[Field]) -> dict[str, Any]:
     return seen
 
 
+def request_size(value: Any, image_size: tuple[int, int], model: ServedModel, max_pixels: int) -> Size:
+    """The ``size`` form field (:func:`pixforge.api.model_size`); what the model would run at is bounded by
+    ``max_pixels`` like an upload (413)."""
+    try:
+        mode = size_choice(value or None)
+    except PixforgeError:
+        raise RequestError(
+            422, f"Option size: '{value}' is not native, crop or a positive number of pixels."
+        ) from None
+    width, height = model_size(image_size, model.translator.config.data, mode)
+    if width * height > max_pixels:
+        raise RequestError(
+            413,
+            f"Option size: {value} runs the model at {width}x{height} pixels, over the limit of {max_pixels}.",
+        )
+    return mode
+
+
 def parse_options(model: ServedModel, form: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """Translation options and the explain kind from the form fields, refusing what the model does not take and
     values out of range."""
@@ -398,7 +421,8 @@ def prepare(
     form = checked_form(model, parse_form(body, content_type))
     options, kind = parse_options(model, form)
     source, instance = read_inputs(model, form, settings)
-    return model.prepare(source, instance), options, kind, source.size
+    mode = request_size(form.get("size"), source.size, model, settings.max_pixels)
+    return model.prepare(source, instance, mode), options, kind, source.size
 
 
 def answer(model: ServedModel, result: Any, kind: str | None, size: tuple[int, int]) -> tuple[bytes, str]:

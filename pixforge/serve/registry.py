@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from pixforge.api import Translator, load
+from pixforge.api import Size, Translator, load
 from pixforge.data.palette import dataset_classes
 from pixforge.data.transforms import to_image
 from pixforge.errors import PixforgeError
@@ -85,9 +85,12 @@ class ServedModel:
     def device(self) -> torch.device:
         return self.translator.device
 
-    def prepare(self, source: Image.Image, instance: Image.Image | None) -> dict[str, Tensor]:
-        """The model batch of one request, on the CPU (pinned for a CUDA model, so the worker's copy is async)."""
-        batch = self.translator.batch_for(source, instance, device="cpu")
+    def prepare(
+        self, source: Image.Image, instance: Image.Image | None, size: Size = "native"
+    ) -> dict[str, Tensor]:
+        """The model batch of one request at ``size`` (:func:`pixforge.api.model_size`), on the CPU (pinned for a
+        CUDA model, so the worker's copy is async)."""
+        batch = self.translator.batch_for(source, instance, size, device="cpu")
         if self.device.type == "cuda":
             batch = {k: v.pin_memory() for k, v in batch.items()}
         return batch
@@ -202,6 +205,10 @@ class ServedModel:
         return info
 
 
+#: one request to an ONNX model: the image, its instance map, and the size it runs at
+OnnxPayload = tuple[Image.Image, Image.Image | None, Size]
+
+
 class OnnxServedModel(ServedModel):
     """An exported ``.onnx`` file served through onnxruntime on the CPU (:class:`pixforge.export.OnnxTranslator`).
 
@@ -220,20 +227,22 @@ class OnnxServedModel(ServedModel):
         return torch.device("cpu")
 
     def prepare(
-        self, source: Image.Image, instance: Image.Image | None
-    ) -> tuple[Image.Image, Image.Image | None]:  # type: ignore[override]
-        return source, instance
+        self, source: Image.Image, instance: Image.Image | None, size: Size = "native"
+    ) -> OnnxPayload:  # type: ignore[override]
+        return source, instance, size
 
-    def batch_key(self, payload: tuple[Image.Image, Image.Image | None], options: dict[str, Any]) -> Hashable:  # type: ignore[override]
-        return (self.name, payload[0].size, freeze(options))
+    def batch_key(self, payload: OnnxPayload, options: dict[str, Any]) -> Hashable:  # type: ignore[override]
+        return (self.name, payload[0].size, payload[2], freeze(options))
 
-    def pixels(self, payload: tuple[Image.Image, Image.Image | None]) -> int:  # type: ignore[override]
+    def pixels(self, payload: OnnxPayload) -> int:  # type: ignore[override]
         return payload[0].size[0] * payload[0].size[1]
 
     def run(  # type: ignore[override]
-        self, payloads: list[tuple[Image.Image, Image.Image | None]], options: dict[str, Any]
+        self, payloads: list[OnnxPayload], options: dict[str, Any]
     ) -> list[dict[str, Image.Image]]:
-        return [self.translator.translate(image, instance, **options) for image, instance in payloads]
+        return [
+            self.translator.translate(image, inst, size=size, **options) for image, inst, size in payloads
+        ]
 
     def finish(  # type: ignore[override]
         self, result: dict[str, Image.Image], wanted: tuple[str, ...], size: tuple[int, int]

@@ -12,7 +12,7 @@ async function start() {
   $("#model").addEventListener("change", () => choose($("#model").value));
   $("#file").addEventListener("change", () => pick($("#file").files[0]));
   $("#instance").addEventListener("change", () => { state.instance = $("#instance").files[0] || null; translate(); });
-  for (const id of ["#direction", "#style-kind", "#style-value"]) $(id).addEventListener("change", translate);
+  for (const id of ["#size", "#direction", "#style-kind", "#style-value"]) $(id).addEventListener("change", translate);
   const drop = $("#drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -76,6 +76,7 @@ async function translate() {
   const form = new FormData();
   form.append(m.input === "labels" ? "label" : "image", state.file);
   if (state.instance && m.input === "labels") form.append("instance", state.instance);
+  form.append("size", $("#size").value);
   if (m.directions.length) form.append("direction", $("#direction").value);
   if (m.styles) form.append($("#style-kind").value === "cluster" ? "cluster" : "style_seed", $("#style-value").value || "0");
   const shown = m.explain.filter((kind) => $(`#explain-${kind}`)?.checked);
