@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -50,6 +51,9 @@ from pixforge.nets.blocks import set_requires_grad
 
 log = logging.getLogger("pixforge")
 
+#: training geometries whose batches all have one size (cuDNN's autotuner then pays off: it tunes per shape)
+FIXED_SIZE = {"resize_and_crop", "crop"}
+
 #: options that may change when a run is resumed; anything else must match the checkpoint.
 RESUMABLE = {
     "train": {
@@ -63,6 +67,7 @@ RESUMABLE = {
         "keep_checkpoints",
         "sample_count",
         "compile",
+        "compile_backend",
         "amp",
         "channels_last",
         "fused_adam",
@@ -214,7 +219,7 @@ class Trainer:
             distributed.on_main(lambda: self._init_from(Path(init_from)))
         distributed.broadcast_module(self.method)
         if self.world.rank and not restored:
-            torch.manual_seed(cfg.train.seed + 1_000_003 * self.world.rank + 7_919 * self.step)
+            torch.manual_seed(self._stream_seed())
         self._configure_speed()
         self.sample_batch = self._sample_batch()
         self.sums: dict[str, torch.Tensor] = {}
@@ -300,10 +305,25 @@ class Trainer:
         self.step = int(state["step"])
         if "rng" in own:
             torch.set_rng_state(own["rng"])
+        self._restore_cuda_rng(own.get("cuda_rng"))
         self.data_step = self.step
         self.data_start = self._continue_data(state, len(ranks))
         log.info("resumed %s at step %d", self.run_dir, self.step)
         return "rng" in own
+
+    def _stream_seed(self) -> int:
+        """The seed of a random stream this rank starts afresh at this step (ranks > 0 get streams of their own)."""
+        return self.cfg.train.seed + 1_000_003 * self.world.rank + 7_919 * self.step
+
+    def _restore_cuda_rng(self, saved: torch.Tensor | None) -> None:
+        """This rank's CUDA generator (dropout, DRPAN's penalty noise on the GPU) as saved, else a fresh stream
+        of its own: never every rank replaying one stream from step 0."""
+        if self.device.type != "cuda":
+            return
+        if saved is not None:
+            torch.cuda.set_rng_state(saved, self.device)
+        else:
+            torch.cuda.manual_seed(self._stream_seed())
 
     def _continue_data(self, state: dict[str, Any], old_world: int) -> int:
         """The global data position of the next step: where the checkpoint's run stopped in the epoch's order."""
@@ -343,14 +363,28 @@ class Trainer:
     def _configure_speed(self) -> None:
         t = self.cfg.train
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        elif t.amp != "none" or t.channels_last:
-            raise PixforgeError("options amp/channels_last: supported on CUDA only (use --device cuda)")
+            torch.backends.cudnn.benchmark = self.cfg.data.preprocess in FIXED_SIZE
         if t.channels_last:
             self.method.to(memory_format=torch.channels_last)
+        self._match_optimizer_layouts()
         if t.compile:
             for net in self.method.nets.values():
-                net.compile()
+                net.compile(backend=t.compile_backend)
+
+    def _match_optimizer_layouts(self) -> None:
+        """Give each optimiser state tensor its parameter's memory layout.
+
+        ``channels_last`` may change on resume: the parameters take the new layout but Adam's moments keep
+        the one they were saved with, which CUDA's fused Adam refuses and the CPU's fused kernel silently
+        mis-applies (an update off by 0.16 in an experiment).
+        """
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    state = opt.state.get(p, {})
+                    for key, value in state.items():
+                        if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                            state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
     def _sample_batch(self) -> Batch:
         """A fixed batch for sample grids, from the val or test split when there is one."""
@@ -383,16 +417,27 @@ class Trainer:
             rank=self.world.rank,
             world_size=self.world.size,
         )
+        workers = self._workers()
         return DataLoader(
             self.dataset,
             batch_size=t.batch_size,
             sampler=sampler,
-            num_workers=self.cfg.data.num_workers,
+            num_workers=workers,
             pin_memory=self.device.type == "cuda",
-            persistent_workers=self.cfg.data.num_workers > 0,
+            persistent_workers=workers > 0,
             drop_last=True,
             generator=torch.Generator().manual_seed(t.seed),  # keeps the global RNG (dropout) untouched
         )
+
+    def _workers(self) -> int:
+        """``data.num_workers``; auto (-1): none on the CPU (the training threads use the cores), on CUDA
+        min(8, this process's share of the CPUs)."""
+        if self.cfg.data.num_workers >= 0:
+            return self.cfg.data.num_workers
+        if self.device.type != "cuda":
+            return 0
+        share = len(os.sched_getaffinity(0)) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        return max(1, min(8, share))
 
     def _to_device(self, batch: Batch) -> Batch:
         out = {}
@@ -462,12 +507,13 @@ class Trainer:
             log.info("step %d/%d %s", self.step, self.total, text)
 
     def _rank_states(self) -> list[dict[str, Any]]:
-        """Every rank's RNG and training state (gathered on all ranks): all of rank 0's, and of the other
+        """Every rank's RNGs (CPU, and CUDA on a GPU) and training state (gathered on all ranks): all of rank 0's, and of the other
         ranks' only the tensors that differ from rank 0's (layout: :func:`checkpoint.training_state`)."""
         training = {k: v.detach().cpu() for k, v in self.method.training_state().items()}
-        ranks = distributed.all_gather_objects(
-            {"rng": torch.get_rng_state(), "training": training, "keys": list(training)}
-        )
+        own: dict[str, Any] = {"rng": torch.get_rng_state(), "training": training, "keys": list(training)}
+        if self.device.type == "cuda":
+            own["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        ranks = distributed.all_gather_objects(own)
         main = ranks[0]["training"]
         for r in ranks[1:]:
             r["training"] = {
@@ -499,11 +545,11 @@ class Trainer:
         return path
 
     def _samples(self) -> Any:
-        """Sample grid of the fixed batch; the RNG is forked so samples never change the training run.
+        """Sample grid of the fixed batch; the CPU and CUDA RNGs are forked so samples never change the training run.
 
         With ``sync_bn`` every rank computes it (batch statistics in the paper's test mode are a collective).
         """
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             return visual.grid(self.method.visuals(self.sample_batch))
 
     def _save_samples(self, image: Any, writer: Any) -> None:
