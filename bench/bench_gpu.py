@@ -118,7 +118,7 @@ def child(spec: dict[str, Any]) -> None:
     print(json.dumps(figures))
 
 
-def run(spec: dict[str, Any], nproc: int) -> dict[str, Any]:
+def run(spec: dict[str, Any], nproc: int, limit: float) -> dict[str, Any]:
     """``child(spec)`` in a fresh process, or a torchrun job of ``nproc``; fails loudly with its output."""
     command = [sys.executable, __file__, "--child", json.dumps(spec)]
     if nproc > 1:
@@ -127,11 +127,13 @@ def run(spec: dict[str, Any], nproc: int) -> dict[str, Any]:
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
     }
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=RUN_LIMIT_S)
+    name = f"{spec['method']} {spec['lever']} x{nproc}"
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=limit)
+    except subprocess.TimeoutExpired:
+        sys.exit(f"{name} took more than {limit:g} s (--run-limit)")
     if done.returncode:
-        sys.exit(
-            f"{spec['method']} {spec['lever']} x{nproc} failed:\n{done.stdout[-2000:]}{done.stderr[-4000:]}"
-        )
+        sys.exit(f"{name} failed:\n{done.stdout[-2000:]}{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -148,11 +150,18 @@ def main() -> None:
     )
     parser.add_argument("--levers", nargs="+", choices=list(LEVERS), default=list(LEVERS))
     parser.add_argument("--no-vgg", action="store_true", help="pix2pixHD without the VGG19 loss")
+    parser.add_argument(
+        "--methods", nargs="+", choices=("pix2pix", "pix2pixhd"), default=["pix2pix", "pix2pixhd"]
+    )
+    parser.add_argument(
+        "--run-limit", type=float, help=f"seconds per run (default: {RUN_LIMIT_S} on CUDA, 1200 on the CPU)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(json.loads(args.child))
         return
+    limit = args.run_limit or (RUN_LIMIT_S if args.device == "cuda" else 1200)
     tiny = args.tiny or args.device == "cpu"  # a CPU takes minutes per full-size step
     gpus = torch.cuda.device_count() if args.device == "cuda" else 0
     processes = [1, 2] if gpus >= 2 else [1]
@@ -160,6 +169,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pixforge-gpu-") as tmp:
         work = Path(tmp)
         for method, (data, preset) in datasets(work, tiny).items():
+            if method not in args.methods:
+                continue
             for lever in args.levers:
                 for nproc in processes:
                     spec = {
@@ -168,7 +179,7 @@ def main() -> None:
                         "out": str(work / "runs" / f"{method}-{lever}-{nproc}"),
                     }  # fmt: skip
                     start = time.perf_counter()
-                    figures = run(spec, nproc)
+                    figures = run(spec, nproc, limit)
                     table.append((method, preset, lever, nproc, figures, time.perf_counter() - start))
                     print(f"{method} {lever} x{nproc}: {figures}", file=sys.stderr, flush=True)
     device = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
