@@ -20,8 +20,10 @@ from PIL import Image
 
 from pixforge import checkpoint, distributed
 from pixforge.config import Config, apply_overrides, from_dict, load_preset, read_yaml, validate
-from pixforge.data import formats
+from pixforge.data import color, formats
 from pixforge.data.dataset import TranslationDataset, one_hot
+from pixforge.data.images import ID_MODES, class_ids, decode, upright
+from pixforge.data.palette import dataset_palette
 from pixforge.data.transforms import pad_to_multiple, to_image, to_tensor
 from pixforge.devices import pick_device
 from pixforge.errors import PixforgeError
@@ -134,7 +136,12 @@ def saved_config(run_dir: Path) -> dict[str, Any] | None:
 
 @dataclass
 class Translator:
-    """A trained model that maps PIL images to PIL images at the input's size."""
+    """A trained model that maps PIL images to PIL images at the input's size.
+
+    A colorization model (``format=colorization``) takes any photo, reduced to its lightness L, predicts ab
+    at the model's size, and returns the photo whose L is the input's own at the input's size: ab alone is
+    upsampled, and brought into the sRGB gamut without changing L (:func:`pixforge.data.color.fit_chroma`).
+    """
 
     method: Method
     config: Config
@@ -145,18 +152,45 @@ class Translator:
     def label_nc(self) -> int:
         return self.method.info.label_nc
 
+    @property
+    def colorization(self) -> bool:
+        """Whether the model predicts ab from L (trained with ``format=colorization``)."""
+        return self.config.data.format == "colorization"
+
     def prepare(self, image: Image.Image) -> torch.Tensor:
         """An input image as the (1, C, H, W) tensor the model was trained on, at the model's size."""
+        image = upright(image)
         size = self._model_size(image.size)
         if self.label_nc:
-            ids = np.asarray(image if image.mode in ("L", "P", "I") else image.convert("L"), dtype=np.int64)
-            if ids.max() >= self.label_nc:
-                raise PixforgeError(f"label id {int(ids.max())} is outside 0..{self.label_nc - 1}")
+            ids = label_map_ids(image, self.label_nc, self.palette())
             img = Image.fromarray(ids.astype(np.int32)).resize(size, Image.NEAREST)
             x = one_hot(torch.from_numpy(np.asarray(img, dtype=np.int64))[None, None], self.label_nc)
+        elif self.colorization:
+            x = color.lightness(to_tensor(decode(image, "RGB").resize(size, Image.BICUBIC))).unsqueeze(0)
+        elif self.method.info.input_nc == 1:
+            x = to_tensor(self._grey(image).resize(size, Image.BICUBIC)).unsqueeze(0)
         else:
-            x = to_tensor(image.convert("RGB").resize(size, Image.BICUBIC)).unsqueeze(0)
+            x = to_tensor(decode(image, "RGB").resize(size, Image.BICUBIC)).unsqueeze(0)
         return x.to(self.device)
+
+    def palette(self) -> np.ndarray:
+        """The colours of the class ids (label_nc, 3): the dataset's palette.json, else the default colours."""
+        return dataset_palette(self.config.data.root, self.label_nc)
+
+    @staticmethod
+    def _grey(image: Image.Image) -> Image.Image:
+        """A grey image for a 1-channel model that is not a colorization model: a colour one is refused."""
+        rgb = np.asarray(decode(image, "RGB"), dtype=np.int16)
+        if int((rgb.max(-1) - rgb.min(-1)).max()) > formats.GRAY_SPREAD:
+            raise PixforgeError(
+                "this model takes 1-channel (grayscale) images and was not trained to reduce colour; "
+                "send a grayscale image"
+            )
+        return decode(image, "L")
+
+    def lightness(self, image: Image.Image) -> torch.Tensor:
+        """The scaled L (1, 1, H, W) of an input at its own size, kept in a colorization model's output."""
+        return color.lightness(to_tensor(decode(image, "RGB"))).unsqueeze(0).to(self.device)
 
     def _model_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """Models trained on square crops run at the crop size; others at the input's own size."""
@@ -167,13 +201,16 @@ class Translator:
 
     def prepare_instance(self, instance: Image.Image, size: tuple[int, int]) -> torch.Tensor:
         """An instance-id map (1, 1, H, W) at the model's input size (nearest neighbour)."""
-        ids = np.asarray(instance, dtype=np.int64).astype(np.int32)
+        ids = np.asarray(upright(instance), dtype=np.int64).astype(np.int32)
         img = Image.fromarray(ids).resize(self._model_size(size), Image.NEAREST)
         return torch.from_numpy(np.asarray(img, dtype=np.int64))[None, None].to(self.device)
 
     def batch_for(self, image: Image.Image, instance: Image.Image | None = None) -> dict[str, torch.Tensor]:
         """The model batch for one input: ``A``, and for labeled models ``label`` (and ``instance``)."""
+        image = upright(image)
         batch = {"A": self.prepare(image)}
+        if self.colorization:
+            batch["lightness"] = self.lightness(image)
         if self.label_nc:
             batch["label"] = batch["A"].argmax(1, keepdim=True)
         if instance is not None:
@@ -183,20 +220,27 @@ class Translator:
     def translate_batch(self, batch: dict[str, torch.Tensor], **options: Any) -> dict[str, torch.Tensor]:
         """Translate a prepared batch, padding sides to the generator's multiple and cropping back.
 
-        Returns ``output`` and the method's explanation maps (region, attention, ...), all cropped.
+        Returns ``output`` and the method's explanation maps (region, attention, ...), all cropped. With a
+        ``lightness`` (colorization) the output is the photo of that L and the predicted ab, at L's size.
         """
+        batch = dict(batch)
+        light = batch.pop("lightness", None)
         h, w = batch["A"].shape[-2:]
         m = self.method.size_multiple
         padded = {k: pad_to_multiple(v, m) for k, v in batch.items()}
         with self.method.inference():
             out = self.method.generate(padded, **options)
             maps = {"output": out, **self.method.explain(padded, out)}
-        return {k: v[..., :h, :w] for k, v in maps.items()}
+        maps = {k: v[..., :h, :w] for k, v in maps.items()}
+        if light is not None:
+            maps["output"] = join_lightness(light, maps["output"])
+        return maps
 
     def translate(
         self, image: Image.Image, instance: Image.Image | None = None, **options: Any
     ) -> dict[str, Image.Image]:
-        """Translate one image into ``output`` and explanation maps, each at the input's size."""
+        """Translate one image into ``output`` and explanation maps, each at the input's size (upright)."""
+        image = upright(image)
         maps = self.translate_batch(self.batch_for(image, instance), **options)
         size = (image.size[1], image.size[0])
         out = {}
@@ -211,6 +255,14 @@ class Translator:
     ) -> Image.Image:
         """Translate one PIL image; the result has the input's size."""
         return self.translate(image, instance, **options)["output"]
+
+
+def join_lightness(light: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """A colorization output: ab (N, 2, h, w) upsampled bicubically to L's (N, 1, H, W) size and joined
+    with it into a photo in [-1, 1] whose lightness is L."""
+    if ab.shape[-2:] != light.shape[-2:]:
+        ab = F.interpolate(ab.float(), size=light.shape[-2:], mode="bicubic", align_corners=False)
+    return color.l_ab_to_photo(light.float(), ab.float())
 
 
 def load(path: str | Path, device: str = "auto") -> Translator:
@@ -249,10 +301,23 @@ def dataset_items(path: Path, translator: Translator, split: str) -> list[Item]:
     return items
 
 
-def viewable(image: Image.Image, label_nc: int) -> Image.Image:
-    """An input as a viewable picture (label maps coloured by class)."""
-    if not label_nc:
-        return image.convert("RGB")
+def label_map_ids(image: Image.Image, label_nc: int, palette: np.ndarray) -> np.ndarray:
+    """Class ids (H, W) of a label map: an id image, or colours of ``palette``; ids must be below ``label_nc``."""
+    ids = class_ids(image, palette)
+    if ids.size and (ids.min() < 0 or ids.max() >= label_nc):
+        bad = int(ids.max()) if ids.max() >= label_nc else int(ids.min())
+        raise PixforgeError(f"label id {bad} is outside 0..{label_nc - 1}")
+    return ids
+
+
+def viewable(image: Image.Image, label_nc: int, colorization: bool = False) -> Image.Image:
+    """An input as a viewable picture (id label maps coloured by class; pictures and colour-coded maps as they
+    are; a colorization model's input as the grey photo of its lightness, what the model sees)."""
+    if colorization:
+        light = color.lightness(to_tensor(decode(image, "RGB")))
+        return to_image(color.l_ab_to_photo(light, torch.zeros(2, *light.shape[-2:])))
+    if not label_nc or image.mode not in ID_MODES:
+        return decode(image, "RGB")
     ids = np.asarray(image, dtype=np.int64).clip(0, label_nc - 1)
     colors = ((label_palette(label_nc).numpy() + 1) * 127.5).round().astype(np.uint8)
     return Image.fromarray(colors[ids])

@@ -21,6 +21,7 @@ from (seed, step, r), and ranks that had no state of their own start from rank 0
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import math
@@ -114,6 +115,52 @@ def check_resumable(saved: Config, new: Config) -> None:
         raise PixforgeError(f"--resume with an incompatible config: {'; '.join(diffs)} (use a new --out)")
 
 
+class RunLock:
+    """An exclusive lock on a run directory while a job trains in it: ``RUN/.lock`` held with ``flock`` and
+    holding the job's pid. A second job refuses, naming that pid; the kernel drops the lock when its holder
+    dies, so a killed job's stale lock is taken over."""
+
+    NAME = ".lock"
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / self.NAME
+        self.file: Any = None
+
+    def acquire(self) -> None:
+        """Hold the lock (a no-op while held), or refuse naming the pid of the job that holds it."""
+        if self.file is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        file = open(self.path, "a+")  # noqa: SIM115 (held until release)
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "unknown"
+            file.close()
+            raise PixforgeError(
+                f"{self.path.parent}: another job (pid {holder}) is training in this run directory; "
+                "stop it first, or choose another --out"
+            ) from None
+        file.truncate(0)
+        file.write(str(os.getpid()))
+        file.flush()
+        self.file = file
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    @contextlib.contextmanager
+    def released_on_error(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            self.release()
+            raise
+
+
 class StopFlag:
     """Ctrl-C or SIGTERM (a SLURM preemption) asks the loop to stop at the end of the current step, with a
     checkpoint; a second Ctrl-C stops at once.
@@ -173,62 +220,71 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.world = distributed.world()
         distributed.check_same("the config", comparable(cfg))
-        self.resume_from = distributed.on_main(lambda: self._prepare_run_dir(resume))
-        if self.resume_from is not None:
-            check_resumable(distributed.on_main(self._saved_config), cfg)
-        self.cfg = cfg
-        self.device = distributed.local_device(pick_device(cfg.train.device))
-        torch.manual_seed(cfg.train.seed)
-        self.fmt = formats.resolve_format(Path(cfg.data.root), cfg.data.format)
-        self.method = build_method(cfg, data_info(cfg, self.fmt)).to(self.device)
-        #: floating inputs are cast to the networks' dtype: float32, or float64 for a run built under
-        #: ``torch.set_default_dtype(torch.float64)`` (the tests' exact comparisons of training paths)
-        self.dtype = next(self.method.parameters()).dtype
-        self.dataset = TranslationDataset(
-            Path(cfg.data.root),
-            "train",
-            cfg.data,
-            train=True,
-            size_multiple=self.method.size_multiple,
-            fmt=self.fmt,
-        )
-        self._check_world()
-        self.method.steps_per_epoch = self.steps_per_epoch()
-        self.method.before_training(self.dataset)
-        if cfg.train.sync_bn:
-            for name, net in self.method.nets.items():
-                self.method.nets[name] = distributed.convert_sync_batchnorm(net, self.device)
-        self.phases = self.method.phases()
-        self.phase_params = {
-            p.name: [q for n in p.nets for q in self.method.nets[n].parameters()] for p in self.phases
-        }
-        self.optimizers = self._optimizers()
-        self.total = self._total_steps()
-        decay = self._decay_steps()
-        self.schedulers = {
-            k: torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, self.total, decay))
-            for k, o in self.optimizers.items()
-        }
-        self.step = 0
-        #: the global data position (epoch * per_epoch + position) of the batch of step ``data_step``
-        self.data_start, self.data_step = 0, 0
-        restored = False
-        if self.resume_from is not None:
-            restored = self._restore(self.resume_from)
-        elif init_from is not None:
-            distributed.on_main(lambda: self._init_from(Path(init_from)))
-        distributed.broadcast_module(self.method)
-        if self.world.rank and not restored:
-            torch.manual_seed(self._stream_seed())
-        self._configure_speed()
-        self.sample_batch = self._sample_batch()
-        self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
-        self.last: dict[str, float] = {}
+        self.lock = RunLock(self.run_dir)
+        with self.lock.released_on_error():
+            self.resume_from = distributed.on_main(lambda: self._prepare_run_dir(resume))
+            if self.resume_from is not None:
+                check_resumable(distributed.on_main(self._saved_config), cfg)
+            self.cfg = cfg
+            self.device = distributed.local_device(pick_device(cfg.train.device))
+            torch.manual_seed(cfg.train.seed)
+            self.fmt = formats.resolve_format(Path(cfg.data.root), cfg.data.format)
+            self.method = build_method(cfg, data_info(cfg, self.fmt)).to(self.device)
+            #: floating inputs are cast to the networks' dtype: float32, or float64 for a run built under
+            #: ``torch.set_default_dtype(torch.float64)`` (the tests' exact comparisons of training paths)
+            self.dtype = next(self.method.parameters()).dtype
+            self.dataset = TranslationDataset(
+                Path(cfg.data.root),
+                "train",
+                cfg.data,
+                train=True,
+                size_multiple=self.method.size_multiple,
+                fmt=self.fmt,
+            )
+            self._check_world()
+            self.method.steps_per_epoch = self.steps_per_epoch()
+            self.method.before_training(self.dataset)
+            if cfg.train.sync_bn:
+                for name, net in self.method.nets.items():
+                    self.method.nets[name] = distributed.convert_sync_batchnorm(net, self.device)
+            self.phases = self.method.phases()
+            self.phase_params = {
+                p.name: [q for n in p.nets for q in self.method.nets[n].parameters()] for p in self.phases
+            }
+            self.optimizers = self._optimizers()
+            self.reducers = (
+                {p.name: distributed.GradientReducer(self.phase_params[p.name]) for p in self.phases}
+                if self.world.active
+                else {}
+            )
+            self.total = self._total_steps()
+            decay = self._decay_steps()
+            self.schedulers = {
+                k: torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, self.total, decay))
+                for k, o in self.optimizers.items()
+            }
+            self.step = 0
+            #: the global data position (epoch * per_epoch + position) of the batch of step ``data_step``
+            self.data_start, self.data_step = 0, 0
+            restored = False
+            if self.resume_from is not None:
+                restored = self._restore(self.resume_from)
+            elif init_from is not None:
+                distributed.on_main(lambda: self._init_from(Path(init_from)))
+            distributed.broadcast_module(self.method)
+            if self.world.rank and not restored:
+                torch.manual_seed(self._stream_seed())
+            self._configure_speed()
+            self.sample_batch = self._sample_batch()
+            self.sums: dict[str, torch.Tensor] = {}
+            self.count = 0
+            self.last: dict[str, float] = {}
 
     # set-up -------------------------------------------------------------------------------------------------
 
     def _prepare_run_dir(self, resume: bool) -> Path | None:
+        """Lock the run directory (held from here to the end of :meth:`fit`) and find what to resume."""
+        self.lock.acquire()
         latest = checkpoint.latest_checkpoint(self.run_dir)
         if resume:
             if latest is None:
@@ -469,8 +525,12 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             with self._autocast():
                 loss, out = phase.loss(state)
+            reducer = self.reducers.get(phase.name)
+            if reducer is not None:
+                reducer.arm()
             loss.backward()
-            distributed.all_reduce_gradients(self.phase_params[phase.name])
+            if reducer is not None:
+                reducer.finish()
             opt.step()
             scalars.update(out)
         for sched in self.schedulers.values():
@@ -565,6 +625,7 @@ class Trainer:
 
         t = self.cfg.train
         main = self.world.main
+        distributed.on_main(self.lock.acquire)
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
@@ -611,6 +672,7 @@ class Trainer:
                 bar.close()
             if writer is not None:
                 writer.close()
+            self.lock.release()
         if not all(math.isfinite(v) for v in self.last.values()):
             log.warning("losses are not finite: %s", self.last)
         return TrainResult(self.run_dir, self.step, self.last, stopped)

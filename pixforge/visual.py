@@ -7,20 +7,15 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from pixforge.data.color import l_ab_to_photo
 from pixforge.data.transforms import to_image
 
 
 def label_palette(n: int) -> Tensor:
     """A fixed, distinct colour per class id (the facade colours for up to 13 classes), in [-1, 1]."""
-    from pixforge.data.palette import FACADE_COLORS
+    from pixforge.data.palette import default_colors
 
-    colors = np.zeros((max(n, 1), 3), dtype=np.float32)
-    rng = np.random.default_rng(0)
-    colors[:] = rng.integers(0, 256, size=colors.shape)
-    colors[0] = 0
-    k = min(n - 1, len(FACADE_COLORS))
-    colors[1 : 1 + k] = FACADE_COLORS[:k]
-    return torch.from_numpy(colors / 127.5 - 1.0)
+    return torch.from_numpy(default_colors(n).astype(np.float32) / 127.5 - 1.0)
 
 
 def to_rgb(t: Tensor) -> Tensor:
@@ -34,8 +29,16 @@ def to_rgb(t: Tensor) -> Tensor:
     return label_palette(t.shape[1])[ids].permute(0, 3, 1, 2)
 
 
+def with_lightness(visuals: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Colorization visuals as photos: 2-channel ab maps are joined with the 1-channel ``input`` (L)."""
+    light = visuals.get("input")
+    if light is None or light.shape[1] != 1:
+        return visuals
+    return {k: l_ab_to_photo(light.float(), v.float()) if v.shape[1] == 2 else v for k, v in visuals.items()}
+
+
 def grid(visuals: dict[str, Tensor]) -> Image.Image:
     """One row per sample, one column per named visual (input, output, target, ...)."""
-    columns = [to_rgb(v) for v in visuals.values()]
+    columns = [to_rgb(v) for v in with_lightness(visuals).values()]
     rows = torch.cat([torch.cat([c[i] for c in columns], dim=2) for i in range(columns[0].shape[0])], dim=1)
     return to_image(rows)

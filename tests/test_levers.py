@@ -7,8 +7,11 @@ against fp32/eager from the same start.
   relative per operation, over a few thousand terms: below 1e-3); bf16 keeps 8 significant bits (2^-9
   relative rounding per operation) through ~10-20 layers: within 5e-2.
 - Later steps diverge (GAN training amplifies rounding), so the weights are compared by direction: each
-  network's 3-step update with the lever points the same way as without it (cosine > 0.5; an unrelated
-  update of thousands of parameters has a cosine near 0).
+  network's 3-step update with the lever points the same way as without it. Adam's first steps are nearly
+  lr x sign(gradient), so weights whose gradient is below bf16's rounding flip at random: measured cosines
+  were >= 0.997 with channels_last and 0.67-0.99 with bf16 (CycleGAN's generators lowest). The bounds, 0.9
+  for the fp32 levers and 0.25 for bf16, are far above chance (an unrelated update of n >= 10^4 weights
+  has |cosine| ~ n^-1/2 <= 0.01) and catch a lever that corrupts or reverses the update.
 - A run with every lever saves, resumes and exports (the export is checked with onnxruntime against torch).
 - torch.compile (backend ``aot_eager``: dynamo's graphs, guards and recompiles without inductor's C++ build)
   compiles nothing new after its first steps: no recompilation storm.
@@ -45,8 +48,9 @@ LEVERS: dict[str, dict[str, str]] = {
     "all": {"amp": "bf16", "channels_last": "true", **COMPILE},
 }
 STEPS = 3
-#: relative bound on the first step's losses (module docstring)
+#: relative bound on the first step's losses, and lower bound on the update's cosine (module docstring)
 FIRST_STEP_REL = {"bf16": 5e-2, "channels_last": 1e-3, "compile": 1e-3, "all": 5e-2}
+MIN_COSINE = {"bf16": 0.25, "channels_last": 0.9, "compile": 0.9, "all": 0.25}
 
 
 def train(method: str, data: Path, out: Path, lever: dict[str, str], **kw: Any) -> Path:
@@ -107,7 +111,7 @@ def test_lever_trains_like_fp32_eager(
     moved, ref = updates(run, init), updates(base, init)
     for net, delta in ref.items():
         cosine = torch.nn.functional.cosine_similarity(moved[net], delta, dim=0)
-        assert cosine > 0.5, (net, float(cosine))
+        assert cosine > MIN_COSINE[lever], (net, float(cosine))
 
 
 @pytest.mark.parametrize("method", list(METHODS))

@@ -107,6 +107,7 @@ def translate(
         if run.suffix == ".onnx":
             from pixforge.export import OnnxTranslator
 
+            _onnx_refuses_maps(run, show_region, show_attention)
             translator: Any = OnnxTranslator(run)
         else:
             translator = api.load(run, device=str(distributed.local_device(pick_device(device))))
@@ -123,7 +124,8 @@ def translate(
                 maps["output"].save(out / f"{name}.png")
                 for key in shown & set(maps):
                     maps[key].save(out / f"{name}_{key}.png")
-                mine.append((index, _row(out, name, item, maps["output"], translator.label_nc, make_html)))
+                row = _row(out, name, item, maps["output"], translator, make_html)
+                mine.append((index, row))
         gathered = sorted(
             (x for part in distributed.all_gather_objects(mine) for x in part), key=lambda x: x[0]
         )
@@ -144,15 +146,25 @@ def translate(
     click.echo(f"translated {len(rows)} images into {out}{summary}")
 
 
+def _onnx_refuses_maps(run: Path, show_region: bool, show_attention: bool) -> None:
+    """An ONNX export holds the generator alone: the discriminator's region and attention maps need the run."""
+    for flag, given in (("--show-region", show_region), ("--show-attention", show_attention)):
+        if given:
+            raise PixforgeError(
+                f"option {flag}: {run} holds the generator only; translate with the run directory to see its maps"
+            )
+
+
 def _row(
-    out: Path, name: str, item: Item, output: Image.Image, label_nc: int, make_html: bool
+    out: Path, name: str, item: Item, output: Image.Image, translator: Any, make_html: bool
 ) -> dict[str, Any]:
     """A gallery row; with ``make_html`` the input and target are saved beside the output."""
     row: dict[str, Any] = {"name": name, "output": f"{name}.png", "input": None, "target": None, "l1": None}
     if item.target is not None:
         row["l1"] = _l1(output, item.target)
     if make_html:
-        for key, image in (("input", viewable(item.source, label_nc)), ("target", item.target)):
+        shown = viewable(item.source, translator.label_nc, translator.colorization)
+        for key, image in (("input", shown), ("target", item.target)):
             if image is not None:
                 (out / f"{key}s").mkdir(exist_ok=True)
                 image.convert("RGB").save(out / f"{key}s" / f"{name}.png")

@@ -1,11 +1,15 @@
-"""Detect and read the four dataset layouts of DESIGN.md.
+"""Detect and read the dataset layouts of DESIGN.md.
 
-| format    | layout                                                                 |
-| --------- | ---------------------------------------------------------------------- |
-| aligned   | ``split/*.png``: each image is A and B side by side (pix2pix datasets)  |
-| paired    | ``split/A/*``, ``split/B/*`` matched by file stem                       |
-| unaligned | ``trainA/ trainB/ testA/ testB/`` (CycleGAN datasets)                   |
-| labeled   | ``split/images/``, ``split/labels/`` (+ optional ``split/instances/``)  |
+| format       | layout                                                                 |
+| ------------ | ---------------------------------------------------------------------- |
+| aligned      | ``split/*.png``: each image is A and B side by side (pix2pix datasets)  |
+| paired       | ``split/A/*``, ``split/B/*`` matched by file stem                       |
+| unaligned    | ``trainA/ trainB/ testA/ testB/`` (CycleGAN datasets)                   |
+| labeled      | ``split/images/``, ``split/labels/`` (+ optional ``split/instances/``)  |
+| colorization | ``split/*.jpg``: any colour photos; L is the input, ab the target       |
+
+Colorization is never detected (a folder of photos is also an aligned dataset): it is asked for with
+``format=colorization``. Its grayscale photos are skipped with a count (:func:`is_grayscale`).
 
 Maps of one sample share a file stem; the Cityscapes suffixes (``_leftImg8bit``, ``_gtFine_labelIds``,
 ``_gtFine_instanceIds``) are ignored when matching, so its files can be used as they are named.
@@ -29,12 +33,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from pixforge.data.images import ID_MODES, BrokenImageError, class_ids, open_image, upright_size
 from pixforge.errors import PixforgeError
 
 log = logging.getLogger("pixforge")
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 SPLITS = ("train", "val", "test")
+#: a photo whose pixels' R, G, B differ by at most this many 8-bit levels is grayscale (JPEG's chroma
+#: rounding leaves a level or two on grey photos saved as RGB)
+GRAY_SPREAD = 4
 FORMAT_FOLDERS = {"paired": ("A", "B"), "labeled": ("images", "labels")}
 #: label ids of Cityscapes' ``*_labelIds`` maps (0..33), the ``label_nc`` of the pix2pixhd cityscapes presets
 CITYSCAPES_LABEL_NC = 34
@@ -84,7 +92,7 @@ def resolve_format(root: Path, fmt: str) -> str:
     """``fmt`` itself, or the detected format when it is ``auto``; a forced format must fit the folder."""
     if fmt == "auto":
         return detect_format(root)
-    if fmt == "unaligned" or fmt in FORMAT_FOLDERS or fmt == "aligned":
+    if fmt in ("unaligned", "aligned", "colorization") or fmt in FORMAT_FOLDERS:
         check_root(root)
         return fmt
     raise PixforgeError(f"--data-format: unknown format '{fmt}'")
@@ -97,9 +105,16 @@ def split_folder(root: Path, fmt: str, split: str) -> Path | None:
     folder = Path(root) / split
     if folder.is_dir():
         return folder
-    if split == "train" and not any((root / s).is_dir() for s in SPLITS) and _split_format(root) == fmt:
+    if split == "train" and not any((root / s).is_dir() for s in SPLITS) and _flat_fits(root, fmt):
         return root
     return None
+
+
+def _flat_fits(root: Path, fmt: str) -> bool:
+    """Whether a folder without split folders directly holds the layout of ``fmt``."""
+    if fmt == "colorization":
+        return bool(list_images(root))
+    return _split_format(root) == fmt
 
 
 def available_splits(root: Path, fmt: str) -> list[str]:
@@ -184,6 +199,8 @@ def scan_split(root: Path, fmt: str, split: str) -> SplitData:
         raise PixforgeError(f"{root}: no '{split}' split for the {fmt} format (splits found: {have})")
     if fmt == "aligned":
         data = SplitData(fmt, split, folder, [Record(p.stem, {"AB": p}) for p in list_images(folder)])
+    elif fmt == "colorization":
+        data = _colour_photos(folder, split)
     elif fmt == "unaligned":
         a_files, b_files = list_images(root / f"{split}A"), list_images(root / f"{split}B")
         if not b_files:
@@ -209,25 +226,51 @@ def scan_split(root: Path, fmt: str, split: str) -> SplitData:
     return data
 
 
-def read_image(path: Path, mode: str = "RGB") -> Image.Image:
-    """Decode an image fully (so truncation is caught here), converted to ``mode``."""
+def _colour_photos(folder: Path, split: str) -> SplitData:
+    """The colour photos of a colorization split; grayscale ones are skipped and counted."""
+    files = list_images(folder)
+    records = [Record(p.stem, {"image": p}) for p in files if not is_grayscale(p)]
+    gray = len(files) - len(records)
+    if files and not records:
+        raise PixforgeError(
+            f"{folder}: none of the {gray} photos in the {split} split is in colour; colorization learns "
+            "colour from colour photos"
+        )
+    if gray:
+        log.warning(
+            "%s: skipping %d grayscale of %d photos (colorization needs colour)", folder, gray, len(files)
+        )
+    return SplitData("colorization", split, folder, records)
+
+
+def is_grayscale(path: Path) -> bool:
+    """Whether a photo holds no colour: a grey mode, or RGB whose channels agree to :data:`GRAY_SPREAD`.
+
+    JPEGs are decoded at reduced size (``draft``) for speed. A file that cannot be read counts as colour, so
+    the dataset's broken-image handling reports it.
+    """
     try:
         with Image.open(path) as img:
-            img.load()
-            return img.convert(mode) if mode and img.mode != mode else img.copy()
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise BrokenImageError(f"cannot read image {path}: {exc}") from None
+            if img.mode in ("1", "L", "LA", "I", "I;16", "F"):
+                return True
+            img.draft("RGB", (256, 256))
+            arr = np.asarray(img.convert("RGB"), dtype=np.int16)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        return False
+    return int((arr.max(-1) - arr.min(-1)).max()) <= GRAY_SPREAD
 
 
-class BrokenImageError(PixforgeError):
-    """An image file that cannot be decoded (corrupt, truncated, not an image)."""
+def read_image(path: Path, mode: str = "RGB") -> Image.Image:
+    """Decode an image fully (so truncation is caught here), upright and in ``mode`` (:func:`images.open_image`)."""
+    return open_image(path, mode)
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels."""
+    """(width, height) as the picture is read (upright: :func:`images.upright_size`), from the file header,
+    without decoding the pixels."""
     try:
         with Image.open(path) as img:
-            return img.size
+            return upright_size(img)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise BrokenImageError(f"cannot read image {path}: {exc}") from None
 
@@ -264,13 +307,9 @@ def cityscapes_label_nc(root: Path) -> int | None:
 def read_label(path: Path, palette: np.ndarray | None) -> np.ndarray:
     """Class ids (H, W) int64 from an id image, or from a colour image and its palette (nearest colour)."""
     img = read_image(path, mode="")
-    if img.mode in ("L", "P", "I", "I;16"):
-        return np.asarray(img, dtype=np.int64)
-    if palette is None:
+    if img.mode not in ID_MODES and palette is None:
         raise PixforgeError(f"{path}: colour-coded label map but no palette.json in the dataset root")
-    rgb = np.asarray(img.convert("RGB"), dtype=np.int64)
-    dist = ((rgb[:, :, None, :] - palette[None, None, :, :]) ** 2).sum(-1)
-    return dist.argmin(-1)
+    return class_ids(img, palette)
 
 
 def read_instance(path: Path) -> np.ndarray:

@@ -117,7 +117,23 @@ def runs(tmp_path_factory: pytest.TempPathFactory, synth_root: Path, dist_tools)
     run_cmd, torchrun_cmd, pixforge_cmd = dist_tools.run, dist_tools.torchrun_cmd, dist_tools.pixforge_cmd
     root = tmp_path_factory.mktemp("dist")
     aligned, unaligned, labeled = (synth_root / x for x in ("aligned", "unaligned", "labeled"))
-    names = ("full", "part", "eq", "cyc", "cyc12", "cyc6", "bn", "gg", "hd", "hd2", "lr", "drpan", "tr", "ev")
+    names = (
+        "full",
+        "part",
+        "eq",
+        "ddp",
+        "cyc",
+        "cyc12",
+        "cyc6",
+        "bn",
+        "gg",
+        "hd",
+        "hd2",
+        "lr",
+        "drpan",
+        "tr",
+        "ev",
+    )
     out = {name: root / name for name in names}
     full = run_cmd(
         torchrun_cmd(
@@ -134,6 +150,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory, synth_root: Path, dist_tools)
                    "stop_after": 10, **PIX2PIX, "overrides": PLAIN}},
         {"train": {**train, "method": "pix2pix", "data": str(aligned), "out": str(out["eq"]), **SHORT,
                    "overrides": PLAIN}, "float64": True},
+        {"ddp": {**train, "method": "pix2pix", "data": str(aligned), "out": str(out["ddp"]), **SHORT,
+                 "overrides": PLAIN}, "float64": True},
         {"train": {**train, "method": "cyclegan", "data": str(unaligned), "out": str(out["cyc"]), **SHORT},
          "float64": True},
         {"train": {**train, "method": "pix2pix", "data": str(aligned), "out": str(out["bn"]), **SHORT,
@@ -237,6 +255,21 @@ def test_two_processes_equal_one_with_twice_the_batch(
     one = single(method, synth_root / data, tmp_path / "one", 4, **options)
     init = initial_weights(method, synth_root / data, tmp_path / "init", **options)
     assert_same_training(one, runs[run], init)
+
+
+def test_the_trainers_reduction_equals_torch_ddp(
+    runs: dict[str, Path], synth_root: Path, tmp_path: Path
+) -> None:
+    """pix2pix on 2 gloo processes from the same start: the trainer's per-phase all-reduce and torch's
+    DistributedDataParallel (jobs.py's ``ddp_pix2pix``) give the same weights, to float64 rounding (the
+    bound of :func:`assert_same_training`)."""
+    init = initial_weights("pix2pix", synth_root / "aligned", tmp_path / "init", **PLAIN)
+    ours, ddp = checkpoint.read(runs["eq"]).weights, torch.load(runs["ddp"] / "ddp.pt")
+    assert ours.keys() == ddp.keys()
+    for k in ours:
+        if k.endswith("weight"):
+            d_ours, d_ddp = ours[k] - init[k], ddp[k] - init[k]
+            assert (d_ours - d_ddp).norm() <= 1e-6 * d_ours.norm() + 1e-12, k
 
 
 def test_sync_bn_gives_global_batch_statistics(

@@ -24,11 +24,12 @@ async function start() {
 function choose(name) {
   const m = state.models.find((x) => x.name === name);
   state.model = m;
-  $("#model-info").textContent = `${m.method}, ${m.input === "labels" ? `label maps (${m.label_nc} classes)` : "images"}`;
+  const inputs = m.input === "labels" ? `label maps (${m.label_nc} classes)` : m.colorization ? "colorization: any photo, reduced to its lightness; the output keeps it" : "images";
+  $("#model-info").textContent = `${m.method}, ${inputs}`;
   $("#direction-box").hidden = !m.directions.length;
   $("#style-box").hidden = !m.styles;
   $("#instance-box").hidden = m.input !== "labels";
-  $("#drop-text").innerHTML = m.input === "labels" ? "Drop a label map (class ids)<br>or pick one" : "Drop an image here<br>or pick one";
+  $("#drop-text").innerHTML = m.input === "labels" ? "Drop a label map (class ids)<br>or pick one" : m.colorization ? "Drop a black-and-white photo<br>or pick one" : "Drop an image here<br>or pick one";
   const box = $("#explain-box");
   box.replaceChildren();
   box.hidden = !m.explain.length;
