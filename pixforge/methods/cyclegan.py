@@ -34,7 +34,7 @@ from pixforge.errors import PixforgeError
 from pixforge.losses import GAN_MODES, GANLoss
 from pixforge.methods.base import Batch, DataInfo, Method, Phase, Scalars, State
 from pixforge.methods.pix2pix import TEST_MODES
-from pixforge.nets.blocks import NORMS
+from pixforge.nets.blocks import NORMS, use_checkpointing
 from pixforge.nets.discriminators import PatchDiscriminator
 from pixforge.nets.generators import GENERATORS, build_generator
 
@@ -70,6 +70,8 @@ class CycleGANConfig:
     """Generated images kept in the pool the discriminators learn from (§4; 0: no pool)."""
     test_mode: str = choice("eval", TEST_MODES)
     """At test time: eval (deterministic) or paper (dropout on, batch statistics)."""
+    checkpoint_activations: bool = False
+    """Recompute the generators' activations in the backward pass instead of storing them (less memory)."""
 
 
 class ImagePool:
@@ -159,7 +161,8 @@ class CycleGAN(Method):
     def make_generator(self, input_nc: int, output_nc: int) -> nn.Module:
         cfg = self.cfg
         size = min(self.info.size)
-        return build_generator(cfg.netG, input_nc, output_nc, cfg.ngf, cfg.norm, cfg.dropout, size)
+        generator = build_generator(cfg.netG, input_nc, output_nc, cfg.ngf, cfg.norm, cfg.dropout, size)
+        return use_checkpointing(generator, cfg.checkpoint_activations)
 
     def make_discriminator(self, input_nc: int) -> nn.Module:
         return PatchDiscriminator(input_nc, self.cfg.ndf, self.cfg.n_layers, self.cfg.norm)

@@ -18,7 +18,7 @@ from torch import Tensor
 from pixforge.config import bounded, choice
 from pixforge.losses import GAN_MODES, GANLoss
 from pixforge.methods.base import Batch, DataInfo, Method, Phase, Scalars, State
-from pixforge.nets.blocks import NORMS
+from pixforge.nets.blocks import NORMS, use_checkpointing
 from pixforge.nets.discriminators import PatchDiscriminator
 from pixforge.nets.generators import GENERATORS, build_generator
 
@@ -47,6 +47,8 @@ class Pix2PixConfig:
     """Weight of the L1 term (eq. 4; 100 in the paper)."""
     test_mode: str = choice("paper", TEST_MODES)
     """At test time: paper keeps dropout on and uses the batch's statistics (§3.1); eval is deterministic."""
+    checkpoint_activations: bool = False
+    """Recompute the generators' activations in the backward pass instead of storing them (less memory)."""
 
 
 class Pix2Pix(Method):
@@ -58,9 +60,10 @@ class Pix2Pix(Method):
     def __init__(self, cfg: Pix2PixConfig, info: DataInfo) -> None:
         super().__init__(cfg, info)
         size = min(info.size)
-        self.nets["G"] = build_generator(
+        generator = build_generator(
             cfg.netG, info.input_nc, info.output_nc, cfg.ngf, cfg.norm, cfg.dropout, size
         )
+        self.nets["G"] = use_checkpointing(generator, cfg.checkpoint_activations)
         self.nets["D"] = PatchDiscriminator(info.input_nc + info.output_nc, cfg.ndf, cfg.n_layers, cfg.norm)
         self.gan_loss = GANLoss(cfg.gan_mode)
 
