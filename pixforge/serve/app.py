@@ -40,7 +40,9 @@ from pixforge.serve.settings import ServeSettings
 
 __all__ = ["ServeSettings", "create_app", "png_bytes", "to_images", "error"]
 
-INPUT_FIELDS = ("image", "label", "instance", "size")
+FILE_FIELDS = ("image", "label", "instance")
+#: the fields every model takes: its uploads and the size it runs at (:func:`request_size`)
+INPUT_FIELDS = (*FILE_FIELDS, "size")
 #: paths that answer without the token: liveness, readiness, and the API's documentation (``/docs`` and its
 #: assets; the API's shape is no secret; with a token, /docs's "Authorize" button sends it on "Try it out")
 OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/openapi.json")
@@ -327,9 +329,9 @@ def checked_form(model: ServedModel, form: list[Field]) -> dict[str, Any]:
         seen[key] = value
     for key, value in seen.items():
         is_file = isinstance(value, Upload)
-        if key in INPUT_FIELDS and not is_file:
+        if key in FILE_FIELDS and not is_file:
             raise RequestError(422, f"The field '{key}' must be a file upload.")
-        if key not in INPUT_FIELDS and is_file:
+        if key not in FILE_FIELDS and is_file:
             raise RequestError(422, f"The field '{key}' must be a form value, not a file.")
     labeled = bool(model.translator.label_nc)
     main, wrong = ("label", "image") if labeled else ("image", "label")
