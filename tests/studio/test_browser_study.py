@@ -69,11 +69,16 @@ def wilson_independent(k: int, n: int) -> tuple[float, float]:
     return (-b - root) / (2 * a), (-b + root) / (2 * a)
 
 
-def page_texts(seen: list[Any]) -> list[str]:
-    """The bodies of the study page and its API answers received so far (read before the page navigates)."""
-    texts = [r.text() for r in seen if "/study/api/" in r.url or "/study/rvf" in r.url]
-    seen.clear()
-    return texts
+def keep_study_bodies(page, bodies: list[str]) -> None:  # noqa: ANN001
+    """Record the body of the study page and of every study API answer as it passes (a route that fetches and
+    fulfils): read later from the browser, a body can be gone (evicted from its buffer, or navigated away)."""
+
+    def keep(route) -> None:  # noqa: ANN001
+        response = route.fetch()
+        bodies.append(response.text())
+        route.fulfill(response=response)
+
+    page.route(lambda url: "/study/api/" in url or "/study/rvf" in url, keep)
 
 
 def take(page, indices: range, choose, feedback: dict[int, str] | None = None) -> None:  # noqa: ANN001
@@ -105,9 +110,10 @@ def test_real_vs_fake_session_with_practice_reload_and_report(
     )  # fmt: skip
     context = browser.new_context()
     page = context.new_page()
-    seen: list[Any] = []
+    texts: list[str] = []
     urls: list[str] = []
-    page.on("response", lambda response: (seen.append(response), urls.append(response.url)))
+    keep_study_bodies(page, texts)
+    page.on("response", lambda response: urls.append(response.url))
     page.goto(f"{live_studio.url}/study/rvf?worker=alice")
     page.wait_for_selector("#begin", state="visible")
     page.screenshot(path=str(tmp_path / "study-instructions.png"))
@@ -121,7 +127,6 @@ def test_real_vs_fake_session_with_practice_reload_and_report(
     page.wait_for_function(ANSWER_READY, arg=2)
     page.screenshot(path=str(tmp_path / "study-trial.png"))
     take(page, range(2, 3), choose)
-    texts = page_texts(seen)
     page.reload()
     page.wait_for_selector("#begin", state="visible")
     assert "Continue (3 of 6 done)" in page.text_content("#begin")
@@ -150,7 +155,6 @@ def test_real_vs_fake_session_with_practice_reload_and_report(
 
     # the page never learnt which image was which: no stem, condition or file name reached it
     secrets = {"blur", "poster", str(study_images["real"]), *(t["stem"] for t in trials)}
-    texts += page_texts(seen)
     assert len(texts) > 12 and not any(s in text for s in secrets for text in texts)
     image_urls = [u for u in urls if "/study/img/" in u]
     ids = {t["left_image"] for t in trials} | {t["right_image"] for t in trials}
