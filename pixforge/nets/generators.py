@@ -9,7 +9,17 @@ from torch import Tensor, nn
 from pixforge.errors import PixforgeError
 from pixforge.nets.blocks import ResnetBlock, conv_bias, init_weights, norm_layer, pad_layer
 
-GENERATORS = ("unet", "unet_128", "unet_256", "resnet_6blocks", "resnet_9blocks")
+GENERATORS = (
+    "unet",
+    "unet_128",
+    "unet_256",
+    "encoder_decoder_128",
+    "encoder_decoder_256",
+    "resnet_6blocks",
+    "resnet_9blocks",
+)
+#: the fixed-depth U-Nets and their encoder-decoders (the same layers without skips): name -> downsamplings
+FIXED_DEPTH = {"unet_128": 7, "unet_256": 8, "encoder_decoder_128": 7, "encoder_decoder_256": 8}
 #: the first level whose decoder block maps ngf*8 to ngf*8 channels (its encoder reads ngf*8 channels)
 FIRST_WIDE_LEVEL = 4
 
@@ -39,6 +49,10 @@ class UnetGenerator(nn.Module):
     reference code (junyanz ``UnetSkipConnectionBlock``), every down-conv has a bias exactly when the norm is
     not batch norm, the outermost and innermost ones too although no norm follows them (with batch norm,
     576 fewer parameters than with those two biases at unet_256, ngf 64).
+
+    ``skips=False`` is the paper's encoder-decoder (§3.2.1, Table 2; appendix 6.1.1: decoder
+    CD512-CD512-CD512-C512-C256-C128-C64): the same layers, each decoder reading only the output of the
+    level below, so its transposed conv has half the input channels.
     """
 
     def __init__(
@@ -49,9 +63,11 @@ class UnetGenerator(nn.Module):
         ngf: int = 64,
         norm: str = "batch",
         dropout: float = 0.5,
+        skips: bool = True,
     ) -> None:
         super().__init__()
         self.size_multiple: int = 2**num_downs
+        self.skips = skips
         make_norm = norm_layer(norm)
         bias = conv_bias(norm)
         innermost = num_downs - 1
@@ -61,7 +77,7 @@ class UnetGenerator(nn.Module):
         for level in range(num_downs):
             channels = unet_channels(level, ngf)
             self.downs.append(self._down(level, innermost, input_nc, channels, ngf, make_norm, bias))
-            up_in = channels if level == innermost else 2 * channels
+            up_in = channels if level == innermost or not skips else 2 * channels
             if level == 0:
                 up = [nn.ReLU(), nn.ConvTranspose2d(up_in, output_nc, 4, 2, 1), nn.Tanh()]
             else:
@@ -100,7 +116,7 @@ class UnetGenerator(nn.Module):
             skips.append(h)
         h = self.ups[-1](skips[-1])
         for level in reversed(range(len(self.ups) - 1)):
-            h = self.ups[level](torch.cat([skips[level], h], dim=1))
+            h = self.ups[level](torch.cat([skips[level], h], dim=1) if self.skips else h)
         return h
 
 
@@ -161,10 +177,9 @@ def build_generator(
     """Build and initialise generator ``name`` (one of :data:`GENERATORS`) for ``size`` x ``size`` images."""
     if name == "unet":
         net: nn.Module = UnetGenerator(input_nc, output_nc, unet_depth(size), ngf, norm, dropout)
-    elif name == "unet_128":
-        net = UnetGenerator(input_nc, output_nc, 7, ngf, norm, dropout)
-    elif name == "unet_256":
-        net = UnetGenerator(input_nc, output_nc, 8, ngf, norm, dropout)
+    elif name in FIXED_DEPTH:
+        skips = name.startswith("unet")
+        net = UnetGenerator(input_nc, output_nc, FIXED_DEPTH[name], ngf, norm, dropout, skips=skips)
     elif name == "resnet_6blocks":
         net = ResnetGenerator(input_nc, output_nc, ngf, norm, n_blocks=6, dropout=dropout)
     elif name == "resnet_9blocks":
