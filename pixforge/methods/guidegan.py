@@ -317,8 +317,7 @@ class GuideGANConfig:
     unpaired: bool = False
     """The CycleGAN variant (unpaired data) instead of the pix2pix one."""
     attention: str = choice("posthoc", ATTENTIONS)
-    """Where the map comes from: post hoc from a D layer (PHA, eq. 2), a trainable module (TAM, eq. 3), or
-    none (the baseline: the same model and losses, the map left out)."""
+    """Map source: post hoc from a D layer (PHA, eq. 2), trainable module (TAM, eq. 3), none (the baseline)."""
     attention_layer: int = 4
     """With posthoc: the D conv whose activations give the map (the paper: the 4th)."""
     upsampler: str = choice("bilinear", UPSAMPLERS)

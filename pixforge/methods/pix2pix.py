@@ -8,8 +8,8 @@ deterministic inference with running statistics.
 
 The ablations of the paper's Tables 1-2 are plain options: ``lambda_gan`` weighs the adversarial term
 (0 is Table 1's "L1": no discriminator is built or stepped), ``conditional_d=false`` gives the
-unconditional D(y) of "GAN" and "L1+GAN" (§4.2), and ``netG=encoder_decoder_128/256`` the U-Net without its
-skips (§3.2.1, Table 2).
+unconditional D(y) of "GAN" and "L1+GAN" (§4.2), and ``netG=encoder_decoder`` (depth from the size) or
+``encoder_decoder_128/256`` the U-Net without its skips (§3.2.1, Table 2).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Pix2PixConfig:
     """Networks and objective of pix2pix (defaults: the paper's facades experiment)."""
 
     netG: str = choice("unet_256", GENERATORS)
-    """Generator: U-Net (depth from the size, or unet_128/256), encoder_decoder_128/256 (no skips), ResNet (§3.2.1)."""
+    """Generator (§3.2.1): U-Net (depth from size, unet_128/256), the same without skips (encoder_decoder*), ResNet."""
     ngf: int = 64
     """Filters of the generator's first layer."""
     ndf: int = 64

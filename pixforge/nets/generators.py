@@ -13,6 +13,7 @@ GENERATORS = (
     "unet",
     "unet_128",
     "unet_256",
+    "encoder_decoder",
     "encoder_decoder_128",
     "encoder_decoder_256",
     "resnet_6blocks",
@@ -175,8 +176,9 @@ def build_generator(
     name: str, input_nc: int, output_nc: int, ngf: int, norm: str, dropout: float, size: int
 ) -> nn.Module:
     """Build and initialise generator ``name`` (one of :data:`GENERATORS`) for ``size`` x ``size`` images."""
-    if name == "unet":
-        net: nn.Module = UnetGenerator(input_nc, output_nc, unet_depth(size), ngf, norm, dropout)
+    if name in ("unet", "encoder_decoder"):
+        skips = name == "unet"
+        net: nn.Module = UnetGenerator(input_nc, output_nc, unet_depth(size), ngf, norm, dropout, skips=skips)
     elif name in FIXED_DEPTH:
         skips = name.startswith("unet")
         net = UnetGenerator(input_nc, output_nc, FIXED_DEPTH[name], ngf, norm, dropout, skips=skips)

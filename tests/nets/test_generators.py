@@ -158,7 +158,11 @@ def test_build_generator_initialises_weights():
 
 @pytest.mark.parametrize(
     ("name", "unet", "size"),
-    [("encoder_decoder_128", "unet_128", 128), ("encoder_decoder_256", "unet_256", 256)],
+    [
+        ("encoder_decoder_128", "unet_128", 128),
+        ("encoder_decoder_256", "unet_256", 256),
+        ("encoder_decoder", "unet", 64),
+    ],
 )
 def test_encoder_decoder_is_the_unet_without_its_skips(name, unet, size):
     """pix2pix §3.2.1 / Table 2: the same layers, each decoder reading only the level below (no concat)."""
