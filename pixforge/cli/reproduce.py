@@ -53,6 +53,7 @@ def _list_tables() -> None:
 @click.option("--metrics", default="psnr,ssim,kid,fid", show_default=True, help="Scores besides FCN.")
 @click.option("--jobs", default=0, help="Arms trained at once, one thread each (default: the CPU count).")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--at-step", default=0, help="Train nothing: score the runs at this step of their schedule.")
 def reproduce(
     table_name: str | None,
     show_list: bool,
@@ -67,6 +68,7 @@ def reproduce(
     metrics: str,
     jobs: int,
     device: str,
+    at_step: int,
 ) -> None:
     """Rerun a paper's ablation TABLE on --data into --out: train its arms (resumable, in parallel), score a
     held-out split with `pixforge compare`, and write ours ± the seed spread beside the paper's numbers."""
@@ -90,7 +92,9 @@ def reproduce(
         metrics=metrics,
         jobs=jobs,
         progress=click.echo,
+        at_step=at_step,
     )
     result = run_table(table, data_root, out, options)
     click.echo(result.to_markdown())
-    click.echo(f"wrote {out / 'table.md'} and {out / 'table.json'}")
+    name = f"table-at-{at_step}" if at_step else "table"
+    click.echo(f"wrote {out / name}.md and {out / name}.json")

@@ -75,6 +75,8 @@ class RunOptions:
     metrics: str = "psnr,ssim,kid,fid"
     jobs: int = 0
     progress: Progress = print
+    #: score the runs at this step of their schedule instead of training them (0: train, then score the end)
+    at_step: int = 0
 
 
 def natural_key(name: str) -> list[Any]:
@@ -251,8 +253,8 @@ def segmenter_stage(data: Path, out: Path, options: RunOptions) -> Path:
     return folder
 
 
-def scoring(table: Table, segmenter: Path | None, metrics: str) -> ScoreOptions:
-    """The scores of a table: ``metrics`` plus FCN-scores with the segmenter when the table needs them."""
+def scoring(segmenter: Path | None, metrics: str) -> ScoreOptions:
+    """The scores of a table: ``metrics``, plus FCN-scores with the segmenter when there is one."""
     from pixforge.metrics.inception import InceptionFeatures
     from pixforge.metrics.segmenter import load_segmenter
 
@@ -272,7 +274,8 @@ class TableResult:
     table: Table
     comparison: Comparison
     rows: dict[str, dict[str, Spread]]
-    budget: Budget
+    #: the budget the numbers were measured at, in words
+    budget: str
     data: str
     segmenter: str
 
@@ -299,12 +302,11 @@ class TableResult:
             cells = [f"{truth.values[c]:.4f}" if c in truth.values else "-" for c in ours]
             theirs = [paper_number(v) for v in t.truth] or ["-"] * len(paper)
             lines.append(f"| ground truth | {' | '.join([*cells, *theirs])} |")
-        seeds = self.budget.seeds
+        fcn = f"by {self.segmenter}" if self.segmenter else "not computed"
         lines += [
             "",
-            f"- ours: {self.data}; {self.budget.text()}; mean ± sample std over {seeds} seed(s) "
-            "(no ± with one seed); FCN-scores "
-            + (f"by {self.segmenter}" if self.segmenter else "not computed"),
+            f"- ours: {self.data}; {self.budget}; mean ± sample std over the seeds of each arm (no ± with "
+            f"one seed); FCN-scores {fcn}",
             f"- paper (theirs): {t.source}; {t.setting}",
         ]
         if truth is not None:
@@ -326,7 +328,7 @@ class TableResult:
             {
                 "table": self.table.name,
                 "source": self.table.source,
-                "budget": self.budget.text(),
+                "budget": self.budget,
                 "data": self.data,
                 "ours": rows,
                 "paper": paper,
@@ -346,8 +348,49 @@ def arm_rows(comparison: Comparison, runs: Sequence[ArmRun]) -> dict[str, dict[s
     return rows
 
 
-def run_table(table: Table, data: str | Path, out: str | Path, options: RunOptions) -> TableResult:
-    """Train, translate, score and tabulate ``table`` on ``data`` into ``out`` (resumable; see the module)."""
+def weights_at(run: ArmRun, step: int, out: Path) -> Path | None:
+    """The weights of ``run`` at ``step``: its checkpoint, or a copy kept in ``OUT/snapshots/RUN-atSTEP/``
+    (a run keeps only its newest checkpoints); None if neither exists."""
+    for path in (
+        checkpoint.checkpoints_dir(run.folder) / f"step_{step:08d}" / checkpoint.WEIGHTS,
+        out / "snapshots" / f"{run.folder.name}-at{step}" / checkpoint.WEIGHTS,
+    ):
+        if path.is_file():
+            return path
+    return None
+
+
+def snapshot_runs(runs: Sequence[ArmRun], step: int, out: Path, progress: Progress) -> list[ArmRun]:
+    """The runs that reached ``step``, as runs whose folder ``OUT/at-step-STEP/RUN`` holds (a link to) the
+    weights of that step; the others are named and left out."""
+    reached = []
+    for run in runs:
+        weights = weights_at(run, step, out)
+        if weights is None:
+            progress(f"{run.label}: no checkpoint at step {step} yet; left out")
+            continue
+        folder = out / f"at-step-{step}" / run.folder.name
+        folder.mkdir(parents=True, exist_ok=True)
+        link = folder / checkpoint.WEIGHTS
+        link.unlink(missing_ok=True)
+        link.symlink_to(weights.resolve())
+        reached.append(replace(run, folder=link))
+    return reached
+
+
+def run_table(
+    table: Table,
+    data: str | Path,
+    out: str | Path,
+    options: RunOptions,
+    runs: Sequence[ArmRun] | None = None,
+) -> TableResult:
+    """Train, translate, score and tabulate ``table`` on ``data`` into ``out`` (resumable; see the module).
+
+    ``runs`` replaces the table's plan (:func:`plan`: every arm at every seed), e.g. to order the runs or to
+    give one arm more seeds. With ``options.at_step`` nothing trains: the runs are scored at that step of
+    their schedule (:func:`snapshot_runs`), into ``compare-at-STEP/`` and ``table-at-STEP.md``.
+    """
     data, out = Path(data).resolve(), Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if options.holdout:
@@ -356,17 +399,23 @@ def run_table(table: Table, data: str | Path, out: str | Path, options: RunOptio
             f"held out {len(held)} samples by name ({held[0]} .. {held[-1]}) into {data / 'test'}"
         )
     split = _test_split(data)
-    segmenter = segmenter_stage(data, out, options) if table.needs_segmenter else None
-    runs = plan(table, out / "runs", options.budget)
-    jobs = options.jobs or os.cpu_count() or 1
-    train_arms(runs, data, options.budget, jobs, options.progress)
+    segmenter = segmenter_stage(data, out, options) if table.needs_segmenter else options.segmenter
+    runs = list(runs) if runs is not None else plan(table, out / "runs", options.budget)
+    suffix = ""
+    if options.at_step:
+        runs = snapshot_runs(runs, options.at_step, out, options.progress)
+        suffix = f"-at-{options.at_step}"
+    else:
+        train_arms(runs, data, options.budget, options.jobs or os.cpu_count() or 1, options.progress)
+    if not runs:
+        raise PixforgeError(f"no run of {table.name} has a checkpoint at step {options.at_step} yet")
     options.progress(f"scoring {len(runs)} runs on {data} ({split})")
     comparison = compare_runs(
         [r.folder for r in runs],
         data,
-        out / "compare",
+        out / f"compare{suffix}",
         split=split,
-        scoring=scoring(table, segmenter, options.metrics),
+        scoring=scoring(segmenter, options.metrics),
         device=options.budget.device,
         merge_seeds=True,
     )
@@ -376,9 +425,12 @@ def run_table(table: Table, data: str | Path, out: str | Path, options: RunOptio
         segmenter_text = (
             f"a segmenter trained on the training photos ({segmenter})" if trained else str(segmenter)
         )
+    budget = options.budget.text()
+    if options.at_step:
+        budget = f"step {options.at_step} of a schedule of {budget}"
     result = TableResult(
-        table, comparison, arm_rows(comparison, runs), options.budget, f"{data} ({split})", segmenter_text
+        table, comparison, arm_rows(comparison, runs), budget, f"{data} ({split})", segmenter_text
     )
-    (out / "table.md").write_text(result.to_markdown())
-    (out / "table.json").write_text(result.to_json())
+    (out / f"table{suffix}.md").write_text(result.to_markdown())
+    (out / f"table{suffix}.json").write_text(result.to_json())
     return result

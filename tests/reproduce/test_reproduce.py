@@ -13,7 +13,7 @@ from pixforge.config import Config, apply_overrides, validate
 from pixforge.errors import PixforgeError
 from pixforge.methods import get_method
 from pixforge.reproduce import TABLES
-from pixforge.reproduce.runner import Budget, holdout_split, plan, train_arms
+from pixforge.reproduce.runner import Budget, holdout_split, plan, snapshot_runs, train_arms
 
 NAMES = {
     "pix2pix-losses",
@@ -99,3 +99,20 @@ def test_pix2pix_losses_runs_all_five_arms_end_to_end_and_resumes(
     budget = Budget(steps=2, size=32, device="cpu")
     train_arms(plan(TABLES["pix2pix-losses"], tmp_path / "runs", budget), synth_root, budget, 2, lines.append)
     assert lines == [f"{arm} seed 0: done (2 steps, {tmp_path / 'runs' / slug}-s0)" for arm, slug in slugs]
+
+
+def test_scoring_at_a_step_takes_the_checkpoint_or_its_kept_copy(tmp_path: Path) -> None:
+    """A run keeps only its newest checkpoints; one at the asked step or a copy in snapshots/ is scored."""
+    budget = Budget(steps=2000)
+    runs = plan(TABLES["drpan-reviser"], tmp_path / "runs", budget)
+    own = checkpoint.checkpoints_dir(runs[0].folder) / "step_00000250" / checkpoint.WEIGHTS
+    kept = tmp_path / "snapshots" / f"{runs[1].folder.name}-at250" / checkpoint.WEIGHTS
+    for path in (own, kept):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"weights")
+    lines: list[str] = []
+    reached = snapshot_runs(runs, 250, tmp_path, lines.append)
+    assert [r.arm for r in reached] == [runs[0].arm, runs[1].arm]
+    assert [r.folder.resolve() for r in reached] == [own.resolve(), kept.resolve()]
+    assert [r.folder.parent.name for r in reached] == [runs[0].folder.name, runs[1].folder.name]
+    assert lines == [f"{runs[2].label}: no checkpoint at step 250 yet; left out"]
