@@ -27,7 +27,7 @@ from typing import Any
 
 from pixforge import checkpoint
 from pixforge.errors import PixforgeError
-from pixforge.evaluation import TRUTH_ROW, Comparison, Spread, compare_runs
+from pixforge.evaluation import TRUTH_ROW, Comparison, Spread, compare_runs, run_names
 from pixforge.metrics.report import ScoreOptions, parse_metrics
 from pixforge.reproduce.tables import Table, paper_number
 
@@ -339,8 +339,8 @@ class TableResult:
 
 
 def arm_rows(comparison: Comparison, runs: Sequence[ArmRun]) -> dict[str, dict[str, Spread]]:
-    """Our numbers per arm over its seeds, from the comparison's seed rows (runs named by folder)."""
-    by_folder = {run.folder.name: run.arm for run in runs}
+    """Our numbers per arm over its seeds, from the comparison's seed rows (runs named as compare names them)."""
+    by_folder = dict(zip(run_names([run.folder for run in runs]), (run.arm for run in runs), strict=True))
     rows: dict[str, dict[str, Spread]] = {}
     for row, members in comparison.seed_groups().items():
         arm = by_folder[members[0]]
