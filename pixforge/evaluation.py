@@ -22,7 +22,7 @@ import json
 import re
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,9 +54,15 @@ class Spread:
     mean: float
     spread: float
     count: int
+    #: for one seed, the metric's own spread where it has one (KID's std over subsets)
+    subsets: float | None = None
 
     def text(self) -> str:
-        return _number(self.mean) if self.count < 2 else f"{_number(self.mean)} ± {_number(self.spread)}"
+        if self.count >= 2:
+            return f"{_number(self.mean)} ± {_number(self.spread)}"
+        if self.subsets is not None:
+            return f"{_number(self.mean)} ± {_number(self.subsets)} (subsets)"
+        return _number(self.mean)
 
 
 def seed_spread(values: Sequence[float]) -> Spread:
@@ -277,22 +283,27 @@ class Comparison:
         return rows
 
     def seed_rows(self) -> dict[str, dict[str, Spread]]:
-        """Each seed group's metrics over its runs (:func:`seed_spread`); KID's own subset std is left out."""
-        return {
-            row: {
-                column: seed_spread([self.reports[m].values[column] for m in members])
+        """Each seed group's metrics over its runs (:func:`seed_spread`); a one-seed row keeps KID's std over
+        subsets as its spread, marked so."""
+        rows: dict[str, dict[str, Spread]] = {}
+        for row, members in self.seed_groups().items():
+            values = [self.reports[m].values for m in members]
+            rows[row] = {
+                column: replace(
+                    seed_spread([v[column] for v in values]),
+                    subsets=values[0].get(f"{column}_std") if len(values) == 1 else None,
+                )
                 for column in self.columns()
-                if all(column in self.reports[m].values for m in members)
+                if all(column in v for v in values)
             }
-            for row, members in self.seed_groups().items()
-        }
+        return rows
 
     def seed_markdown(self) -> list[str]:
         """The seed rows as a markdown table."""
         columns = self.columns()
         lines = [
             "Seeds as one row: mean ± sample standard deviation (ddof 1) over the seeds of runs whose configs "
-            "differ only in the seed.",
+            "differ only in the seed; a row of one seed shows KID's std over subsets, marked (subsets).",
             "",
             "| row | seeds | " + " | ".join(columns) + " |",
             "|" + " --- |" * (len(columns) + 2),
@@ -353,8 +364,7 @@ class Comparison:
         if self.merge_seeds:
             data["seed_groups"] = self.seed_groups()
             data["seed_rows"] = {
-                row: {c: {"mean": v.mean, "spread": v.spread, "count": v.count} for c, v in values.items()}
-                for row, values in self.seed_rows().items()
+                row: {c: asdict(v) for c, v in values.items()} for row, values in self.seed_rows().items()
             }
         return json.dumps(_finite(data), indent=2, allow_nan=False)
 

@@ -13,7 +13,7 @@ from PIL import Image
 import pixforge
 from pixforge.cli import main
 from pixforge.errors import PixforgeError
-from pixforge.evaluation import compare_runs, evaluate_run, run_names, translate_split
+from pixforge.evaluation import Spread, compare_runs, evaluate_run, run_names, translate_split
 from pixforge.metrics.report import ScoreOptions, evaluate_dirs
 
 METRICS = ("psnr", "ssim", "reco")  # VIF needs 41 px, the test scenes have 32
@@ -180,3 +180,8 @@ def test_runs_that_differ_only_in_their_seed_make_one_row_with_the_spread(
         json.loads((tmp_path / "cmp" / "compare.json").read_text())["seed_rows"]["short"]["psnr"]["count"]
         == 2
     )
+
+
+def test_a_one_seed_row_shows_the_metrics_own_spread_marked_as_over_subsets():
+    assert Spread(30.0, 0.0, 1, subsets=1.5).text() == "30.0000 ± 1.5000 (subsets)"
+    assert Spread(30.0, 2.0, 2).text() == "30.0000 ± 2.0000" and Spread(30.0, 0.0, 1).text() == "30.0000"

@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -319,10 +319,7 @@ class TableResult:
         return "\n".join(lines) + "\n"
 
     def to_json(self) -> str:
-        rows = {
-            arm: {c: {"mean": v.mean, "spread": v.spread, "count": v.count} for c, v in values.items()}
-            for arm, values in self.rows.items()
-        }
+        rows = {arm: {c: asdict(v) for c, v in values.items()} for arm, values in self.rows.items()}
         paper = {a.name: dict(zip(self.table.paper_columns, a.paper, strict=False)) for a in self.table.arms}
         return json.dumps(
             {
