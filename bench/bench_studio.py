@@ -37,6 +37,7 @@ from pixforge.studio.app import StudioSettings, create_studio_app
 from pixforge.studio.paint import scene_from_json, scene_to_json
 from pixforge.studio.protocol import REAL, create_study
 from pixforge.studio.report import study_report, to_markdown
+from pixforge.studio.store import MIN_RESPONSE_MS
 
 #: simulated chance of picking the generated image as real at 125 ms and at 8 s, per condition
 FOOLING = {"blur": (0.45, 0.15), "poster": (0.30, 0.05)}
@@ -130,6 +131,7 @@ def simulated_study(url: str, images: dict[str, Path], participants: int, store:
                 trials[trial["index"]].left_condition == REAL
             )  # the simulator's knowledge, not the page's
             choice = "left" if real_left != fooled else "right"
+            time.sleep(MIN_RESPONSE_MS / 1000 + 0.02)  # a person's pace: not flagged too fast
             post(
                 f"{url}/study/api/session/{token}/answer",
                 {"trial": trial["index"], "choice": choice, "response_ms": 600},

@@ -22,6 +22,8 @@ from pixforge import checkpoint, distributed
 from pixforge.config import Config, apply_overrides, from_dict, load_preset, read_yaml, validate
 from pixforge.data import formats
 from pixforge.data.dataset import TranslationDataset, one_hot
+from pixforge.data.images import ID_MODES, class_ids, decode, upright
+from pixforge.data.palette import dataset_palette
 from pixforge.data.transforms import pad_to_multiple, to_image, to_tensor
 from pixforge.devices import pick_device
 from pixforge.errors import PixforgeError
@@ -147,16 +149,19 @@ class Translator:
 
     def prepare(self, image: Image.Image) -> torch.Tensor:
         """An input image as the (1, C, H, W) tensor the model was trained on, at the model's size."""
+        image = upright(image)
         size = self._model_size(image.size)
         if self.label_nc:
-            ids = np.asarray(image if image.mode in ("L", "P", "I") else image.convert("L"), dtype=np.int64)
-            if ids.max() >= self.label_nc:
-                raise PixforgeError(f"label id {int(ids.max())} is outside 0..{self.label_nc - 1}")
+            ids = label_map_ids(image, self.label_nc, self.palette())
             img = Image.fromarray(ids.astype(np.int32)).resize(size, Image.NEAREST)
             x = one_hot(torch.from_numpy(np.asarray(img, dtype=np.int64))[None, None], self.label_nc)
         else:
-            x = to_tensor(image.convert("RGB").resize(size, Image.BICUBIC)).unsqueeze(0)
+            x = to_tensor(decode(image, "RGB").resize(size, Image.BICUBIC)).unsqueeze(0)
         return x.to(self.device)
+
+    def palette(self) -> np.ndarray:
+        """The colours of the class ids (label_nc, 3): the dataset's palette.json, else the default colours."""
+        return dataset_palette(self.config.data.root, self.label_nc)
 
     def _model_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """Models trained on square crops run at the crop size; others at the input's own size."""
@@ -167,12 +172,13 @@ class Translator:
 
     def prepare_instance(self, instance: Image.Image, size: tuple[int, int]) -> torch.Tensor:
         """An instance-id map (1, 1, H, W) at the model's input size (nearest neighbour)."""
-        ids = np.asarray(instance, dtype=np.int64).astype(np.int32)
+        ids = np.asarray(upright(instance), dtype=np.int64).astype(np.int32)
         img = Image.fromarray(ids).resize(self._model_size(size), Image.NEAREST)
         return torch.from_numpy(np.asarray(img, dtype=np.int64))[None, None].to(self.device)
 
     def batch_for(self, image: Image.Image, instance: Image.Image | None = None) -> dict[str, torch.Tensor]:
         """The model batch for one input: ``A``, and for labeled models ``label`` (and ``instance``)."""
+        image = upright(image)
         batch = {"A": self.prepare(image)}
         if self.label_nc:
             batch["label"] = batch["A"].argmax(1, keepdim=True)
@@ -196,7 +202,8 @@ class Translator:
     def translate(
         self, image: Image.Image, instance: Image.Image | None = None, **options: Any
     ) -> dict[str, Image.Image]:
-        """Translate one image into ``output`` and explanation maps, each at the input's size."""
+        """Translate one image into ``output`` and explanation maps, each at the input's size (upright)."""
+        image = upright(image)
         maps = self.translate_batch(self.batch_for(image, instance), **options)
         size = (image.size[1], image.size[0])
         out = {}
@@ -249,10 +256,19 @@ def dataset_items(path: Path, translator: Translator, split: str) -> list[Item]:
     return items
 
 
+def label_map_ids(image: Image.Image, label_nc: int, palette: np.ndarray) -> np.ndarray:
+    """Class ids (H, W) of a label map: an id image, or colours of ``palette``; ids must be below ``label_nc``."""
+    ids = class_ids(image, palette)
+    if ids.size and (ids.min() < 0 or ids.max() >= label_nc):
+        bad = int(ids.max()) if ids.max() >= label_nc else int(ids.min())
+        raise PixforgeError(f"label id {bad} is outside 0..{label_nc - 1}")
+    return ids
+
+
 def viewable(image: Image.Image, label_nc: int) -> Image.Image:
-    """An input as a viewable picture (label maps coloured by class)."""
-    if not label_nc:
-        return image.convert("RGB")
+    """An input as a viewable picture (id label maps coloured by class; pictures and colour-coded maps as they are)."""
+    if not label_nc or image.mode not in ID_MODES:
+        return decode(image, "RGB")
     ids = np.asarray(image, dtype=np.int64).clip(0, label_nc - 1)
     colors = ((label_palette(label_nc).numpy() + 1) * 127.5).round().astype(np.uint8)
     return Image.fromarray(colors[ids])

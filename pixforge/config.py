@@ -39,6 +39,7 @@ DIRECTIONS = ("AtoB", "BtoA")
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "none")
 DEVICES = ("auto", "cpu", "cuda")
 AMP = ("none", "bf16")
+COMPILE_BACKENDS = ("inductor", "aot_eager", "cudagraphs")
 BACKENDS = ("auto", "gloo", "nccl")
 LR_SCALES = ("none", "linear")
 
@@ -93,8 +94,9 @@ class DataConfig:
     """Random horizontal flips at training (the same flip for every map of a sample)."""
     label_nc: int = 0
     """Number of label classes of labeled data (0: read classes.txt, or RGB input)."""
-    num_workers: int = 0
-    """Data-loader worker processes (0 loads in the training process)."""
+    num_workers: int = at_least(-1, -1)
+    """Data-loader worker processes (0 loads in the training process; -1 auto: 0 on the CPU, on CUDA
+    min(8, CPUs per process), with pinned memory and persistent workers, so decoding never starves the GPU)."""
     max_broken: float = 0.05
     """Largest share of unreadable images that are skipped with a warning; more is an error."""
 
@@ -134,11 +136,15 @@ class TrainConfig:
     device: str = choice("auto", DEVICES)
     """Where to train: auto picks CUDA when there is a GPU."""
     amp: str = choice("none", AMP)
-    """Mixed precision: bf16 autocast (CUDA only)."""
+    """Mixed precision: bf16 autocast (CUDA, and the CPU where it runs the same code path)."""
     channels_last: bool = False
-    """channels_last memory format (CUDA only)."""
+    """channels_last memory format for weights, optimiser state and image batches (CUDA and CPU)."""
     compile: bool = False
     """torch.compile every network."""
+    compile_backend: str = choice("inductor", COMPILE_BACKENDS)
+    """torch.compile backend: inductor generates kernels; aot_eager traces (graphs, guards, recompiles,
+    autograd) without generating code, which the tests use on the CPU where inductor's C++ build takes
+    minutes."""
     log_every: int = at_least(50, 1)
     """Average and log the losses every this many steps."""
     checkpoint_every: int = at_least(1000, 1)
@@ -318,7 +324,12 @@ def validate(cfg: Config) -> None:
                 )
             if "range" in f.metadata:
                 _check_range(f.name, value, f.metadata["range"])
-            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            if (
+                "range" not in f.metadata
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and value < 0
+            ):
                 raise PixforgeError(f"option {f.name}: must not be negative (got {value})")
     if cfg.train.steps and cfg.train.steps_decay > cfg.train.steps:
         raise PixforgeError("option steps_decay: cannot exceed steps")

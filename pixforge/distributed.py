@@ -5,26 +5,25 @@ user); every process reads its rank from the environment torchrun sets and joins
 :func:`session` (NCCL on CUDA, gloo on CPU). One process is the ordinary case: every helper here is then a
 no-op and costs nothing.
 
-Gradients are all-reduced explicitly, per phase, by :func:`all_reduce_gradients` (the trainer calls it after
-each phase's backward, before the phase's optimiser steps), not by wrapping the networks in
-``DistributedDataParallel``. The result is what DDP computes — the gradient of the loss averaged over all
+Gradients are all-reduced explicitly, per phase, by a :class:`GradientReducer` (armed before each phase's
+backward, which starts each bucket's all-reduce as soon as its gradients are accumulated, and finished
+before the phase's optimiser steps), not by wrapping the networks in ``DistributedDataParallel``. The result is what DDP computes — the gradient of the loss averaged over all
 ranks' samples — but it fits the phase design, which DDP's reducer does not: a method's shared forward
 pass runs G before the phases and G's backward happens in a later phase, after D's; D is run again, frozen,
 inside the G phase; CycleGAN runs each generator three times per iteration; pix2pixHD freezes its global
 generator for part of the schedule. DDP expects each wrapped module's forward to be followed by one
 backward that reaches all its parameters, so these would need ``no_sync`` bookkeeping per phase and
 ``find_unused_parameters`` (a graph walk every step) or hang. Here a phase reduces exactly the parameters
-of the networks it trains, once, after its backward; a parameter no rank gave a gradient (a frozen stage) is
-neither reduced nor stepped. The reduction is bucketed (a few flat all-reduces in flight at once); what is
-given up against DDP is the overlap of communication with the backward pass, measured in
-``bench/bench_scaling.py``.
+of the networks it trains, once, overlapped with its backward as DDP's reducer does; a parameter no rank
+gave a gradient (a frozen stage) is neither reduced nor stepped. A test checks the result against torch's
+``DistributedDataParallel`` on the same start and data.
 
 Buffers (batch-norm running statistics) are broadcast from rank 0 before every step, as DDP does by default;
 with ``sync_bn`` the statistics are computed over the global batch (:func:`convert_sync_batchnorm`) and agree
 on every rank without it.
 
 Collectives time out after ``PIXFORGE_DIST_TIMEOUT`` seconds (default 600): a rank that dies or stalls ends
-the others with :class:`PeerError` instead of a hang. Control traffic (stop requests, which gradients exist)
+the others with :class:`PeerError` instead of a hang. Control traffic (stop requests, gathered objects)
 goes through a separate gloo group on the CPU, so it never synchronises a GPU.
 """
 
@@ -32,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -130,10 +130,16 @@ def check_nproc(nproc: int, device: str) -> None:
 
 
 def local_device(device: torch.device) -> torch.device:
-    """On CUDA under torchrun, this process's own GPU (``LOCAL_RANK``); otherwise ``device`` unchanged."""
+    """On CUDA under torchrun, this process's own GPU (``LOCAL_RANK``); otherwise ``device`` unchanged.
+
+    A launcher that gives each process one visible GPU (``CUDA_VISIBLE_DEVICES`` set per rank, as SLURM and
+    others do) leaves a single device: every local rank then uses device 0.
+    """
     if device.type != "cuda" or not launched():
         return device
     index = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.device_count() == 1:
+        index = 0
     if index >= torch.cuda.device_count():
         raise PixforgeError(
             f"local rank {index}: this machine has {torch.cuda.device_count()} GPU(s); "
@@ -153,6 +159,7 @@ def session(backend: str = "gloo") -> Iterator[World]:
     if not launched() or dist.is_initialized():
         yield world()
         return
+    die_with_launcher()
     timeout = timedelta(seconds=timeout_s())
     try:
         dist.init_process_group(backend, timeout=timeout)
@@ -164,6 +171,29 @@ def session(backend: str = "gloo") -> Iterator[World]:
     finally:
         _control = None
         dist.destroy_process_group()
+
+
+def die_with_launcher() -> None:
+    """Ask the kernel to send this rank SIGTERM when its launcher dies (Linux ``PR_SET_PDEATHSIG``).
+
+    A launcher killed with SIGKILL (an OOM kill, a closed terminal) cannot stop its workers itself, and they
+    would train on as orphans. SIGTERM is the preemption signal the trainer already handles: every rank
+    finishes its step and rank 0 writes a checkpoint. If the launcher died before this call, exit at once.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        raise PeerError("the launcher of this rank is gone")
+
+
+#: prctl's option number (linux/prctl.h)
+PR_SET_PDEATHSIG = 1
 
 
 def first_line(exc: BaseException) -> str:
@@ -206,11 +236,14 @@ def _flat_groups(tensors: Sequence[Tensor], limit: int = BUCKET_BYTES) -> list[l
 
 
 def broadcast_tensors(tensors: Sequence[Tensor], src: int = 0) -> None:
-    """Overwrite ``tensors`` on every rank with rank ``src``'s values (bucketed, in place)."""
+    """Overwrite ``tensors`` on every rank with rank ``src``'s values, in place: grouped by dtype and
+    device, so a step's buffers (running statistics and their int64 counters, interleaved) travel as a few
+    flat broadcasts rather than one per change of dtype."""
     if not world().active:
         return
+    grouped = sorted((t for t in tensors if t.numel()), key=lambda t: (str(t.device), str(t.dtype)))
     with collective_errors():
-        for bucket in _flat_groups([t for t in tensors if t.numel()]):
+        for bucket in _flat_groups(grouped):
             flat = torch.cat([t.detach().reshape(-1) for t in bucket])
             dist.broadcast(flat, src)
             offset = 0
@@ -224,33 +257,75 @@ def broadcast_module(module: nn.Module) -> None:
     broadcast_tensors([*module.parameters(), *module.buffers()])
 
 
-def all_reduce_gradients(params: Sequence[Tensor]) -> None:
-    """Average the gradients of ``params`` over all ranks, once (see the module docstring).
+class GradientReducer:
+    """Averages a phase's gradients over the ranks while its backward pass runs (see the module docstring).
 
-    A parameter that has a gradient on some ranks only (a branch one rank's data did not reach) counts as
-    zero where it has none; one that has no gradient anywhere keeps none, so its optimiser skips it.
+    The parameters are split into buckets in reverse order (about the order in which the backward produces
+    their gradients), of one dtype and at most :data:`BUCKET_BYTES` each. A post-accumulate-grad hook counts
+    each bucket's gradients as they arrive; a full bucket is flattened and its all-reduce started at once,
+    buckets always in index order so every rank issues the same collectives in the same sequence. When the
+    backward ends, :meth:`finish` reduces what is left (the gradients of parameters that got one, in
+    bucket order) and writes the averages back.
+
+    As with DDP without ``find_unused_parameters``, every rank must produce gradients for the same
+    parameters in a phase: true of every method here (none branches on its data; a frozen network, such as
+    pix2pixHD's global generator early in its schedule, is frozen on every rank and gets no gradient, so it
+    is neither reduced nor stepped). No host round trip asks which gradients exist.
     """
-    w = world()
-    if not w.active:
-        return
-    with collective_errors():
-        present = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
-        dist.all_reduce(present, group=_control_group())
-        used = [p for p, n in zip(params, present.tolist(), strict=True) if n]
-        for p in used:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        pending = []
-        for bucket in _flat_groups([p.grad for p in used]):
-            flat = torch.cat([g.reshape(-1) for g in bucket])
-            pending.append((bucket, flat, dist.all_reduce(flat, async_op=True)))
-        for bucket, flat, work in pending:
-            work.wait()
-            flat.div_(w.size)
-            offset = 0
-            for g in bucket:
-                g.copy_(flat[offset : offset + g.numel()].view_as(g))
-                offset += g.numel()
+
+    def __init__(self, params: Sequence[Tensor]) -> None:
+        self.size = world().size
+        self.buckets = _flat_groups(list(reversed([p for p in params if p.requires_grad])))
+        self.where = {id(p): b for b, bucket in enumerate(self.buckets) for p in bucket}
+        self.armed = False
+        self.reset()
+        for bucket in self.buckets:
+            for p in bucket:
+                p.register_post_accumulate_grad_hook(self._arrived)
+
+    def reset(self) -> None:
+        self.arrived: list[set[int]] = [set() for _ in self.buckets]
+        self.launched = 0
+        self.pending: list[tuple[list[Tensor], Tensor, Any]] = []
+
+    def arm(self) -> None:
+        """Reduce the gradients the next backward pass accumulates."""
+        self.reset()
+        self.armed = True
+
+    def _arrived(self, p: Tensor) -> None:
+        if not self.armed or id(p) not in self.where:
+            return
+        b = self.where[id(p)]
+        self.arrived[b].add(id(p))
+        while self.launched < len(self.buckets) and len(self.arrived[self.launched]) == len(
+            self.buckets[self.launched]
+        ):
+            self._launch(self.buckets[self.launched])
+            self.launched += 1
+
+    def _launch(self, params: list[Tensor]) -> None:
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        with collective_errors():
+            self.pending.append((grads, flat, dist.all_reduce(flat, async_op=True)))
+
+    def finish(self) -> None:
+        """After the backward: reduce the buckets not started, wait for all, write the averages back."""
+        self.armed = False
+        for bucket in self.buckets[self.launched :]:
+            self._launch(bucket)
+        with collective_errors():
+            for grads, flat, work in self.pending:
+                work.wait()
+                flat.div_(self.size)
+                offset = 0
+                for g in grads:
+                    g.copy_(flat[offset : offset + g.numel()].view_as(g))
+                    offset += g.numel()
+        self.reset()
 
 
 def average(values: Tensor) -> Tensor:
@@ -587,7 +662,6 @@ def launch(spec: Launch, module_args: Sequence[str]) -> int:
 
 def _report_failures(failures: dict[int, Any], log_dir: str) -> int:
     import signal
-    import sys
     from pathlib import Path
 
     files = sorted(Path(log_dir).glob("rank*_local*.err"), key=lambda p: int(p.stem[4:].split("_")[0]))

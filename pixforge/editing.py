@@ -56,12 +56,14 @@ class Scene:
         return method
 
     def instances(self) -> dict[int, int]:
-        """Every instance id and its class (the most frequent label under it)."""
-        out = {}
-        for instance in torch.unique(self.instance).tolist():
-            labels = self.label[self.instance == instance]
-            out[int(instance)] = int(torch.bincount(labels).argmax())
-        return out
+        """Every instance id and its class (the most frequent label under it; the smallest class on a tie).
+
+        One pass over the map (a (instance, class) histogram), not one per instance."""
+        ids, inverse = torch.unique(self.instance.reshape(-1), return_inverse=True)
+        n = int(self.label.max()) + 1 if self.label.numel() else 1
+        hist = torch.bincount(inverse * n + self.label.reshape(-1).long(), minlength=len(ids) * n)
+        classes = hist.reshape(len(ids), n).argmax(1)
+        return dict(zip(ids.tolist(), classes.tolist(), strict=True))
 
     def mask(self, instance_id: int) -> Tensor:
         """Where instance ``instance_id`` is: (H, W) bool."""

@@ -3,20 +3,26 @@ file with onnxruntime behind the same interface as :class:`pixforge.api.Translat
 MODEL.onnx``).
 
 The graph takes what a user has and gives the output image in [-1, 1] (NCHW float32), with dynamic batch,
-height and width (multiples of the generator's size multiple) unless ``fixed_size`` is given:
+height and width (any H x W) unless ``fixed_size`` is given:
 
 - image models (pix2pix, DRPAN, GuideGAN, CycleGAN): ``image`` (N, 3, H, W) float32 in [-1, 1]; models trained
   on label maps take ``label`` (N, 1, H, W) int64 class ids instead, one-hot inside the graph;
 - pix2pixHD: ``label`` (N, 1, H, W) int64 class ids, ``instance`` (N, 1, H, W) int64 instance ids (models with
   instance boundaries; pass the label map when there is no instance map), and for models with the feature
-  encoder ``cluster`` (N,) int64: every instance of sample n gets centre ``cluster[n] % K_c`` of its class c
-  (``generate(cluster=...)``); the one-hot labels, the boundary map and the cluster centres are in the graph.
+  encoder ``cluster`` (N, 1, H, W) int64: each pixel of class c gets centre ``cluster % K_c`` of its class
+  (one value everywhere: ``generate(cluster=...)``; one value per instance: per-instance styles, which is how
+  :class:`OnnxTranslator` gives ``style_seed``'s styles, drawn outside the graph as ``generate`` draws them);
+  the one-hot labels, the boundary map and the cluster centres are in the graph.
 
-Padding is left to the caller; the pre-processing spec stored with the model (metadata ``pixforge.inputs``)
-says how: pad bottom/right to the multiple (images and label maps by reflection, instance maps by
-replication), crop the output back. The metadata (ONNX ``metadata_props``) also holds ``pixforge.method``,
-``pixforge.config`` (the run's resolved config, JSON), ``pixforge.step``, ``pixforge.test_mode``,
-``pixforge.direction`` and ``pixforge.version``.
+Padding is inside the graph (:class:`Padded`): every spatial input is padded at the bottom/right to the
+generator's multiple by the one rule ``translate_batch`` uses (:func:`pixforge.data.transforms.pad_to_multiple`:
+reflection, replication where the padding is not shorter than a side), and the output is cropped back, so any
+H x W gives H x W. The metadata (ONNX ``metadata_props``) holds what a deployer needs: ``pixforge.inputs``
+(each input's meaning; the resize rule: models trained with ``resize_and_crop`` run at their crop size, as
+``translate`` runs them; class names and palette; clusters per class), ``pixforge.method``,
+``pixforge.config`` (the run's resolved config, JSON, without machine paths: ``data.root`` and every absolute
+path are emptied), ``pixforge.step``, ``pixforge.test_mode``, ``pixforge.direction`` and ``pixforge.version``.
+README.md "Deploy without pixforge" runs a file with onnxruntime, numpy and PIL alone.
 
 What is folded into the graph:
 
@@ -29,7 +35,8 @@ What is folded into the graph:
 
 The exporter is torch.onnx's TorchScript-based one (``dynamo=False``): the dynamo exporter specialises every
 size that reaches 1 px in the example input (a U-Net's 1 x 1 bottleneck), so it cannot give one graph for all
-sizes. Every export is checked with onnxruntime against torch at two sizes (:attr:`ExportResult.max_diff`).
+sizes. Every export is checked with onnxruntime against torch at two sizes, one of them off the multiple
+(:attr:`ExportResult.max_diff`).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ import json
 import logging
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -50,14 +57,16 @@ from PIL import Image
 from torch import Tensor, nn
 
 import pixforge
-from pixforge.api import Translator, load
+from pixforge.api import Translator, label_map_ids, load
 from pixforge.config import Config, from_dict
-from pixforge.data.transforms import pad_to_multiple, to_image, to_tensor
+from pixforge.data.images import decode, upright
+from pixforge.data.palette import dataset_classes
+from pixforge.data.transforms import to_image, to_tensor
 from pixforge.errors import PixforgeError
 from pixforge.methods import get_method
 from pixforge.methods.base import Method
 from pixforge.methods.cyclegan import CycleGAN
-from pixforge.methods.pix2pixhd import Pix2PixHD
+from pixforge.methods.pix2pixhd import Pix2PixHD, style_clusters
 
 log = logging.getLogger("pixforge")
 
@@ -120,6 +129,43 @@ def boundaries(instance: Tensor) -> Tensor:
     return (edges > 0).float()
 
 
+def pad_indices(size: Tensor, target: Tensor, reflect: Tensor) -> Tensor:
+    """Source rows (or columns) of a side of ``size`` padded at its end to ``target``: mirrored without the
+    edge (reflection) when ``reflect``, else the edge repeated (replication). All sizes are 0-d tensors, so
+    that the ONNX graph computes them from its input's shape."""
+    index = torch.arange(target)
+    mirrored = torch.where(index < size, index, 2 * (size - 1) - index)
+    return torch.where(reflect, mirrored, torch.minimum(index, size - 1))
+
+
+def pad_like_translate(maps: list[Tensor], multiple: int) -> tuple[list[Tensor], Tensor, Tensor]:
+    """Pad (N, C, H, W) maps at the bottom/right to multiples of ``multiple`` as ``translate`` does
+    (:func:`pixforge.data.transforms.pad_to_multiple`: reflection, or replication where the padding is not
+    shorter than a side), with gathers whose sizes follow the input's shape. Returns the maps, H and W."""
+    shape = torch._shape_as_tensor(maps[0])
+    height, width = shape[2], shape[3]
+    pad_h, pad_w = (multiple - height % multiple) % multiple, (multiple - width % multiple) % multiple
+    reflect = (pad_h < height) & (pad_w < width)
+    rows = pad_indices(height, height + pad_h, reflect)
+    cols = pad_indices(width, width + pad_w, reflect)
+    return [m.index_select(2, rows).index_select(3, cols) for m in maps], height, width
+
+
+class Padded(nn.Module):
+    """A graph that takes any H x W: its spatial inputs are padded inside to the generator's multiple (as
+    ``translate_batch`` pads them) and the output is cropped back to H x W."""
+
+    def __init__(self, graph: nn.Module, multiple: int) -> None:
+        super().__init__()
+        self.graph = graph
+        self.multiple = multiple
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        padded, height, width = pad_like_translate(list(inputs), self.multiple)
+        out = self.graph(*padded)
+        return out.index_select(2, torch.arange(height)).index_select(3, torch.arange(width))
+
+
 class ImageGraph(nn.Module):
     """The exported graph of an image method: ``method.generate`` on ``image`` (or one-hot ``label``)."""
 
@@ -174,13 +220,15 @@ class HDGraph(nn.Module):
         return self.method.nets["G"](cond)
 
     def cluster_features(self, label: Tensor, cluster: Tensor) -> Tensor:
-        """Centre ``cluster[n] % K_c`` of class c at every pixel of class c (zeros for classes without centres)."""
-        n_classes = self.centres.shape[0]
-        k = cluster.view(-1, 1) % self.counts.clamp_min(1).view(1, -1)
-        table = self.centres[torch.arange(n_classes, device=k.device).view(1, -1), k]
-        table = table * (self.counts > 0).view(1, -1, 1).to(table.dtype)
-        onehot = one_hot_ids(label, n_classes)
-        return torch.einsum("nchw,ncf->nfhw", onehot, table)
+        """At each pixel of class c, centre ``cluster % K_c`` of class c (zeros for a class without centres):
+        the feature map of §3.4 for a per-pixel cluster choice (one value per instance gives per-instance styles)."""
+        n_classes, k_max, feat_num = self.centres.shape
+        ids = label[:, 0]
+        count = self.counts[ids]
+        k = cluster[:, 0] % count.clamp_min(1)
+        features = self.centres.reshape(n_classes * k_max, feat_num)[ids * k_max + k]
+        features = features * (count > 0).unsqueeze(-1).to(features.dtype)
+        return features.permute(0, 3, 1, 2)
 
 
 @dataclass
@@ -242,66 +290,108 @@ def graph_inputs(graph: nn.Module, method: Method) -> list[str]:
 
 
 def example_inputs(names: list[str], method: Method, n: int, h: int, w: int, seed: int = 0) -> list[Tensor]:
-    """Random inputs of the graph: images in [-1, 1], label ids, instance ids, clusters."""
+    """Random inputs of the graph: images in [-1, 1], label ids, instance ids, cluster maps."""
     gen = torch.Generator().manual_seed(seed)
     label_nc = max(method.info.label_nc, 1)
+
+    def blocks(high: int, side: int) -> Tensor:
+        ids = torch.randint(0, high, (n, 1, -(-h // side), -(-w // side)), generator=gen)
+        return ids.repeat_interleave(side, 2).repeat_interleave(side, 3)[..., :h, :w]
+
     out = []
     for name in names:
         if name == "image":
             out.append(torch.rand(n, method.info.input_nc, h, w, generator=gen) * 2 - 1)
         elif name == "label":
-            out.append(
-                torch.randint(0, label_nc, (n, 1, h // 4, w // 4), generator=gen)
-                .repeat_interleave(4, 2)
-                .repeat_interleave(4, 3)
-            )
+            out.append(blocks(label_nc, 4))
         elif name == "instance":
-            out.append(
-                torch.randint(0, 3, (n, 1, h // 8, w // 8), generator=gen)
-                .repeat_interleave(8, 2)
-                .repeat_interleave(8, 3)
-            )
+            out.append(blocks(3, 8))
         else:
-            out.append(torch.randint(0, 10, (n,), generator=gen))
+            out.append(blocks(10, 8))
     return out
 
 
-def input_spec(
-    names: list[str], method: Method, multiple: int, fixed: tuple[int, int] | None
-) -> dict[str, Any]:
-    """The pre-processing spec stored in the model's metadata (``pixforge.inputs``)."""
+def resize_rule(config: Config) -> dict[str, Any] | None:
+    """How ``translate`` sizes an input for this model: None (the input's own size), or a fixed size."""
+    data = config.data
+    if data.preprocess != "resize_and_crop":
+        return None
+    return {
+        "size": [data.crop_size, data.crop_size],
+        "rule": "resize the input to size (W, H) (bicubic; nearest for label and instance maps), run the graph, "
+        "resize the output back to the input's size (bicubic)",
+    }
+
+
+def input_spec(names: list[str], translator: Translator, fixed: tuple[int, int] | None) -> dict[str, Any]:
+    """The pre-processing spec stored in the model's metadata (``pixforge.inputs``): what each input holds,
+    the resize rule, and for label models the class names and palette, for styles the clusters per class."""
+    method = translator.method
+    label_nc = method.info.label_nc
+    pad = "inside the graph: reflection (replication where the padding is not shorter than a side)"
     meaning = {
         "image": {
             "dtype": "float32",
             "shape": ["N", method.info.input_nc, "H", "W"],
             "range": [-1, 1],
-            "pad": "reflect",
+            "pad": pad,
         },
         "label": {
             "dtype": "int64",
             "shape": ["N", 1, "H", "W"],
-            "classes": method.info.label_nc,
-            "pad": "reflect",
+            "classes": label_nc,
+            "names": dataset_classes(translator.config.data.root, label_nc),
+            "palette": translator.palette().tolist() if label_nc else [],
+            "pad": pad,
         },
         "instance": {
             "dtype": "int64",
             "shape": ["N", 1, "H", "W"],
-            "pad": "replicate",
+            "pad": pad,
             "absent": "pass the label map",
         },
         "cluster": {
             "dtype": "int64",
-            "shape": ["N"],
-            "meaning": "style: centre cluster % K_c of each class c",
+            "shape": ["N", 1, "H", "W"],
+            "meaning": "style: each pixel of class c gets centre cluster % K_c of its class; one value per "
+            "instance gives per-instance styles, one value everywhere one style",
+            "clusters_per_class": clusters_per_class(method),
+            "pad": pad,
         },
     }
     return {
         "inputs": {k: meaning[k] for k in names},
         "output": {"dtype": "float32", "shape": ["N", method.info.output_nc, "H", "W"], "range": [-1, 1]},
-        "size_multiple": multiple,
+        "size_multiple": method.size_multiple,
         "fixed_size": list(fixed) if fixed else None,
-        "padding": "pad bottom/right to multiples of size_multiple, crop the output back",
+        "resize": resize_rule(translator.config),
+        "padding": "none needed: any H x W is padded inside the graph and the output cropped back to H x W",
     }
+
+
+def clusters_per_class(method: Method) -> dict[str, int]:
+    """K_c, the number of feature clusters of each class that has any (pix2pixHD with the encoder)."""
+    counts = getattr(method, "centre_counts", None)
+    if counts is None:
+        return {}
+    return {str(c): int(n) for c, n in enumerate(counts.tolist()) if n}
+
+
+def portable_config(config: Config) -> dict[str, Any]:
+    """The run's config without machine paths: ``data.root`` and every other absolute path become ""."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        if isinstance(value, str) and (Path(value).is_absolute() or PureWindowsPath(value).is_absolute()):
+            return ""
+        return value
+
+    out = strip(config.to_dict())
+    out["data"]["root"] = ""
+    return out
 
 
 def export_run(
@@ -327,21 +417,19 @@ def export_translator(
 ) -> ExportResult:
     """Export a loaded model (see :func:`export_run`)."""
     out = Path(out)
-    graph, meta = export_method(translator, test_mode, direction)
+    inner, meta = export_method(translator, test_mode, direction)
     method = translator.method
-    names = graph_inputs(graph, method)
+    names = graph_inputs(inner, method)
     multiple = method.size_multiple
     if fixed_size is not None and (fixed_size[0] % multiple or fixed_size[1] % multiple):
         raise PixforgeError(f"option --fixed-size: sides must be multiples of {multiple} for this model")
+    graph = Padded(inner, multiple).eval()
     sizes = [fixed_size] if fixed_size else _check_sizes(translator)
     w, h = sizes[0]
     example = example_inputs(names, method, 1, h, w)
     dynamic = None
     if fixed_size is None:
-        dynamic = {
-            k: ({0: "batch"} if k == "cluster" else {0: "batch", 2: "height", 3: "width"}) for k in names
-        }
-        dynamic["output"] = {0: "batch", 2: "height", 3: "width"}
+        dynamic = {k: {0: "batch", 2: "height", 3: "width"} for k in [*names, "output"]}
     out.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -355,7 +443,7 @@ def export_translator(
             dynamic_axes=dynamic,
             opset_version=opset,
         )
-    _write_metadata(out, translator, meta, input_spec(names, method, multiple, fixed_size))
+    _write_metadata(out, translator, meta, input_spec(names, translator, fixed_size))
     diff = max(_compare(graph, out, names, method, size, n) for size, n in zip(sizes, (1, 2), strict=False))
     if diff > CHECK_TOLERANCE:
         raise PixforgeError(f"export: {out} differs from torch by {diff:.2e} (over {CHECK_TOLERANCE:g})")
@@ -364,11 +452,12 @@ def export_translator(
 
 def _check_sizes(translator: Translator) -> list[tuple[int, int]]:
     """Two sizes (W, H) for the check: the training crop size rounded up to the multiple, and a larger
-    non-square one. pix2pixHD's generator needs sides of at least twice its multiple."""
+    non-square one off the multiple (padded inside the graph). pix2pixHD's generator needs sides of at least
+    twice its multiple."""
     multiple = translator.method.size_multiple
     smallest = multiple * (2 if isinstance(translator.method, Pix2PixHD) else 1)
     base = max(smallest, -(-translator.config.data.crop_size // multiple) * multiple)
-    return [(base, base), (base + 2 * multiple, base + multiple)]
+    return [(base, base), (base + 2 * multiple - 1, base + multiple + 1)]
 
 
 def _compare(
@@ -386,7 +475,7 @@ def _write_metadata(path: Path, translator: Translator, meta: dict[str, str], sp
     model = onnx.load(str(path))
     props = {
         "method": translator.config.method,
-        "config": json.dumps(translator.config.to_dict()),
+        "config": json.dumps(portable_config(translator.config)),
         "info": json.dumps(vars(translator.method.info)),
         "step": str(translator.step),
         "version": pixforge.__version__,
@@ -416,6 +505,20 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {p.key[len(META) :]: p.value for p in model.metadata_props if p.key.startswith(META)}
 
 
+def style_map(label: np.ndarray, instance: np.ndarray, counts: dict[str, int], style_seed: int) -> np.ndarray:
+    """The ``cluster`` input that gives ``generate(style_seed=...)``'s styles: per (instance, class), the
+    cluster :func:`pixforge.methods.pix2pixhd.style_clusters` draws (0 for classes without clusters)."""
+    pairs, inverse = np.unique(np.stack([instance.ravel(), label.ravel()]), axis=1, return_inverse=True)
+    pairs = torch.from_numpy(pairs.astype(np.int64))
+    per_class = torch.zeros(int(pairs[1].max()) + 1 if pairs.numel() else 1, dtype=torch.int64)
+    for c, n in counts.items():
+        if int(c) < len(per_class):
+            per_class[int(c)] = n
+    count = per_class[pairs[1]]
+    chosen = style_clusters(style_seed, pairs[0], pairs[1], count).numpy()
+    return chosen[inverse.reshape(-1)].reshape(label.shape)
+
+
 class OnnxTranslator:
     """An exported file run with onnxruntime, with the interface of :class:`pixforge.api.Translator` that
     ``pixforge translate`` uses (``config``, ``step``, ``label_nc``, ``translate``)."""
@@ -439,18 +542,15 @@ class OnnxTranslator:
         self.spec = json.loads(meta["inputs"])
         self.names = list(self.spec["inputs"])
         self.label_nc = int(json.loads(meta["info"])["label_nc"])
-        self.multiple = int(self.spec["size_multiple"])
 
     def _model_size(self, size: tuple[int, int]) -> tuple[int, int]:
-        fixed = self.spec.get("fixed_size")
-        if fixed:
-            return fixed[0], fixed[1]
-        data = self.config.data
-        return (data.crop_size, data.crop_size) if data.preprocess == "resize_and_crop" else size
+        fixed = self.spec.get("fixed_size") or (self.spec.get("resize") or {}).get("size")
+        return (fixed[0], fixed[1]) if fixed else size
 
-    def _options(self, options: dict[str, Any]) -> int:
-        """The cluster choice; other options must match what the graph was exported with."""
-        cluster = options.pop("cluster", None)
+    def _options(self, options: dict[str, Any]) -> dict[str, int]:
+        """The style choice (``cluster`` or ``style_seed``, default ``style_seed=0`` as ``generate``'s); other
+        options must match what the graph was exported with."""
+        style = {k: int(options.pop(k)) for k in ("cluster", "style_seed") if options.get(k) is not None}
         direction = options.pop("direction", None)
         if direction and direction != (self.meta.get("direction") or direction):
             raise PixforgeError(
@@ -459,44 +559,52 @@ class OnnxTranslator:
         unknown = sorted(k for k, v in options.items() if v is not None)
         if unknown:
             raise PixforgeError(
-                f"{self.path}: ONNX models take no option {unknown[0]} (only --cluster, --direction)"
+                f"{self.path}: ONNX models take no option {unknown[0]} (only cluster, style_seed, direction)"
             )
-        if cluster is not None and "cluster" not in self.names:
-            raise PixforgeError(f"{self.path}: this model has no styles (--cluster)")
-        return int(cluster or 0)
+        if style and "cluster" not in self.names:
+            raise PixforgeError(f"{self.path}: this model has no styles (--cluster, --random-styles)")
+        if len(style) > 1:
+            raise PixforgeError("choose cluster or style_seed, not both")
+        return style or {"style_seed": 0}
 
-    def feeds(self, image: Image.Image, instance: Image.Image | None, cluster: int) -> dict[str, np.ndarray]:
-        """The graph's inputs for one image, resized to the model's size and padded per the spec."""
+    def feeds(
+        self, image: Image.Image, instance: Image.Image | None, style: dict[str, int]
+    ) -> dict[str, np.ndarray]:
+        """The graph's inputs for one image at the model's size (any size: the graph pads inside)."""
+        image = upright(image)
         size = self._model_size(image.size)
-        feeds: dict[str, Tensor] = {}
+        feeds: dict[str, np.ndarray] = {}
+        label = np.zeros((size[1], size[0]), dtype=np.int64)  # pix2pixHD on photos: one class
         if self.label_nc:
-            ids = np.asarray(image if image.mode in ("L", "P", "I") else image.convert("L"), dtype=np.int64)
-            if ids.max() >= self.label_nc:
-                raise PixforgeError(f"label id {int(ids.max())} is outside 0..{self.label_nc - 1}")
-            label = Image.fromarray(ids.astype(np.int32)).resize(size, Image.NEAREST)
-            label_t = torch.from_numpy(np.asarray(label, dtype=np.int64))[None, None]
-            feeds["label"] = pad_to_multiple(label_t, self.multiple, "reflect")
-            inst = label_t
-            if instance is not None:
-                inst_img = Image.fromarray(np.asarray(instance, dtype=np.int64).astype(np.int32)).resize(
-                    size, Image.NEAREST
-                )
-                inst = torch.from_numpy(np.asarray(inst_img, dtype=np.int64))[None, None]
-            feeds["instance"] = pad_to_multiple(inst, self.multiple, "replicate")
+            palette = np.asarray(self.spec["inputs"]["label"]["palette"], dtype=np.int64)
+            ids = label_map_ids(image, self.label_nc, palette).astype(np.int32)
+            label = np.asarray(Image.fromarray(ids).resize(size, Image.NEAREST), dtype=np.int64)
+            feeds["label"] = label[None, None]
         else:
-            x = to_tensor(image.convert("RGB").resize(size, Image.BICUBIC)).unsqueeze(0)
-            feeds["image"] = pad_to_multiple(x, self.multiple, "reflect")
-        feeds["cluster"] = torch.tensor([cluster], dtype=torch.int64)
-        return {k: feeds[k].numpy() for k in self.names}
+            feeds["image"] = to_tensor(decode(image, "RGB").resize(size, Image.BICUBIC)).unsqueeze(0).numpy()
+        inst = label
+        if instance is not None:
+            inst_ids = np.asarray(upright(instance), dtype=np.int64).astype(np.int32)
+            inst = np.asarray(Image.fromarray(inst_ids).resize(size, Image.NEAREST), dtype=np.int64)
+        feeds["instance"] = inst[None, None]
+        if "cluster" in self.names:
+            feeds["cluster"] = self._cluster_map(label, inst, style)[None, None]
+        return {k: feeds[k] for k in self.names}
+
+    def _cluster_map(self, label: np.ndarray, instance: np.ndarray, style: dict[str, int]) -> np.ndarray:
+        if "cluster" in style:
+            return np.full(label.shape, style["cluster"], dtype=np.int64)
+        counts = self.spec["inputs"]["cluster"]["clusters_per_class"]
+        return style_map(label, instance, counts, style["style_seed"])
 
     def translate(
         self, image: Image.Image, instance: Image.Image | None = None, **options: Any
     ) -> dict[str, Image.Image]:
         """Translate one image into ``output`` at the input's size (like :meth:`Translator.translate`)."""
-        cluster = self._options(dict(options))
+        style = self._options(dict(options))
+        image = upright(image)
         size = self._model_size(image.size)
-        out = torch.from_numpy(self.session.run(None, self.feeds(image, instance, cluster))[0])
-        out = out[..., : size[1], : size[0]]
+        out = torch.from_numpy(self.session.run(None, self.feeds(image, instance, style))[0])
         if (size[1], size[0]) != (image.size[1], image.size[0]):
             out = F.interpolate(out, size=(image.size[1], image.size[0]), mode="bicubic")
         return {"output": to_image(out[0])}

@@ -21,9 +21,11 @@ from (seed, step, r), and ranks that had no state of their own start from rank 0
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -50,6 +52,9 @@ from pixforge.nets.blocks import set_requires_grad
 
 log = logging.getLogger("pixforge")
 
+#: training geometries whose batches all have one size (cuDNN's autotuner then pays off: it tunes per shape)
+FIXED_SIZE = {"resize_and_crop", "crop"}
+
 #: options that may change when a run is resumed; anything else must match the checkpoint.
 RESUMABLE = {
     "train": {
@@ -63,6 +68,7 @@ RESUMABLE = {
         "keep_checkpoints",
         "sample_count",
         "compile",
+        "compile_backend",
         "amp",
         "channels_last",
         "fused_adam",
@@ -107,6 +113,52 @@ def check_resumable(saved: Config, new: Config) -> None:
                 diffs.append(f"{section}.{key} {value!r} -> {new_d[section][key]!r}")
     if diffs:
         raise PixforgeError(f"--resume with an incompatible config: {'; '.join(diffs)} (use a new --out)")
+
+
+class RunLock:
+    """An exclusive lock on a run directory while a job trains in it: ``RUN/.lock`` held with ``flock`` and
+    holding the job's pid. A second job refuses, naming that pid; the kernel drops the lock when its holder
+    dies, so a killed job's stale lock is taken over."""
+
+    NAME = ".lock"
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / self.NAME
+        self.file: Any = None
+
+    def acquire(self) -> None:
+        """Hold the lock (a no-op while held), or refuse naming the pid of the job that holds it."""
+        if self.file is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        file = open(self.path, "a+")  # noqa: SIM115 (held until release)
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "unknown"
+            file.close()
+            raise PixforgeError(
+                f"{self.path.parent}: another job (pid {holder}) is training in this run directory; "
+                "stop it first, or choose another --out"
+            ) from None
+        file.truncate(0)
+        file.write(str(os.getpid()))
+        file.flush()
+        self.file = file
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    @contextlib.contextmanager
+    def released_on_error(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            self.release()
+            raise
 
 
 class StopFlag:
@@ -168,59 +220,71 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.world = distributed.world()
         distributed.check_same("the config", comparable(cfg))
-        self.resume_from = distributed.on_main(lambda: self._prepare_run_dir(resume))
-        if self.resume_from is not None:
-            check_resumable(distributed.on_main(self._saved_config), cfg)
-        self.cfg = cfg
-        self.device = distributed.local_device(pick_device(cfg.train.device))
-        torch.manual_seed(cfg.train.seed)
-        self.fmt = formats.resolve_format(Path(cfg.data.root), cfg.data.format)
-        self.method = build_method(cfg, data_info(cfg, self.fmt)).to(self.device)
-        self.dataset = TranslationDataset(
-            Path(cfg.data.root),
-            "train",
-            cfg.data,
-            train=True,
-            size_multiple=self.method.size_multiple,
-            fmt=self.fmt,
-        )
-        self._check_world()
-        self.method.steps_per_epoch = self.steps_per_epoch()
-        self.method.before_training(self.dataset)
-        if cfg.train.sync_bn:
-            for name, net in self.method.nets.items():
-                self.method.nets[name] = distributed.convert_sync_batchnorm(net, self.device)
-        self.phases = self.method.phases()
-        self.phase_params = {
-            p.name: [q for n in p.nets for q in self.method.nets[n].parameters()] for p in self.phases
-        }
-        self.optimizers = self._optimizers()
-        self.total = self._total_steps()
-        decay = self._decay_steps()
-        self.schedulers = {
-            k: torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, self.total, decay))
-            for k, o in self.optimizers.items()
-        }
-        self.step = 0
-        #: the global data position (epoch * per_epoch + position) of the batch of step ``data_step``
-        self.data_start, self.data_step = 0, 0
-        restored = False
-        if self.resume_from is not None:
-            restored = self._restore(self.resume_from)
-        elif init_from is not None:
-            distributed.on_main(lambda: self._init_from(Path(init_from)))
-        distributed.broadcast_module(self.method)
-        if self.world.rank and not restored:
-            torch.manual_seed(cfg.train.seed + 1_000_003 * self.world.rank + 7_919 * self.step)
-        self._configure_speed()
-        self.sample_batch = self._sample_batch()
-        self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
-        self.last: dict[str, float] = {}
+        self.lock = RunLock(self.run_dir)
+        with self.lock.released_on_error():
+            self.resume_from = distributed.on_main(lambda: self._prepare_run_dir(resume))
+            if self.resume_from is not None:
+                check_resumable(distributed.on_main(self._saved_config), cfg)
+            self.cfg = cfg
+            self.device = distributed.local_device(pick_device(cfg.train.device))
+            torch.manual_seed(cfg.train.seed)
+            self.fmt = formats.resolve_format(Path(cfg.data.root), cfg.data.format)
+            self.method = build_method(cfg, data_info(cfg, self.fmt)).to(self.device)
+            #: floating inputs are cast to the networks' dtype: float32, or float64 for a run built under
+            #: ``torch.set_default_dtype(torch.float64)`` (the tests' exact comparisons of training paths)
+            self.dtype = next(self.method.parameters()).dtype
+            self.dataset = TranslationDataset(
+                Path(cfg.data.root),
+                "train",
+                cfg.data,
+                train=True,
+                size_multiple=self.method.size_multiple,
+                fmt=self.fmt,
+            )
+            self._check_world()
+            self.method.steps_per_epoch = self.steps_per_epoch()
+            self.method.before_training(self.dataset)
+            if cfg.train.sync_bn:
+                for name, net in self.method.nets.items():
+                    self.method.nets[name] = distributed.convert_sync_batchnorm(net, self.device)
+            self.phases = self.method.phases()
+            self.phase_params = {
+                p.name: [q for n in p.nets for q in self.method.nets[n].parameters()] for p in self.phases
+            }
+            self.optimizers = self._optimizers()
+            self.reducers = (
+                {p.name: distributed.GradientReducer(self.phase_params[p.name]) for p in self.phases}
+                if self.world.active
+                else {}
+            )
+            self.total = self._total_steps()
+            decay = self._decay_steps()
+            self.schedulers = {
+                k: torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, self.total, decay))
+                for k, o in self.optimizers.items()
+            }
+            self.step = 0
+            #: the global data position (epoch * per_epoch + position) of the batch of step ``data_step``
+            self.data_start, self.data_step = 0, 0
+            restored = False
+            if self.resume_from is not None:
+                restored = self._restore(self.resume_from)
+            elif init_from is not None:
+                distributed.on_main(lambda: self._init_from(Path(init_from)))
+            distributed.broadcast_module(self.method)
+            if self.world.rank and not restored:
+                torch.manual_seed(self._stream_seed())
+            self._configure_speed()
+            self.sample_batch = self._sample_batch()
+            self.sums: dict[str, torch.Tensor] = {}
+            self.count = 0
+            self.last: dict[str, float] = {}
 
     # set-up -------------------------------------------------------------------------------------------------
 
     def _prepare_run_dir(self, resume: bool) -> Path | None:
+        """Lock the run directory (held from here to the end of :meth:`fit`) and find what to resume."""
+        self.lock.acquire()
         latest = checkpoint.latest_checkpoint(self.run_dir)
         if resume:
             if latest is None:
@@ -297,10 +361,25 @@ class Trainer:
         self.step = int(state["step"])
         if "rng" in own:
             torch.set_rng_state(own["rng"])
+        self._restore_cuda_rng(own.get("cuda_rng"))
         self.data_step = self.step
         self.data_start = self._continue_data(state, len(ranks))
         log.info("resumed %s at step %d", self.run_dir, self.step)
         return "rng" in own
+
+    def _stream_seed(self) -> int:
+        """The seed of a random stream this rank starts afresh at this step (ranks > 0 get streams of their own)."""
+        return self.cfg.train.seed + 1_000_003 * self.world.rank + 7_919 * self.step
+
+    def _restore_cuda_rng(self, saved: torch.Tensor | None) -> None:
+        """This rank's CUDA generator (dropout, DRPAN's penalty noise on the GPU) as saved, else a fresh stream
+        of its own: never every rank replaying one stream from step 0."""
+        if self.device.type != "cuda":
+            return
+        if saved is not None:
+            torch.cuda.set_rng_state(saved, self.device)
+        else:
+            torch.cuda.manual_seed(self._stream_seed())
 
     def _continue_data(self, state: dict[str, Any], old_world: int) -> int:
         """The global data position of the next step: where the checkpoint's run stopped in the epoch's order."""
@@ -340,14 +419,28 @@ class Trainer:
     def _configure_speed(self) -> None:
         t = self.cfg.train
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        elif t.amp != "none" or t.channels_last:
-            raise PixforgeError("options amp/channels_last: supported on CUDA only (use --device cuda)")
+            torch.backends.cudnn.benchmark = self.cfg.data.preprocess in FIXED_SIZE
         if t.channels_last:
             self.method.to(memory_format=torch.channels_last)
+        self._match_optimizer_layouts()
         if t.compile:
             for net in self.method.nets.values():
-                net.compile()
+                net.compile(backend=t.compile_backend)
+
+    def _match_optimizer_layouts(self) -> None:
+        """Give each optimiser state tensor its parameter's memory layout.
+
+        ``channels_last`` may change on resume: the parameters take the new layout but Adam's moments keep
+        the one they were saved with, which CUDA's fused Adam refuses and the CPU's fused kernel silently
+        mis-applies (an update off by 0.16 in an experiment).
+        """
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    state = opt.state.get(p, {})
+                    for key, value in state.items():
+                        if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                            state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
     def _sample_batch(self) -> Batch:
         """A fixed batch for sample grids, from the val or test split when there is one."""
@@ -380,22 +473,33 @@ class Trainer:
             rank=self.world.rank,
             world_size=self.world.size,
         )
+        workers = self._workers()
         return DataLoader(
             self.dataset,
             batch_size=t.batch_size,
             sampler=sampler,
-            num_workers=self.cfg.data.num_workers,
+            num_workers=workers,
             pin_memory=self.device.type == "cuda",
-            persistent_workers=self.cfg.data.num_workers > 0,
+            persistent_workers=workers > 0,
             drop_last=True,
             generator=torch.Generator().manual_seed(t.seed),  # keeps the global RNG (dropout) untouched
         )
+
+    def _workers(self) -> int:
+        """``data.num_workers``; auto (-1): none on the CPU (the training threads use the cores), on CUDA
+        min(8, this process's share of the CPUs)."""
+        if self.cfg.data.num_workers >= 0:
+            return self.cfg.data.num_workers
+        if self.device.type != "cuda":
+            return 0
+        share = len(os.sched_getaffinity(0)) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        return max(1, min(8, share))
 
     def _to_device(self, batch: Batch) -> Batch:
         out = {}
         for k, v in batch.items():
             if isinstance(v, torch.Tensor):
-                v = v.to(self.device, non_blocking=True)
+                v = v.to(self.device, self.dtype if v.is_floating_point() else None, non_blocking=True)
                 if self.cfg.train.channels_last and v.dim() == 4 and v.is_floating_point():
                     v = v.contiguous(memory_format=torch.channels_last)
             out[k] = v
@@ -421,8 +525,12 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             with self._autocast():
                 loss, out = phase.loss(state)
+            reducer = self.reducers.get(phase.name)
+            if reducer is not None:
+                reducer.arm()
             loss.backward()
-            distributed.all_reduce_gradients(self.phase_params[phase.name])
+            if reducer is not None:
+                reducer.finish()
             opt.step()
             scalars.update(out)
         for sched in self.schedulers.values():
@@ -431,7 +539,7 @@ class Trainer:
 
     def _accumulate(self, scalars: dict[str, torch.Tensor]) -> None:
         for k, v in scalars.items():
-            v = v.detach().float()
+            v = v.detach().to(self.dtype)
             self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
         self.count += 1
 
@@ -459,12 +567,13 @@ class Trainer:
             log.info("step %d/%d %s", self.step, self.total, text)
 
     def _rank_states(self) -> list[dict[str, Any]]:
-        """Every rank's RNG and training state (gathered on all ranks): all of rank 0's, and of the other
+        """Every rank's RNGs (CPU, and CUDA on a GPU) and training state (gathered on all ranks): all of rank 0's, and of the other
         ranks' only the tensors that differ from rank 0's (layout: :func:`checkpoint.training_state`)."""
         training = {k: v.detach().cpu() for k, v in self.method.training_state().items()}
-        ranks = distributed.all_gather_objects(
-            {"rng": torch.get_rng_state(), "training": training, "keys": list(training)}
-        )
+        own: dict[str, Any] = {"rng": torch.get_rng_state(), "training": training, "keys": list(training)}
+        if self.device.type == "cuda":
+            own["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        ranks = distributed.all_gather_objects(own)
         main = ranks[0]["training"]
         for r in ranks[1:]:
             r["training"] = {
@@ -496,11 +605,11 @@ class Trainer:
         return path
 
     def _samples(self) -> Any:
-        """Sample grid of the fixed batch; the RNG is forked so samples never change the training run.
+        """Sample grid of the fixed batch; the CPU and CUDA RNGs are forked so samples never change the training run.
 
         With ``sync_bn`` every rank computes it (batch statistics in the paper's test mode are a collective).
         """
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             return visual.grid(self.method.visuals(self.sample_batch))
 
     def _save_samples(self, image: Any, writer: Any) -> None:
@@ -516,6 +625,7 @@ class Trainer:
 
         t = self.cfg.train
         main = self.world.main
+        distributed.on_main(self.lock.acquire)
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
@@ -562,6 +672,7 @@ class Trainer:
                 bar.close()
             if writer is not None:
                 writer.close()
+            self.lock.release()
         if not all(math.isfinite(v) for v in self.last.values()):
             log.warning("losses are not finite: %s", self.last)
         return TrainResult(self.run_dir, self.step, self.last, stopped)

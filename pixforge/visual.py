@@ -12,15 +12,9 @@ from pixforge.data.transforms import to_image
 
 def label_palette(n: int) -> Tensor:
     """A fixed, distinct colour per class id (the facade colours for up to 13 classes), in [-1, 1]."""
-    from pixforge.data.palette import FACADE_COLORS
+    from pixforge.data.palette import default_colors
 
-    colors = np.zeros((max(n, 1), 3), dtype=np.float32)
-    rng = np.random.default_rng(0)
-    colors[:] = rng.integers(0, 256, size=colors.shape)
-    colors[0] = 0
-    k = min(n - 1, len(FACADE_COLORS))
-    colors[1 : 1 + k] = FACADE_COLORS[:k]
-    return torch.from_numpy(colors / 127.5 - 1.0)
+    return torch.from_numpy(default_colors(n).astype(np.float32) / 127.5 - 1.0)
 
 
 def to_rgb(t: Tensor) -> Tensor:

@@ -90,3 +90,19 @@ def test_a_scene_with_explicit_features_renders_without_clusters(hd_run: Path, s
         scene.set_style(instance, features=(k / 10, -0.5, 0.5))
     out = scene.render()
     assert out.shape == (1, 3, 32, 32) and bool(out.isfinite().all())
+
+
+def test_instances_and_their_majority_class_in_one_pass(hd_run: Path) -> None:
+    """Scene.instances() against a per-instance count: many ids, mixed classes, ties to the smaller class."""
+    translator = pixforge.load(hd_run, device="cpu")
+    g = torch.Generator().manual_seed(0)
+    label = torch.randint(0, 4, (1, 1, 48, 48), generator=g)
+    instance = torch.randint(0, 300, (1, 1, 48, 48), generator=g) + 1000
+    label[..., 0, :2], instance[..., 0, :2] = torch.tensor([2, 1]), 7  # a tie: classes 1 and 2 once each
+    scene = edit(translator, Image.fromarray(label[0, 0].numpy().astype(np.uint8)),
+                 Image.fromarray(instance[0, 0].numpy().astype(np.int32)))  # fmt: skip
+    expected = {
+        int(i): int(torch.bincount(scene.label[scene.instance == i]).argmax())
+        for i in torch.unique(scene.instance)
+    }
+    assert scene.instances() == expected and scene.instances()[7] == 1

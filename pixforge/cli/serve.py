@@ -9,6 +9,11 @@ import click
 from pixforge.cli._base import cli
 from pixforge.errors import PixforgeError
 
+ALLOWED_HOST_HELP = (
+    "A Host name the server answers to, besides the bind address and localhost (repeatable; '*': any). "
+    "Other Host headers are refused (DNS rebinding)."
+)
+
 
 @cli.command(name="serve")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -23,6 +28,7 @@ from pixforge.errors import PixforgeError
 )
 @click.option("--max-bytes", default=20 * 2**20, show_default=True, type=int, help="Largest upload in bytes.")
 @click.option("--amp", default="none", type=click.Choice(["none", "bf16"]), help="bf16 autocast (CUDA).")
+@click.option("--allowed-host", "allowed_host", multiple=True, help=ALLOWED_HOST_HELP)
 def serve_cmd(
     runs: tuple[Path, ...],
     host: str,
@@ -34,12 +40,15 @@ def serve_cmd(
     max_pixels: int,
     max_bytes: int,
     amp: str,
+    allowed_host: tuple[str, ...],
 ) -> None:
     """Serve the models in RUNS over HTTP (API docs at /docs); SIGTERM drains requests and exits 0."""
     from pixforge.serve.app import ServeSettings, create_app
+    from pixforge.serve.security import allowed_hosts
     from pixforge.serve.server import run as run_server
 
     settings = ServeSettings(list(runs), device, max_batch, max_wait_ms, token, max_pixels, max_bytes, amp)
+    settings.allowed_hosts = allowed_hosts(host, allowed_host)
     app = create_app(settings)
     click.echo(f"serving {', '.join(app.state.registry.names())} on http://{host}:{port} (docs: /docs)")
     run_server(app, host, port)
@@ -58,20 +67,37 @@ def serve_cmd(
     "--study-db", default=Path("studies.sqlite"), show_default=True, type=click.Path(path_type=Path)
 )
 @click.option("--admin-token", help="Token of the admin pages (default: a random one, printed at start).")
+@click.option(
+    "--token",
+    help="Require this token (Authorization: Bearer TOKEN, or sign in at /login) for the model API, /metrics, "
+    "/docs and the translate and paint pages; study pages stay open to participants.",
+)
+@click.option("--allowed-host", "allowed_host", multiple=True, help=ALLOWED_HOST_HELP)
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
 def studio_cmd(
-    runs: tuple[Path, ...], host: str, port: int, study_db: Path, admin_token: str | None, device: str
+    runs: tuple[Path, ...],
+    host: str,
+    port: int,
+    study_db: Path,
+    admin_token: str | None,
+    token: str | None,
+    allowed_host: tuple[str, ...],
+    device: str,
 ) -> None:
     """The web studio for the models in RUNS: translate, paint, and perceptual studies."""
     from pixforge.serve.app import ServeSettings
+    from pixforge.serve.security import allowed_hosts
     from pixforge.serve.server import run as run_server
     from pixforge.studio.app import StudioSettings, create_studio_app
 
-    app = create_studio_app(ServeSettings(list(runs), device), StudioSettings(study_db, admin_token))
+    settings = ServeSettings(list(runs), device, allowed_hosts=allowed_hosts(host, allowed_host))
+    app = create_studio_app(settings, StudioSettings(study_db, admin_token, token))
     base = f"http://{host}:{port}"
     click.echo(
         f"studio for {', '.join(app.state.registry.names())} on {base}/studio/ (studies in {study_db})"
     )
+    if token:
+        click.echo(f"sign in with the token at {base}/login")
     click.echo(f"admin: {base}/studio/admin#token={app.state.admin_token}")
     run_server(app, host, port)
 
@@ -95,6 +121,17 @@ def study_group() -> None:
 @click.option("--trials", default=40, show_default=True, help="Trials after the practice.")
 @click.option("--seed", default=0, show_default=True, help="Seed of every participant's order.")
 @click.option(
+    "--require-worker",
+    is_flag=True,
+    help="One session per worker id, through signed worker links only (pixforge study links).",
+)
+@click.option(
+    "--anonymous-per-client",
+    default=3,
+    show_default=True,
+    help="Sessions without a worker id one client address may open (0: no bound).",
+)
+@click.option(
     "--db", "study_db", default=Path("studies.sqlite"), show_default=True, type=click.Path(path_type=Path)
 )
 def study_create(
@@ -106,17 +143,51 @@ def study_create(
     practice: int,
     trials: int,
     seed: int,
+    require_worker: bool,
+    anonymous_per_client: int,
     study_db: Path,
 ) -> None:
     """Create study NAME from image folders (or run outputs) matched by file stem."""
     from pixforge.studio.protocol import create_study
     from pixforge.studio.store import StudyStore
 
-    study = create_study(StudyStore(study_db), name, kind, real, fakes, exposure_ms, practice, trials, seed)
+    study = create_study(
+        StudyStore(study_db),
+        name,
+        kind,
+        real,
+        fakes,
+        exposure_ms,
+        practice,
+        trials,
+        seed,
+        require_worker,
+        anonymous_per_client,
+    )
     click.echo(
         f"study {study.name}: {study.kind}, conditions {', '.join(study.conditions)}, exposure {study.exposure}, "
         f"{study.practice} practice + {study.trials} trials; open link /study/{study.name} (in {study_db})"
     )
+    if study.require_worker:
+        click.echo(f"workers join through signed links: pixforge study links {study.name} --worker ID ...")
+
+
+@study_group.command(name="links")
+@click.argument("name")
+@click.option("--worker", "workers", multiple=True, required=True, help="A worker id (repeatable).")
+@click.option(
+    "--db", "study_db", default=Path("studies.sqlite"), show_default=True, type=click.Path(path_type=Path)
+)
+def study_links(name: str, workers: tuple[str, ...], study_db: Path) -> None:
+    """Signed links of study NAME for the given worker ids, one a line (append them to the studio's URL)."""
+    from pixforge.studio.protocol import signed_link
+    from pixforge.studio.store import StudyStore
+
+    if not study_db.is_file():
+        raise PixforgeError(f"--db {study_db}: no such study database")
+    study = StudyStore(study_db).study(name)
+    for worker in workers:
+        click.echo(signed_link(study, worker))
 
 
 @study_group.command(name="report")

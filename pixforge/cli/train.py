@@ -25,8 +25,12 @@ from pixforge.distributed import launch_rank
 @click.option("--direction", type=click.Choice(["AtoB", "BtoA"]))
 @click.option("--data-format", type=click.Choice(["auto", "aligned", "paired", "unaligned", "labeled"]))
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--amp", type=click.Choice(["none", "bf16"]), help="Mixed precision (CUDA).")
-@click.option("--channels-last", is_flag=True, default=None, help="channels_last memory format (CUDA).")
+@click.option(
+    "--amp", type=click.Choice(["none", "bf16"]), help="Mixed precision: bf16 autocast (CUDA and CPU)."
+)
+@click.option(
+    "--channels-last", is_flag=True, default=None, help="channels_last memory format (CUDA and CPU)."
+)
 @click.option("--seed", type=int)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
 @click.option(

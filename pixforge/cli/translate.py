@@ -107,6 +107,7 @@ def translate(
         if run.suffix == ".onnx":
             from pixforge.export import OnnxTranslator
 
+            _onnx_refuses_maps(run, show_region, show_attention)
             translator: Any = OnnxTranslator(run)
         else:
             translator = api.load(run, device=str(distributed.local_device(pick_device(device))))
@@ -142,6 +143,15 @@ def translate(
         click.echo(f"wrote {pages.write_gallery(out, gallery, run_dir)}")
     summary = f"; mean L1 {mean_l1:.4f}" if mean_l1 is not None else ""
     click.echo(f"translated {len(rows)} images into {out}{summary}")
+
+
+def _onnx_refuses_maps(run: Path, show_region: bool, show_attention: bool) -> None:
+    """An ONNX export holds the generator alone: the discriminator's region and attention maps need the run."""
+    for flag, given in (("--show-region", show_region), ("--show-attention", show_attention)):
+        if given:
+            raise PixforgeError(
+                f"option {flag}: {run} holds the generator only; translate with the run directory to see its maps"
+            )
 
 
 def _row(

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from pixforge.data.images import ID_MODES, BrokenImageError, class_ids, open_image, upright_size
 from pixforge.errors import PixforgeError
 
 log = logging.getLogger("pixforge")
@@ -210,24 +211,16 @@ def scan_split(root: Path, fmt: str, split: str) -> SplitData:
 
 
 def read_image(path: Path, mode: str = "RGB") -> Image.Image:
-    """Decode an image fully (so truncation is caught here), converted to ``mode``."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.convert(mode) if mode and img.mode != mode else img.copy()
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise BrokenImageError(f"cannot read image {path}: {exc}") from None
-
-
-class BrokenImageError(PixforgeError):
-    """An image file that cannot be decoded (corrupt, truncated, not an image)."""
+    """Decode an image fully (so truncation is caught here), upright and in ``mode`` (:func:`images.open_image`)."""
+    return open_image(path, mode)
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels."""
+    """(width, height) as the picture is read (upright: :func:`images.upright_size`), from the file header,
+    without decoding the pixels."""
     try:
         with Image.open(path) as img:
-            return img.size
+            return upright_size(img)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise BrokenImageError(f"cannot read image {path}: {exc}") from None
 
@@ -264,13 +257,9 @@ def cityscapes_label_nc(root: Path) -> int | None:
 def read_label(path: Path, palette: np.ndarray | None) -> np.ndarray:
     """Class ids (H, W) int64 from an id image, or from a colour image and its palette (nearest colour)."""
     img = read_image(path, mode="")
-    if img.mode in ("L", "P", "I", "I;16"):
-        return np.asarray(img, dtype=np.int64)
-    if palette is None:
+    if img.mode not in ID_MODES and palette is None:
         raise PixforgeError(f"{path}: colour-coded label map but no palette.json in the dataset root")
-    rgb = np.asarray(img.convert("RGB"), dtype=np.int64)
-    dist = ((rgb[:, :, None, :] - palette[None, None, :, :]) ** 2).sum(-1)
-    return dist.argmin(-1)
+    return class_ids(img, palette)
 
 
 def read_instance(path: Path) -> np.ndarray:

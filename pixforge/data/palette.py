@@ -2,10 +2,17 @@
 
 Label ids follow the CMP Facade Database (Tyleček & Šára, GCPR 2013): 1..12 in the order of
 :data:`FACADE_CLASSES`; id 0 means unlabeled and is drawn black.
+
+A model's palette and class names (:func:`dataset_palette`, :func:`dataset_classes`) come from its dataset's
+``palette.json`` and ``classes.txt`` when they are readable, else from :func:`default_colors` and ``class K``:
+the server lists them, ONNX exports carry them, and colour-coded label maps are decoded with them.
 """
+
+from pathlib import Path
 
 import numpy as np
 
+from pixforge.data.formats import read_palette
 from pixforge.errors import PixforgeError
 
 FACADE_CLASSES: tuple[str, ...] = (
@@ -85,3 +92,38 @@ def colors_to_ids(rgb: np.ndarray, palette: np.ndarray = FACADE_COLORS) -> np.nd
         best[closer] = dist[closer]
         ids[closer] = k
     return ids
+
+
+def default_colors(n: int) -> np.ndarray:
+    """A fixed, distinct colour per class id (n, 3) uint8: black for id 0, the facade colours for ids 1..12,
+    fixed random colours beyond (the colours label maps are drawn in when a dataset has no palette.json)."""
+    colors = np.random.default_rng(0).integers(0, 256, size=(max(n, 1), 3)).astype(np.uint8)
+    colors[0] = 0
+    k = min(n - 1, len(FACADE_COLORS))
+    colors[1 : 1 + k] = FACADE_COLORS[:k]
+    return colors
+
+
+def dataset_palette(root: str | Path, label_nc: int) -> np.ndarray:
+    """The colours of class ids 0..label_nc-1 (label_nc, 3) int64: the dataset's ``palette.json`` when it is
+    readable, else :func:`default_colors` (ids beyond a short palette.json also get the default colours)."""
+    colors = default_colors(label_nc).astype(np.int64)
+    try:
+        given = read_palette(Path(root)) if str(root) else None
+    except (OSError, PixforgeError):
+        given = None
+    if given is not None:
+        k = min(len(given), label_nc)
+        colors[:k] = given[:k]
+    return colors
+
+
+def dataset_classes(root: str | Path, label_nc: int) -> list[str]:
+    """The names of class ids 0..label_nc-1: the dataset's ``classes.txt`` (one per line), else ``class K``."""
+    path = Path(root) / "classes.txt"
+    try:
+        lines = path.read_text().splitlines() if str(root) and path.is_file() else []
+    except (OSError, UnicodeDecodeError):
+        lines = []
+    names = [s.strip() for s in lines if s.strip()]
+    return [names[i] if i < len(names) else f"class {i}" for i in range(label_nc)]

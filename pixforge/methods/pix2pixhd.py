@@ -462,6 +462,7 @@ class Pix2PixHD(Method):
         segments = self.segments(batch)
         encoded = self.encode(batch) if use_photo else None
         n, _, h, w = segments.shape
+        explicit = torch.tensor(sorted(set(clusters or {}) | set(features or {})), dtype=torch.long)
         out = []
         for i in range(n):
             keys, inverse = torch.unique(segments[i].reshape(-1), return_inverse=True)
@@ -469,9 +470,8 @@ class Pix2PixHD(Method):
                 _, first = first_occurrences(segments[i].reshape(-1))
                 table = encoded[i].reshape(self.cfg.feat_num, -1)[:, first].t()
             else:
-                explicit = set(clusters or {}) | set(features or {})
-                table = self._centre_table(keys.tolist(), cluster, style_seed, explicit)
-            table = self._override(table, keys.tolist(), clusters or {}, features or {})
+                table = self._centre_table(keys, cluster, style_seed, explicit.to(keys.device))
+            table = self._override(table, keys, clusters or {}, features or {})
             out.append(table.to(segments.device)[inverse].t().reshape(self.cfg.feat_num, h, w))
         return torch.stack(out)
 
@@ -483,67 +483,78 @@ class Pix2PixHD(Method):
             )
         return self.centres, self.centre_counts
 
+    def _split(self, keys: Tensor) -> tuple[Tensor, Tensor]:
+        """(instance, class) of each (instance, class) key (see :meth:`segments`)."""
+        instance = torch.div(keys, self.n_classes, rounding_mode="floor")
+        return instance, keys - instance * self.n_classes
+
     def _centre_table(
-        self, keys: list[int], cluster: int | None, style_seed: int | None, explicit: set[int]
+        self, keys: Tensor, cluster: int | None, style_seed: int | None, explicit: Tensor
     ) -> Tensor:
         """One centre per (instance, class) key: the chosen cluster, or one drawn from (seed, instance, class).
 
         Instances in ``explicit`` (given their own cluster or features) get zeros here, so a scene whose
         every instance has explicit features renders without any centres. A class without centres gets
-        zeros; a ``cluster`` beyond the centres of a class that has some is an error.
+        zeros; a ``cluster`` beyond the centres of a class that has some is an error. Computed for all keys
+        at once (a request's ids are its client's choice: no Python loop over them); the draw is
+        :func:`style_draw`, a hash, where an earlier version seeded a NumPy generator per instance.
         """
-        if all(divmod(key, self.n_classes)[0] in explicit for key in keys):
-            return torch.zeros(len(keys), self.cfg.feat_num)
-        centres, counts = self._need_centres()
-        seed = 0 if style_seed is None else style_seed
-        rows = []
-        for key in keys:
-            instance, cls = divmod(key, self.n_classes)
-            count = int(counts[cls])
-            if not count or instance in explicit:
-                rows.append(torch.zeros(self.cfg.feat_num))
-                continue
-            if cluster is not None:
-                if cluster >= count:
-                    raise PixforgeError(
-                        f"pix2pixhd: cluster {cluster} does not exist for class {cls}, which has clusters "
-                        f"0..{count - 1} (choose a smaller cluster, or per-instance clusters)"
-                    )
-                k = cluster
-            else:
-                k = int(np.random.default_rng([seed, abs(instance), cls]).integers(count))
-            rows.append(centres[cls, k])
-        return torch.stack(rows)
+        instance, cls = self._split(keys)
+        own = ~torch.isin(instance, explicit)
+        if not bool(own.any()):
+            return torch.zeros(len(keys), self.cfg.feat_num, device=keys.device)
+        centres, counts = (t.to(keys.device) for t in self._need_centres())
+        count = counts[cls]
+        drawn = own & (count > 0)
+        if cluster is not None:
+            beyond = drawn & (count <= cluster)
+            if bool(beyond.any()):
+                c = int(cls[beyond][0])
+                raise PixforgeError(
+                    f"pix2pixhd: cluster {cluster} does not exist for class {c}, which has clusters "
+                    f"0..{int(counts[c]) - 1} (choose a smaller cluster, or per-instance clusters)"
+                )
+            k = torch.full_like(keys, cluster)
+        else:
+            k = style_clusters(0 if style_seed is None else style_seed, instance, cls, count)
+        rows = centres[cls, k.clamp(max=centres.shape[1] - 1)]
+        return rows * drawn.unsqueeze(1).to(rows.dtype)
 
     def _override(
         self,
         table: Tensor,
-        keys: list[int],
+        keys: Tensor,
         clusters: Mapping[int, int],
         features: Mapping[int, Sequence[float] | Tensor],
     ) -> Tensor:
-        """Replace the rows of the instances given an explicit cluster or feature vector."""
+        """Replace the rows of the instances given an explicit cluster or feature vector (features win)."""
         if not clusters and not features:
             return table
         table = table.clone()
-        for row, key in enumerate(keys):
-            instance, cls = divmod(key, self.n_classes)
-            if instance in features:
-                vector = torch.as_tensor(features[instance], dtype=torch.float32).reshape(-1)
+        instance, cls = self._split(keys)
+        if clusters:
+            rows, which = lookup(instance, torch.tensor(list(clusters), dtype=torch.long, device=keys.device))
+            centres, counts = (t.to(keys.device) for t in self._need_centres())
+            k = torch.tensor(list(clusters.values()), dtype=torch.long, device=keys.device)[which]
+            c = cls[rows]
+            bad = (k < 0) | (k >= counts[c])
+            if bool(bad.any()):
+                i, j = int(instance[rows][bad][0]), int(c[bad][0])
+                raise PixforgeError(
+                    f"pix2pixhd: instance {i} (class {j}) has clusters 0..{int(counts[j]) - 1}, "
+                    f"not {int(k[bad][0])}"
+                )
+            table[rows] = centres[c, k].to(table.dtype)
+        if features:
+            vectors = [torch.as_tensor(v, dtype=torch.float32).reshape(-1) for v in features.values()]
+            for instance_id, vector in zip(features, vectors, strict=True):
                 if vector.numel() != self.cfg.feat_num:
                     raise PixforgeError(
-                        f"pix2pixhd: features for instance {instance} need {self.cfg.feat_num} values, "
+                        f"pix2pixhd: features for instance {instance_id} need {self.cfg.feat_num} values, "
                         f"got {vector.numel()}"
                     )
-                table[row] = vector.to(table.device)
-            elif instance in clusters:
-                centres, counts = self._need_centres()
-                k = clusters[instance]
-                if not 0 <= k < int(counts[cls]):
-                    raise PixforgeError(
-                        f"pix2pixhd: instance {instance} (class {cls}) has clusters 0..{int(counts[cls]) - 1}, not {k}"
-                    )
-                table[row] = centres[cls, k].to(table.device)
+            rows, which = lookup(instance, torch.tensor(list(features), dtype=torch.long, device=keys.device))
+            table[rows] = torch.stack(vectors).to(table)[which]
         return table
 
     def visuals(self, batch: Batch) -> dict[str, Tensor]:
@@ -562,6 +573,43 @@ class Pix2PixHD(Method):
                 out["output"] = self.generate(batch)
         out["target"] = batch["B"]
         return out
+
+
+MASK32 = 0xFFFFFFFF
+
+
+def _mix32(x: Tensor) -> Tensor:
+    """A 32-bit integer finaliser (xorshift-multiply; the multipliers stay below 2^31, so the products of
+    32-bit values fit int64 without overflow)."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x2C1B3C6D) & MASK32
+    return x ^ (x >> 16)
+
+
+def style_draw(seed: int, instance: Tensor, cls: Tensor) -> Tensor:
+    """A 32-bit pseudo-random draw per (seed, instance, class), for all instances in one pass: the style an
+    instance gets from ``style_seed`` depends on the seed, its id and class only (not on the other instances
+    of the map), so an edit elsewhere keeps it. Any integer seed is accepted (taken modulo 2^64)."""
+    h = _mix32(torch.full_like(instance, (seed & MASK32) ^ 0x5BD1E995))
+    for word in ((seed >> 32) & MASK32, instance & MASK32, cls & MASK32):
+        h = _mix32(h ^ word)
+    return h
+
+
+def style_clusters(seed: int, instance: Tensor, cls: Tensor, count: Tensor) -> Tensor:
+    """The cluster (0..count-1) that ``style_seed=seed`` gives each instance of each class, as
+    :meth:`Pix2PixHD._centre_table` draws it (ONNX exports make the same draw outside the graph)."""
+    return style_draw(seed, instance, cls) % count.clamp(min=1)
+
+
+def lookup(values: Tensor, given: Tensor) -> tuple[Tensor, Tensor]:
+    """Where ``values`` hold one of the ``given`` ids: (positions in ``values``, index into ``given``)."""
+    ordered, order = given.sort()
+    pos = torch.searchsorted(ordered, values).clamp(max=max(len(ordered) - 1, 0))
+    hit = ordered[pos] == values if len(ordered) else torch.zeros_like(values, dtype=torch.bool)
+    return hit.nonzero().squeeze(1), order[pos[hit]]
 
 
 def first_occurrences(ids: Tensor) -> tuple[Tensor, Tensor]:

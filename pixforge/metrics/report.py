@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from pixforge.data.images import BrokenImageError, open_image
 from pixforge.errors import PixforgeError
 from pixforge.metrics import image, kid, reco
 from pixforge.metrics.image import Color
@@ -334,10 +335,9 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 
 def _load_rgb(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as handle:
-            return np.asarray(handle.convert("RGB"), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as error:
-        raise PixforgeError(f"cannot read image {path} ({error}): replace or remove it") from None
+        return np.asarray(open_image(path, "RGB"), dtype=np.uint8)
+    except BrokenImageError as error:
+        raise PixforgeError(f"{error}: replace or remove it") from None
 
 
 def _size(array: np.ndarray) -> str:
@@ -385,10 +385,9 @@ def _segment(
     confusion: ConfusionMatrix,
 ) -> None:
     try:
-        with Image.open(label_path) as handle:
-            label = np.asarray(handle)
-    except (OSError, UnidentifiedImageError) as error:
-        raise PixforgeError(f"cannot read label map {label_path} ({error}): replace or remove it") from None
+        label = np.asarray(open_image(label_path, ""))
+    except BrokenImageError as error:
+        raise PixforgeError(f"{error} (a label map): replace or remove it") from None
     if label.ndim != 2:
         raise PixforgeError(
             f"label map {label_path} has shape {label.shape}, expected single-channel class ids "

@@ -369,7 +369,10 @@ def instance_average(x: Tensor, segments: Tensor) -> Tensor:
     """Instance-wise average pooling (pix2pixHD §3.4): every pixel of ``x`` (N, C, H, W) gets the mean of
     ``x`` over the pixels of its sample with the same id in ``segments`` (N, 1, H, W) (int64, >= 0).
 
-    Ids are grouped by sorting, so the number of instances never has to be read back to the host.
+    Ids are grouped by sorting, so the number of instances never has to be read back to the host. Sums and
+    counts accumulate in float32 whatever ``x``'s dtype: under bf16 autocast a bf16 counter stops at 256
+    (256 + 1 rounds back to 256), which gave instances of 2048 px means ~8x too large; the means are
+    returned in ``x``'s dtype.
     """
     n, c, h, w = x.shape
     sample = torch.arange(n, device=x.device).view(n, 1, 1, 1).expand(n, 1, h, w)
@@ -378,11 +381,11 @@ def instance_average(x: Tensor, segments: Tensor) -> Tensor:
     starts = torch.ones_like(sorted_keys, dtype=torch.bool)
     starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
     group = torch.empty_like(order).scatter_(0, order, starts.cumsum(0) - 1)
-    flat = x.permute(0, 2, 3, 1).reshape(-1, c)
+    flat = x.permute(0, 2, 3, 1).reshape(-1, c).float()
     sums = flat.new_zeros(keys.numel(), c).index_add(0, group, flat)
     counts = flat.new_zeros(keys.numel()).index_add(0, group, torch.ones_like(flat[:, 0]))
     means = sums[group] / counts[group].unsqueeze(1)
-    return means.reshape(n, h, w, c).permute(0, 3, 1, 2)
+    return means.to(x.dtype).reshape(n, h, w, c).permute(0, 3, 1, 2)
 
 
 class FeatureEncoder(nn.Module):

@@ -30,6 +30,7 @@ from pixforge.serve.batcher import Batcher
 from pixforge.serve.inputs import RequestError, decode_image, instance_ids, label_ids
 from pixforge.serve.metrics import Metrics
 from pixforge.serve.registry import EXPLAIN_MAPS, ModelRegistry, ServedModel
+from pixforge.serve.security import LOOPBACK, SecurityGuard, SecurityPolicy, install_docs
 
 INPUT_FIELDS = ("image", "label", "instance")
 
@@ -46,6 +47,8 @@ class ServeSettings:
     max_pixels: int = 4096 * 4096
     max_bytes: int = 20 * 2**20
     amp: str = "none"
+    allowed_hosts: tuple[str, ...] = LOOPBACK
+    """Host names answered to (:func:`pixforge.serve.security.allowed_hosts`; ``*``: any)."""
 
     def validate(self) -> None:
         if self.max_batch < 1:
@@ -263,6 +266,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         version=__version__,
         description="Image-to-image translation models served over HTTP.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.registry = registry
@@ -271,6 +276,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
     install_error_handlers(app)
     add_routes(app)
     app.add_middleware(Guard, settings=settings, metrics=metrics)
+    app.state.security = SecurityPolicy(hosts=settings.allowed_hosts)
+    app.add_middleware(SecurityGuard, policy=app.state.security)
+    install_docs(app)
     return app
 
 

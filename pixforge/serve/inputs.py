@@ -3,7 +3,8 @@
 Every check raises :class:`RequestError` with an HTTP status and one sentence: an upload over
 ``max_bytes`` (413), a file that is not an image (415), a truncated image (422), a decompression bomb
 (PIL's ``Image.MAX_IMAGE_PIXELS`` limit, 413), an image over ``max_pixels`` (413), label ids outside the
-model's classes (422), an instance map of another size than its label map (422).
+model's classes (422), an instance map of another size than its label map (422). Decoded uploads go through
+:func:`pixforge.data.images.decode` (EXIF orientation applied), as every image the library reads does.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from pixforge.data.images import ID_MODES, class_ids, decode
 from pixforge.errors import PixforgeError
 
-ID_MODES = ("L", "P", "I", "I;16")
+MAX_INSTANCES = 4096
+"""Distinct instance ids one request may hold (a Cityscapes frame has a few hundred): per-instance work is
+vectorised, but a style table row per id is still memory the client would choose."""
 
 
 class RequestError(PixforgeError):
@@ -52,20 +56,13 @@ def decode_image(data: bytes, field: str, max_bytes: int, max_pixels: int) -> Im
         img.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         raise RequestError(422, f"The {field} image is truncated or corrupt.") from None
-    return img
+    return decode(img, "")
 
 
-def label_ids(img: Image.Image, label_nc: int, palette: np.ndarray | None) -> Image.Image:
-    """A label upload as an id image (mode I): ids as they are, or colours decoded with the run's palette."""
-    if img.mode in ID_MODES:
-        ids = np.asarray(img, dtype=np.int64)
-    elif palette is not None:
-        rgb = np.asarray(img.convert("RGB"), dtype=np.int64)
-        ids = ((rgb[:, :, None, :] - palette[None, None, :, :]) ** 2).sum(-1).argmin(-1)
-    else:
-        raise RequestError(
-            422, f"The label map must be a single-channel image of class ids, not mode {img.mode}."
-        )
+def label_ids(img: Image.Image, label_nc: int, palette: np.ndarray) -> Image.Image:
+    """A label upload as an id image (mode I): ids as they are, or colours decoded with the palette the model
+    advertises (nearest colour, in memory O(H x W): :func:`pixforge.data.images.class_ids`)."""
+    ids = class_ids(img, palette)
     if ids.size and (ids.min() < 0 or ids.max() >= label_nc):
         bad = int(ids.max()) if ids.max() >= label_nc else int(ids.min())
         raise RequestError(422, f"Label id {bad} is outside the model's classes 0..{label_nc - 1}.")
@@ -83,4 +80,15 @@ def instance_ids(img: Image.Image, label_size: tuple[int, int]) -> Image.Image:
         raise RequestError(
             422, f"The instance map is {w}x{h} but the label map is {label_size[0]}x{label_size[1]}."
         )
-    return Image.fromarray(np.asarray(img, dtype=np.int64).astype(np.int32))
+    ids = np.asarray(img, dtype=np.int64)
+    check_instance_count(ids)
+    return Image.fromarray(ids.astype(np.int32))
+
+
+def check_instance_count(ids: np.ndarray) -> None:
+    """Refuse (422) an instance map with more than :data:`MAX_INSTANCES` distinct ids."""
+    count = np.unique(ids).size
+    if count > MAX_INSTANCES:
+        raise RequestError(
+            422, f"The instance map has {count} distinct ids; a request may have at most {MAX_INSTANCES}."
+        )

@@ -10,14 +10,13 @@ from typing import Any
 import numpy as np
 
 from pixforge.api import Translator, load
-from pixforge.data import formats
+from pixforge.data.palette import dataset_classes
 from pixforge.errors import PixforgeError
 from pixforge.export import per_sample_norms
 from pixforge.methods.cyclegan import CycleGAN
 from pixforge.methods.drpan import DRPAN
 from pixforge.methods.guidegan import GuideGAN
 from pixforge.methods.pix2pixhd import Pix2PixHD
-from pixforge.visual import label_palette
 
 #: explanation kinds (the ``explain`` option) and the maps each returns
 EXPLAIN_MAPS = {"region": ("score", "region"), "attention": ("attention", "attention_output")}
@@ -77,21 +76,13 @@ class ServedModel:
             names += ["cluster", "style_seed"]
         return names + (["explain"] if self.explain_kinds() else [])
 
-    def palette(self) -> np.ndarray | None:
-        """The dataset's palette (colour-coded label maps), when the training data is still readable."""
-        root = Path(self.translator.config.data.root)
-        try:
-            return formats.read_palette(root)
-        except (OSError, PixforgeError):
-            return None
+    def palette(self) -> np.ndarray:
+        """The colours of the class ids, as listed and as accepted in colour-coded label maps."""
+        return self.translator.palette()
 
     def classes(self) -> list[str]:
         """Class names from the dataset's classes.txt, else ``class K``."""
-        n = self.translator.label_nc
-        path = Path(self.translator.config.data.root) / "classes.txt"
-        names = path.read_text().split("\n") if path.is_file() else []
-        names = [s.strip() for s in names if s.strip()]
-        return [names[i] if i < len(names) else f"class {i}" for i in range(n)]
+        return dataset_classes(self.translator.config.data.root, self.translator.label_nc)
 
     def info(self) -> dict[str, Any]:
         """What ``GET /v1/models`` lists for this model."""
@@ -117,10 +108,7 @@ class ServedModel:
             "test_mode": getattr(t.config.model, "test_mode", "eval"),
         }
         if label_nc:
-            palette = self.palette()
-            if palette is None:
-                palette = ((label_palette(label_nc).numpy() + 1) * 127.5).round()
-            info["palette"] = np.asarray(palette, dtype=np.int64)[:label_nc].tolist()
+            info["palette"] = self.palette().tolist()
         return info
 
 

@@ -38,7 +38,7 @@ from pixforge.editing import Scene
 from pixforge.errors import PixforgeError
 from pixforge.methods.pix2pixhd import Pix2PixHD
 from pixforge.serve.app import to_images
-from pixforge.serve.inputs import RequestError
+from pixforge.serve.inputs import MAX_INSTANCES, RequestError, check_instance_count
 from pixforge.serve.registry import ModelRegistry, ServedModel
 
 SAMPLES = 8
@@ -48,6 +48,7 @@ COLOUR_SHARE = 0.6
 real CMP facade labels, JPEG-compressed with ringing at every edge, have 75-92%; photos about 0%)."""
 COLOUR_DISTANCE = 64.0
 MAX_SIDE = 1024
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -95,16 +96,22 @@ def scene_from_json(data: Any) -> PaintScene:
         raise RequestError(422, "The scene must be a JSON object.")
     try:
         w, h = int(data["width"]), int(data["height"])
-        clusters = {int(k): int(v) for k, v in dict(data.get("clusters") or {}).items()}
+        given = dict(data.get("clusters") or {})
+        if len(given) > MAX_INSTANCES:
+            raise RequestError(422, f"The scene gives {len(given)} clusters; at most {MAX_INSTANCES}.")
+        clusters = {int(k): int(v) for k, v in given.items()}
         seed = int(data.get("style_seed") or 0)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise RequestError(
             422, "The scene needs integer width and height, clusters and style_seed."
         ) from None
     if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
         raise RequestError(422, f"The scene is {w}x{h}; each side must be 1..{MAX_SIDE}.")
+    if not 0 <= seed <= MAX_SEED:
+        raise RequestError(422, f"The scene's style_seed {seed} is not in 0..{MAX_SEED}.")
     label = _decode(data.get("label"), "uint8", (h, w), "label")
     instance = _decode(data.get("instance"), "<i4", (h, w), "instance")
+    check_instance_count(instance)
     return PaintScene(label, instance, clusters, seed, str(data.get("model") or ""))
 
 

@@ -1,7 +1,9 @@
 """Study reports: fooling rate (real-vs-fake) or preference rate (A/B) per condition, with 95% intervals.
 
-Counted: the answers of finished sessions, practice trials left out; an unfinished session (or a personal
-link never opened) is excluded and listed. Each rate carries two 95% intervals: Wilson's score interval over the answers (the usual interval
+Counted: the answers of finished sessions, practice trials left out (practice images come from a pool that
+is never scored, and the report says so); an unfinished session (or a personal link never opened) is excluded
+and listed, and so is an answer flagged too fast (it reached the server less than
+:data:`~pixforge.studio.store.MIN_RESPONSE_MS` after its images left it), counted. Each rate carries two 95% intervals: Wilson's score interval over the answers (the usual interval
 for a proportion; it treats answers as independent) and a percentile bootstrap over participants (whole
 sessions resampled with replacement, 2000 times, seeded; it accounts for answers of one person being
 alike). Limited-time studies also get the rates per exposure, drawn as an inline SVG like pix2pixHD's
@@ -20,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from pixforge.studio.protocol import REAL, UNLIMITED
-from pixforge.studio.store import StudyStore
+from pixforge.studio.protocol import REAL, UNLIMITED, load_plan
+from pixforge.studio.store import MIN_RESPONSE_MS, StudyStore
 
 Z95 = 1.959963984540054
 BOOTSTRAP = 2000
@@ -93,7 +95,8 @@ def study_report(store: StudyStore, name: str) -> dict[str, Any]:
     people = store.participants(name)
     answers = store.answers(name)
     finished = {p.number for p in people if p.finished is not None}
-    counted = [a for a in answers if a["phase"] == "trial" and a["participant_number"] in finished]
+    scored = [a for a in answers if a["phase"] == "trial" and a["participant_number"] in finished]
+    counted = [a for a in scored if a["flag"] is None]
     answered: defaultdict[int, int] = defaultdict(int)
     for a in answers:
         answered[a["participant_number"]] += 1
@@ -138,6 +141,12 @@ def study_report(store: StudyStore, name: str) -> dict[str, Any]:
         },
         "excluded_sessions": excluded,
         "answers_counted": len(counted),
+        "answers_flagged": len(scored) - len(counted),
+        "flag_rule": f"an answer that reached the server less than {MIN_RESPONSE_MS:g} ms after its trial's "
+        "images left it is flagged too fast and not counted; an answer to a trial whose images were never "
+        "served is refused",
+        "practice_pool": len(load_plan(store, name).practice_pool()),
+        "practice_rule": "practice trials (with feedback) show only images of a pool that no session scores",
         "intervals": "95%: Wilson score over answers; percentile bootstrap over participants "
         f"({BOOTSTRAP} resamples, seed 0)",
         "rates": [_clean(asdict(r)) for r in overall],
@@ -188,7 +197,10 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"{report['measure'].capitalize()} per condition; exposure {report['exposure']}; "
         f"{report['practice']} practice + {report['trials']} trials per session.",
         f"Participants: {p['total']} ({p['finished']} finished, {p['excluded']} excluded); "
-        f"answers counted: {report['answers_counted']}. Intervals: {report['intervals']}.",
+        f"answers counted: {report['answers_counted']}; flagged too fast and left out: "
+        f"{report['answers_flagged']}. Intervals: {report['intervals']}.",
+        f"Practice: {report['practice_rule']} ({report['practice_pool']} images). "
+        f"Flags: {report['flag_rule']}.",
         "",
         *_table(report, report["rates"]),
     ]
@@ -301,7 +313,10 @@ def report_fragment(report: dict[str, Any]) -> str:
     parts = [
         f"<p>{html.escape(report['measure'].capitalize())} per condition; exposure {html.escape(report['exposure'])}; "
         f"{report['practice']} practice + {report['trials']} trials per session. Participants: {p['total']} "
-        f"({p['finished']} finished, {p['excluded']} excluded); answers counted: {report['answers_counted']}.</p>",
+        f"({p['finished']} finished, {p['excluded']} excluded); answers counted: {report['answers_counted']}; "
+        f"flagged too fast and left out: {report['answers_flagged']}.</p>",
+        f"<p class='note'>Practice: {html.escape(report['practice_rule'])} ({report['practice_pool']} images). "
+        f"Flags: {html.escape(report['flag_rule'])}.</p>",
         f"<p class='note'>{html.escape(report['intervals'])}</p>",
         _html_table(report, report["rates"]),
     ]

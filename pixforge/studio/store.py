@@ -14,7 +14,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,10 @@ CREATE TABLE IF NOT EXISTS studies (
     practice INTEGER NOT NULL,
     trials INTEGER NOT NULL,
     seed INTEGER NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    require_worker INTEGER NOT NULL DEFAULT 0,
+    anonymous_per_client INTEGER NOT NULL DEFAULT 0,
+    secret TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS images (
     study TEXT NOT NULL REFERENCES studies(name),
@@ -48,6 +51,7 @@ CREATE TABLE IF NOT EXISTS participants (
     seed INTEGER NOT NULL,
     created REAL NOT NULL,
     finished REAL,
+    client TEXT,
     UNIQUE (study, number),
     UNIQUE (study, worker)
 );
@@ -62,6 +66,8 @@ CREATE TABLE IF NOT EXISTS trials (
     left_image TEXT NOT NULL UNIQUE,
     right_image TEXT NOT NULL UNIQUE,
     views INTEGER NOT NULL DEFAULT 0,
+    served_left REAL,
+    served_right REAL,
     PRIMARY KEY (participant, idx)
 );
 CREATE TABLE IF NOT EXISTS answers (
@@ -78,9 +84,28 @@ CREATE TABLE IF NOT EXISTS answers (
     response_ms REAL NOT NULL,
     views INTEGER NOT NULL,
     answered REAL NOT NULL,
+    server_ms REAL,
+    flag TEXT,
     PRIMARY KEY (participant, idx)
 );
 """
+ADDED_COLUMNS = {
+    "studies": (
+        ("require_worker", "INTEGER NOT NULL DEFAULT 0"),
+        ("anonymous_per_client", "INTEGER NOT NULL DEFAULT 0"),
+        ("secret", "TEXT NOT NULL DEFAULT ''"),
+    ),
+    "participants": (("client", "TEXT"),),
+    "trials": (("served_left", "REAL"), ("served_right", "REAL")),
+    "answers": (("server_ms", "REAL"), ("flag", "TEXT")),
+}
+"""Columns added since the first schema: a database made before them gets them on opening."""
+MIN_RESPONSE_MS = 100.0
+"""The floor under which an answer is flagged "too fast" and left out of the report: the time from the later
+of the trial's two images leaving the server to the answer reaching it (it includes the network and image
+decoding, so it is longer than the participant's own response time). Human choice reaction times to two
+pictures are above 200 ms; 100 ms is below any real answer."""
+TOO_FAST = "too fast"
 
 
 class SessionRefused(PixforgeError):
@@ -89,6 +114,14 @@ class SessionRefused(PixforgeError):
 
 class OutOfTurn(PixforgeError):
     """An answer to a trial that is not the session's current one (answered already, or not yet reached)."""
+
+
+class TooManySessions(PixforgeError):
+    """An anonymous session beyond the study's bound for one client address."""
+
+
+class NotShown(PixforgeError):
+    """An answer to a trial whose images were never served."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +135,12 @@ class StudyRow:
     practice: int
     trials: int
     seed: int
+    require_worker: bool = False
+    """One session per worker id, and only through a signed link (:func:`pixforge.studio.protocol.signed_link`)."""
+    anonymous_per_client: int = 0
+    """Sessions without a worker id one client address may open (0: no bound)."""
+    secret: str = field(default="", repr=False)
+    """The key that signs this study's worker links."""
 
     @property
     def total(self) -> int:
@@ -145,6 +184,7 @@ class StudyStore:
             try:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.executescript(SCHEMA)
+                _add_columns(db)
             finally:
                 db.close()
         except sqlite3.Error as exc:
@@ -179,7 +219,8 @@ class StudyStore:
             if db.execute("SELECT 1 FROM studies WHERE name = ?", (study.name,)).fetchone():
                 raise PixforgeError(f"study {study.name!r} already exists in {self.path}")
             db.execute(
-                "INSERT INTO studies VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO studies (name, kind, conditions, exposure, practice, trials, seed, created, "
+                "require_worker, anonymous_per_client, secret) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     study.name,
                     study.kind,
@@ -189,6 +230,9 @@ class StudyStore:
                     study.trials,
                     study.seed,
                     time.time(),
+                    int(study.require_worker),
+                    study.anonymous_per_client,
+                    study.secret,
                 ),
             )
             db.executemany(
@@ -214,6 +258,9 @@ class StudyStore:
             row["practice"],
             row["trials"],
             row["seed"],
+            bool(row["require_worker"]),
+            row["anonymous_per_client"],
+            row["secret"],
         )
 
     def study_names(self) -> list[str]:
@@ -237,12 +284,15 @@ class StudyStore:
         worker: str | None,
         plan: Callable[[int, int], tuple[str | None, list[Trial]]],
         seed_of: Callable[[int], int],
+        client: str | None = None,
     ) -> Participant:
         """Register the next participant of ``study`` with the trials ``plan(number, seed)`` returns.
 
         ``seed_of(number)`` gives the participant's seed; ``plan`` returns (condition, trials). A worker id
-        that already has a session is refused.
+        (compared case-insensitively) that already has a session is refused, and so is an anonymous session
+        from a ``client`` address that has opened the study's ``anonymous_per_client`` ones already.
         """
+        worker = None if worker is None else worker.lower()
         with self._connect() as db:
             if (
                 worker is not None
@@ -251,17 +301,20 @@ class StudyStore:
                 ).fetchone()
             ):
                 raise SessionRefused("this participant already has a session in this study")
+            if worker is None and client is not None:
+                self._check_anonymous(db, study, client)
             number = db.execute("SELECT COUNT(*) FROM participants WHERE study = ?", (study,)).fetchone()[0]
             seed = seed_of(number)
             condition, trials = plan(number, seed)
             cur = db.execute(
-                "INSERT INTO participants (study, number, token, worker, condition, seed, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (study, number, token, worker, condition, seed, time.time()),
+                "INSERT INTO participants (study, number, token, worker, condition, seed, created, client) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (study, number, token, worker, condition, seed, time.time(), client),
             )
             pid = int(cur.lastrowid or 0)
             db.executemany(
-                "INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                "INSERT INTO trials (participant, idx, phase, stem, left_condition, right_condition, "
+                "exposure_ms, left_image, right_image) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         pid,
@@ -278,6 +331,18 @@ class StudyStore:
                 ],
             )
         return Participant(pid, study, number, token, worker, condition, seed, None)
+
+    @staticmethod
+    def _check_anonymous(db: sqlite3.Connection, study: str, client: str) -> None:
+        bound = db.execute("SELECT anonymous_per_client FROM studies WHERE name = ?", (study,)).fetchone()[0]
+        opened = db.execute(
+            "SELECT COUNT(*) FROM participants WHERE study = ? AND client = ? AND worker IS NULL",
+            (study, client),
+        ).fetchone()[0]
+        if bound and opened >= bound:
+            raise TooManySessions(
+                f"this address has opened {opened} sessions of this study, the most it may open"
+            )
 
     def participant(self, token: str) -> Participant | None:
         with self._connect() as db:
@@ -312,16 +377,19 @@ class StudyStore:
             ).fetchone()
         return _trial(row)
 
-    def image_path(self, image_id: str) -> str | None:
-        """The file behind an opaque image id, if it belongs to a trial that has not been answered yet."""
+    def serve_image(self, image_id: str) -> str | None:
+        """The file behind an opaque image id, once: the first request for an image of a trial that has not
+        been answered records when it was served and gets the path; any later one gets None."""
         with self._connect() as db:
             row = db.execute(
-                "SELECT t.participant, t.idx, t.stem, p.study, CASE WHEN t.left_image = ? THEN "
-                "t.left_condition ELSE t.right_condition END AS condition FROM trials t JOIN participants p "
-                "ON p.id = t.participant WHERE t.left_image = ? OR t.right_image = ?",
-                (image_id, image_id, image_id),
+                "SELECT t.participant, t.idx, t.stem, p.study, t.left_image = ? AS is_left, "
+                "CASE WHEN t.left_image = ? THEN t.left_condition ELSE t.right_condition END AS condition, "
+                "CASE WHEN t.left_image = ? THEN t.served_left ELSE t.served_right END AS served "
+                "FROM trials t JOIN participants p ON p.id = t.participant "
+                "WHERE t.left_image = ? OR t.right_image = ?",
+                (image_id,) * 5,
             ).fetchone()
-            if row is None:
+            if row is None or row["served"] is not None:
                 return None
             done = db.execute(
                 "SELECT 1 FROM answers WHERE participant = ? AND idx = ?", (row["participant"], row["idx"])
@@ -332,14 +400,22 @@ class StudyStore:
                 "SELECT path FROM images WHERE study = ? AND condition = ? AND stem = ?",
                 (row["study"], row["condition"], row["stem"]),
             ).fetchone()
+            column = "served_left" if row["is_left"] else "served_right"
+            db.execute(
+                f"UPDATE trials SET {column} = ? WHERE participant = ? AND idx = ?",
+                (time.time(), row["participant"], row["idx"]),
+            )
         return None if found is None else str(found[0])
 
     # answers -----------------------------------------------------------------------------------------------
 
     def add_answer(self, participant: int, idx: int, choice: str, response_ms: float) -> tuple[Trial, bool]:
-        """Record the answer to trial ``idx``, which must be the participant's next unanswered trial.
+        """Record the answer to trial ``idx``, which must be the participant's next unanswered trial and
+        whose two images must have been served (:meth:`serve_image`).
 
-        One committed row per answer; returns the trial and whether the session is now finished.
+        One committed row per answer; an answer that reached the server less than :data:`MIN_RESPONSE_MS`
+        after the trial's images left it is kept, flagged :data:`TOO_FAST`. Returns the trial and whether the
+        session is now finished.
         """
         if choice not in ("left", "right"):
             raise PixforgeError("the answer must be 'left' or 'right'")
@@ -357,10 +433,14 @@ class StudyStore:
             row = db.execute(
                 "SELECT * FROM trials WHERE participant = ? AND idx = ?", (participant, idx)
             ).fetchone()
+            if row["served_left"] is None or row["served_right"] is None:
+                raise NotShown(f"trial {idx} was never shown: its images were not fetched")
+            now = time.time()
+            server_ms = (now - max(row["served_left"], row["served_right"])) * 1000
             trial = _trial(row)
             chosen = trial.left_condition if choice == "left" else trial.right_condition
             db.execute(
-                "INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     participant,
                     idx,
@@ -374,7 +454,9 @@ class StudyStore:
                     chosen,
                     float(response_ms),
                     trial.views,
-                    time.time(),
+                    now,
+                    server_ms,
+                    TOO_FAST if server_ms < MIN_RESPONSE_MS else None,
                 ),
             )
             total = db.execute(
@@ -394,6 +476,15 @@ class StudyStore:
                 (study,),
             )
             return [dict(r) for r in rows]
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    """Bring a database made by an earlier version up to :data:`SCHEMA` (:data:`ADDED_COLUMNS`)."""
+    for table, columns in ADDED_COLUMNS.items():
+        have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        for name, declaration in columns:
+            if name not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
 
 
 def _participant(row: sqlite3.Row) -> Participant:

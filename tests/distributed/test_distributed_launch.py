@@ -6,6 +6,7 @@ process are checked in-process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -161,3 +162,45 @@ def test_nproc_beyond_the_gpus_is_refused(synth_root: Path, tmp_path: Path, caps
 )
 def test_bad_launch_options(synth_root: Path, tmp_path: Path, capsys, extra: list[str], message: str) -> None:
     assert message in fails(capsys, train_args(synth_root / "aligned", tmp_path / "run", *extra))
+
+
+def gone(pid: int, limit: float) -> bool:
+    """Whether process ``pid`` has ended (or is a zombie) within ``limit`` seconds."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_ranks_die_with_a_killed_launcher_and_a_run_is_locked_while_it_trains(
+    synth_root: Path, tmp_path: Path, dist_tools
+) -> None:
+    """kill -9 of ``pixforge train --nproc 2`` (an OOM kill) ends both ranks (issue 15: they trained on as
+    orphans, and a ``--resume`` then put a second job on the run directory). While a job trains, a second
+    job on its run directory is refused naming the pid; once the holder is dead, its lock is taken over."""
+    run = tmp_path / "run"
+    args = train_args(synth_root / "aligned", run, "--steps", "100000", "--set", "log_every=1")
+    proc = start(dist_tools, dist_tools.pixforge_cmd(*args, "--set", "checkpoint_every=2", "--nproc", "2"))
+    try:
+        wait_for_steps(run, proc, 3, dist_tools.limit)
+        ranks = [dist_tools.rank_pid(proc.pid, r) for r in (0, 1)]
+        assert None not in ranks
+        second = dist_tools.run(dist_tools.pixforge_cmd(*args, "--resume"))
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert f"another job (pid {ranks[0]}) is training in this run directory" in second.stderr
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        assert all(gone(pid, 60) for pid in ranks), "ranks still running after their launcher died"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    step = checkpoint.read(run).step
+    after = dist_tools.run(dist_tools.pixforge_cmd(*args, "--resume", "--steps", str(step + 1)))
+    assert after.returncode == 0, after.stderr[-2000:]
+    assert checkpoint.read(run).step == step + 1

@@ -190,6 +190,27 @@ def test_styles_are_chosen_per_instance() -> None:
     ]
 
 
+def test_seeded_styles_of_many_instances_in_one_pass() -> None:
+    """Every pixel its own instance (1024 ids, as an attacker's map): each instance's seeded style depends on
+    (seed, instance, class) only (the same in a map of its own), draws use every cluster, and explicit
+    clusters and features land on their instances only."""
+    m = with_centres(make())
+    label = torch.full((1, 1, 32, 32), 3, dtype=torch.long)
+    ids = torch.arange(32 * 32).reshape(1, 1, 32, 32) + 5000
+    many = {"A": one_hot(label, LABEL_NC), "label": label, "instance": ids}
+    f = m.style_features(many, style_seed=7)[0]
+    assert set(f[1].unique().tolist()) == {0.0, 1.0, 2.0, 3.0} and torch.equal(f[0], torch.full_like(f[0], 3))
+    for y, x in ((0, 0), (13, 29), (31, 31)):
+        alone = {k: v[..., y : y + 1, x : x + 1] for k, v in many.items()}
+        assert torch.equal(m.style_features(alone, style_seed=7)[0][:, 0, 0], f[:, y, x])
+    assert not torch.equal(m.style_features(many, style_seed=8)[0], f)
+    given = m.style_features(many, style_seed=7, clusters={5000: 3, 5001: 0}, features={5002: (9, 9, 9)})[0]
+    assert given[:, 0, 0].tolist() == [3.0, 3.0, -1.0] and given[:, 0, 1].tolist() == [3.0, 0.0, -1.0]
+    assert given[:, 0, 2].tolist() == [9.0, 9.0, 9.0] and torch.equal(given[:, 1:], f[:, 1:])
+    with pytest.raises(PixforgeError, match=r"instance 5000 \(class 3\) has clusters 0\.\.3, not 4"):
+        m.style_features(many, style_seed=7, clusters={5000: 4})
+
+
 def test_explicit_features_for_every_instance_need_no_centres() -> None:
     m = make()
     b = {k: v for k, v in scene_batch(1).items() if k != "B"}

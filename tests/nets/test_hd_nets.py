@@ -134,6 +134,21 @@ def test_instance_average_means_per_instance_and_per_sample() -> None:
     assert float(x.grad.abs().sum()) == pytest.approx(1.0)
 
 
+def test_instance_average_under_bf16_autocast_equals_fp32_within_bf16_rounding() -> None:
+    """Two instances of 2048 px: bf16 counters would stop at 256 (issue 15). The fp32 means of bf16 inputs
+    differ from the fp32 means by at most half a bf16 ulp (input rounding, averaged), and the bf16 output
+    adds half an ulp: for means in [0.25, 1) one ulp is 2^-8."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 64, 64) * 0.5 + 0.25
+    ids = torch.zeros(2, 1, 64, 64, dtype=torch.long)
+    ids[:, :, :, 32:] = 7
+    fp32 = instance_average(x, ids)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = instance_average(x.bfloat16(), ids)
+    assert bf16.dtype == torch.bfloat16
+    assert torch.allclose(bf16.float(), fp32, rtol=0, atol=2**-8)
+
+
 def test_feature_encoder_output_is_constant_within_instances() -> None:
     torch.manual_seed(0)
     enc = FeatureEncoder(3, feat_num=3, nef=4, n_downsampling=2)

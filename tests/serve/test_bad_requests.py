@@ -111,13 +111,6 @@ def cases(
             "explain",
         ),
         "image to a labeled model": ("hd", {"image": upload_bytes(photo())}, {}, 422, "label"),
-        "colour label map without a palette": (
-            "hd",
-            {"label": upload_bytes(photo())},
-            {},
-            422,
-            "single-channel",
-        ),
         "no upload": ("p2p", {}, {}, 422, "image"),
     }
 
@@ -138,7 +131,6 @@ CASES = [
     "cluster out of range",
     "bad explain kind",
     "image to a labeled model",
-    "colour label map without a palette",
     "no upload",
 ]
 

@@ -87,11 +87,41 @@ def live_studio(
         yield LiveStudio(url, app, db, "admin-secret")
 
 
+@pytest.fixture(scope="session")
+def guarded_studio(studio_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A live studio with ``--token studio-secret`` (and admin token ``admin-secret``) serving one run."""
+    db = tmp_path_factory.mktemp("guarded-db") / "studies.sqlite"
+    app = create_studio_app(
+        ServeSettings([studio_runs["facades"]], "cpu", max_wait_ms=1),
+        StudioSettings(db, "admin-secret", token="studio-secret"),
+    )
+    with background(app) as url:
+        yield url
+
+
 def chromium_path() -> str | None:
     """The system Chromium (``make setup`` and ``.ci/run`` install it where it is missing)."""
     if Path("/usr/bin/chromium").is_file():
         return "/usr/bin/chromium"
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class HarnessBrowser:
+    """The browser of the page tests: its contexts bypass the pages' Content-Security-Policy, which forbids
+    the string evaluation that Playwright's ``wait_for_function`` and the tests' own ``fetch`` of blob URLs
+    use. The CSP itself is tested with ``bypass_csp=False`` in test_browser_security."""
+
+    def __init__(self, chromium: Any) -> None:
+        self.chromium = chromium
+
+    def new_context(self, **options: Any) -> Any:
+        return self.chromium.new_context(**{"bypass_csp": True, **options})
+
+    def new_page(self, **options: Any) -> Any:
+        return self.chromium.new_page(**{"bypass_csp": True, **options})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.chromium, name)
 
 
 @pytest.fixture(scope="session")
@@ -103,7 +133,7 @@ def browser() -> Iterator[Any]:
         pytest.skip("no system Chromium (/usr/bin/chromium): apt-get install -y chromium")
     with sync_api.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=path, headless=True)
-        yield chromium
+        yield HarnessBrowser(chromium)
         chromium.close()
 
 

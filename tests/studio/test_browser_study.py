@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from scipy.stats import norm
 
 from pixforge.cli import main
+from pixforge.studio.store import MIN_RESPONSE_MS
 
 ANSWER_READY = (
     "(i) => document.body.dataset.trial === String(i) && !document.querySelector('#answer-left').disabled"
@@ -48,6 +50,9 @@ def bot(live_studio, study: str, worker: str, choose, stop_after: int | None = N
         if state["trial"] is None:
             return
         index = state["trial"]["index"]
+        for image in state["trial"]["images"]:
+            urllib.request.urlopen(live_studio.url + image).close()
+        time.sleep(MIN_RESPONSE_MS / 1000 + 0.02)  # a person's pace: not flagged too fast
         post(
             f"{live_studio.url}/study/api/session/{token}/answer",
             {"trial": index, "choice": choose(index), "response_ms": 400},
@@ -76,6 +81,7 @@ def take(page, indices: range, choose, feedback: dict[int, str] | None = None) -
     for i in indices:
         page.wait_for_function(ANSWER_READY, arg=i)
         done = page.evaluate("window.study.answers")
+        page.wait_for_timeout(MIN_RESPONSE_MS + 20)  # a person's pace: not flagged too fast
         page.keyboard.press("f" if choose(i) == "left" else "j")
         if feedback is not None:
             page.wait_for_function("document.querySelector('#feedback').textContent !== ''")

@@ -99,7 +99,7 @@ def test_study_answers_are_guarded(live_studio, study_images) -> None:
     state = json.loads(call(f"{url}/study/api/session/{token}")[1])
     assert state["trial"]["index"] == 0 and set(state["trial"]) == {"index", "phase", "exposure_ms", "images"}
     image = state["trial"]["images"][0]
-    assert call(url + image)[0] == 200
+    assert call(url + image)[0] == 200 and call(url + state["trial"]["images"][1])[0] == 200
     answer = f"{url}/study/api/session/{token}/answer"
     assert error_of(call(answer, {"trial": 1, "choice": "left", "response_ms": 5}))[0] == 409
     assert call(answer, {"trial": 0, "choice": "left", "response_ms": 5})[0] == 200
@@ -124,7 +124,10 @@ def test_admin_needs_the_token(live_studio, study_images) -> None:
     links = json.loads(call(f"{base}/studies/audited/links", {"count": 2}, admin)[1])["links"]
     assert len(links) == 2 and call(live_studio.url + links[0])[0] == 200
     token = links[0].rsplit("/", 1)[1]
-    assert json.loads(call(f"{live_studio.url}/study/api/session/{token}")[1])["answered"] == 0
+    state = json.loads(call(f"{live_studio.url}/study/api/session/{token}")[1])
+    assert state["answered"] == 0
+    for image in state["trial"]["images"]:
+        call(live_studio.url + image)
     call(
         f"{live_studio.url}/study/api/session/{token}/answer",
         {"trial": 0, "choice": "left", "response_ms": 9},

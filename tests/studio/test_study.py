@@ -14,6 +14,7 @@ import pytest
 
 from pixforge.errors import PixforgeError
 from pixforge.studio import protocol
+from pixforge.studio import store as store_module
 from pixforge.studio.report import bootstrap, study_report, to_markdown, wilson
 from pixforge.studio.store import StudyStore
 
@@ -21,6 +22,12 @@ from pixforge.studio.store import StudyStore
 @pytest.fixture()
 def store(tmp_path: Path) -> StudyStore:
     return StudyStore(tmp_path / "studies.sqlite")
+
+
+def shown(store: StudyStore, participant: int, idx: int) -> None:
+    """Serve trial ``idx``'s two images, as the page fetches them before the participant can answer."""
+    trial = store.trials(participant)[idx]
+    assert store.serve_image(trial.left_image) and store.serve_image(trial.right_image)
 
 
 def make(store: StudyStore, study_images: dict[str, Path], name: str = "s", **kwargs) -> None:
@@ -76,9 +83,13 @@ def test_answers_in_order_once_and_from_the_current_trial(store: StudyStore, stu
     first, second = store.trials(p.id)
     with pytest.raises(PixforgeError, match="not the current trial"):
         store.add_answer(p.id, 1, "left", 300)
-    assert store.image_path(first.left_image) and store.image_path(second.right_image)
+    with pytest.raises(PixforgeError, match="never shown"):
+        store.add_answer(p.id, 0, "left", 300)
+    shown(store, p.id, 0)
+    assert store.serve_image(first.left_image) is None  # once only
     store.add_answer(p.id, 0, "left", 300)
-    assert store.image_path(first.left_image) is None
+    assert store.serve_image(second.right_image)
+    assert store.serve_image(second.left_image)
     with pytest.raises(PixforgeError, match="not the current trial"):
         store.add_answer(p.id, 0, "right", 300)
     with pytest.raises(PixforgeError, match="'left' or 'right'"):
@@ -93,8 +104,11 @@ def test_answers_in_order_once_and_from_the_current_trial(store: StudyStore, stu
 
 ANSWER_AND_DIE = """
 import os, signal, sys
+from pixforge.studio import store as store_module
 from pixforge.studio.store import StudyStore
 store = StudyStore(sys.argv[1])
+trial = store.trials(int(sys.argv[2]))[0]
+store.serve_image(trial.left_image), store.serve_image(trial.right_image)
 store.add_answer(int(sys.argv[2]), 0, "left", 250.0)
 os.kill(os.getpid(), signal.SIGKILL)
 """
@@ -123,12 +137,15 @@ def test_wilson_and_bootstrap() -> None:
     assert bootstrap([(3, 4)] * 5) == (0.75, 0.75)
 
 
-def test_report_counts_finished_trials_only(store: StudyStore, study_images) -> None:
+def test_report_counts_finished_trials_only(store: StudyStore, study_images, monkeypatch) -> None:
+    monkeypatch.setattr(store_module, "MIN_RESPONSE_MS", 0.0)  # scripted answers come at once: none too fast
     make(store, study_images, practice=1, trials=3, exposure="100-400", kind="ab")
     people = [protocol.join(store, "s") for _ in range(3)]
     for p in people[:2]:
         for t in store.trials(p.id):
+            shown(store, p.id, t.idx)
             store.add_answer(p.id, t.idx, "left", 500)
+    shown(store, people[2].id, 0)
     store.add_answer(people[2].id, 0, "left", 500)
     report = study_report(store, "s")
     counted = [a for a in store.answers("s") if a["phase"] == "trial" and a["participant_number"] < 2]
@@ -203,3 +220,21 @@ def test_study_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, study_images
         assert exit_info.value.code == 2 and message in err and len(err.splitlines()) == 1, (argv, err)
     main(["study", "report", "ok", "--db", db, "--out", str(tmp_path / "r")])
     assert "0 finished" in capsys.readouterr().out and (tmp_path / "r" / "report.json").is_file()
+
+
+def test_study_images_are_shown_upright(tmp_path: Path):
+    """A phone photo (stored turned, EXIF orientation 6) is shown as a portrait, at the display height."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from pixforge.studio.app import DISPLAY_SIDE, _display_png
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    portrait = Image.fromarray(np.zeros((40, 24, 3), dtype=np.uint8))
+    path = tmp_path / "phone.png"
+    portrait.transpose(Image.Transpose.ROTATE_90).save(path, exif=exif)
+    shown = Image.open(io.BytesIO(_display_png(str(path), path.stat().st_mtime)))
+    assert shown.size == (round(24 * DISPLAY_SIDE / 40), DISPLAY_SIDE)

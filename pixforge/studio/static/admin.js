@@ -23,7 +23,10 @@ async function list() {
 async function report(name) {
   try {
     const { html } = await call(`/studio/api/admin/studies/${encodeURIComponent(name)}/report`);
-    $("#report").innerHTML = `<h2>${name}</h2>${html}`;
+    // The name goes in as text (a study name is data, never markup); the fragment is escaped by the server.
+    const body = el("div");
+    body.innerHTML = html;
+    $("#report").replaceChildren(el("h2", {}, name), body);
     $("#report").hidden = false;
   } catch (error) { showError($("#error"), error); }
 }

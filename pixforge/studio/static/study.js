@@ -16,9 +16,12 @@ async function start() {
   try {
     if (token) s.token = token;
     else {
-      const worker = new URLSearchParams(location.search).get("worker");
-      const query = worker ? `?worker=${encodeURIComponent(worker)}` : "";
-      const joined = await api(`/study/api/${encodeURIComponent(name)}/join${query}`, { method: "POST" });
+      const given = new URLSearchParams(location.search);
+      const query = new URLSearchParams();
+      for (const key of ["worker", "sig"]) if (given.get(key)) query.set(key, given.get(key));
+      const joined = await api(`/study/api/${encodeURIComponent(name)}/join${query.size ? `?${query}` : ""}`, {
+        method: "POST", headers: { "content-type": "application/json" }, body: "{}",
+      });
       s.token = joined.token;
       history.replaceState(null, "", `/study/${encodeURIComponent(name)}/p/${joined.token}`);
     }
@@ -59,8 +62,11 @@ async function refresh() {
   await showTrial();
 }
 
+// A trial's image; each is served once, so after a reload in the middle of a trial its slot stays empty.
 async function loadImage(url) {
-  const blob = await (await api(url)).blob();
+  let response;
+  try { response = await api(url); } catch { return el("span", { class: "note" }, "(shown already)"); }
+  const blob = await response.blob();
   const img = el("img", { alt: "", draggable: "false" });
   img.src = URL.createObjectURL(blob);
   await img.decode();
@@ -78,7 +84,7 @@ async function showTrial() {
   buttons.forEach((b) => { b.disabled = true; });
   const slots = [$("#slot-left"), $("#slot-right")];
   slots.forEach((slot) => slot.replaceChildren());
-  const images = await Promise.all(t.images.map(loadImage));
+  const images = await Promise.all(t.images.map(loadImage));  // both, before either is shown
   slots.forEach((slot, i) => slot.append(images[i]));
   s.onset = performance.now();
   s.busy = false;
