@@ -34,7 +34,7 @@ import yaml
 
 from pixforge.errors import PixforgeError
 
-FORMATS = ("auto", "aligned", "paired", "unaligned", "labeled")
+FORMATS = ("auto", "aligned", "paired", "unaligned", "labeled", "colorization")
 DIRECTIONS = ("AtoB", "BtoA")
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "none")
 DEVICES = ("auto", "cpu", "cuda")
@@ -81,7 +81,7 @@ class DataConfig:
     root: str = ""
     """Dataset folder (train --data)."""
     format: str = choice("auto", FORMATS)
-    """Layout of the dataset; auto detects it."""
+    """Layout of the dataset; auto detects it (all but colorization, which is asked for)."""
     direction: str = choice("AtoB", DIRECTIONS)
     """Which side is the input: AtoB translates A into B, BtoA the reverse (pix2pix)."""
     preprocess: str = choice("resize_and_crop", PREPROCESS)
@@ -95,8 +95,7 @@ class DataConfig:
     label_nc: int = 0
     """Number of label classes of labeled data (0: read classes.txt, or RGB input)."""
     num_workers: int = at_least(-1, -1)
-    """Data-loader worker processes (0 loads in the training process; -1 auto: 0 on the CPU, on CUDA
-    min(8, CPUs per process), with pinned memory and persistent workers, so decoding never starves the GPU)."""
+    """Data-loader processes: 0 loads in the training process; -1 auto (CPU 0, CUDA min(8, CPUs/process))."""
     max_broken: float = 0.05
     """Largest share of unreadable images that are skipped with a warning; more is an error."""
 
@@ -142,9 +141,7 @@ class TrainConfig:
     compile: bool = False
     """torch.compile every network."""
     compile_backend: str = choice("inductor", COMPILE_BACKENDS)
-    """torch.compile backend: inductor generates kernels; aot_eager traces (graphs, guards, recompiles,
-    autograd) without generating code, which the tests use on the CPU where inductor's C++ build takes
-    minutes."""
+    """torch.compile backend: inductor builds kernels; aot_eager traces only (the tests' choice on the CPU)."""
     log_every: int = at_least(50, 1)
     """Average and log the losses every this many steps."""
     checkpoint_every: int = at_least(1000, 1)

@@ -161,7 +161,7 @@ def _translate_split(
     for item in distributed.shard(items):
         translator(item.source, item.instance).save(out / "fake" / f"{item.name}.png")
         item.target.convert("RGB").save(out / "real" / f"{item.name}.png")
-        viewable(item.source, label_nc).save(out / "inputs" / f"{item.name}.png")
+        viewable(item.source, label_nc, translator.colorization).save(out / "inputs" / f"{item.name}.png")
         input_is_image = input_is_image and item.source.size == item.target.size
         if with_labels:
             Image.fromarray(_label_ids(item.source, label_nc)).save(out / "labels" / f"{item.name}.png")
@@ -172,7 +172,8 @@ def _translate_split(
         "method": translator.config.method,
         "step": translator.step,
         "data": f"{data}, split {split}, direction {data_cfg.direction}",
-        "translation": _translation_setting(data_cfg.preprocess, data_cfg.crop_size) + f"; torch seed {seed}",
+        "translation": _translation_setting(data_cfg.preprocess, data_cfg.crop_size, translator.colorization)
+        + f"; torch seed {seed}",
     }
     if with_labels:
         settings["labels"] = (
@@ -197,7 +198,13 @@ def _label_ids(source: Image.Image, label_nc: int) -> np.ndarray:
     return colors_to_ids(np.asarray(source.convert("RGB")))
 
 
-def _translation_setting(preprocess: str, crop_size: int) -> str:
+def _translation_setting(preprocess: str, crop_size: int, colorization: bool = False) -> str:
+    if colorization:
+        return (
+            "colorization: the input's L (CIE Lab, D65) to the model"
+            + (f" at {crop_size}x{crop_size}" if preprocess == "resize_and_crop" else "")
+            + "; the predicted ab upsampled (bicubic) to the input size and joined with the input's own L"
+        )
     if preprocess == "resize_and_crop":
         return (
             f"inputs resized to {crop_size}x{crop_size} for the model (as in training), outputs resized "

@@ -7,6 +7,10 @@ height and width (any H x W) unless ``fixed_size`` is given:
 
 - image models (pix2pix, DRPAN, GuideGAN, CycleGAN): ``image`` (N, 3, H, W) float32 in [-1, 1]; models trained
   on label maps take ``label`` (N, 1, H, W) int64 class ids instead, one-hot inside the graph;
+- colorization models (``format=colorization``): ``image`` (N, 3, H, W), any photo in [-1, 1], and the output
+  is the colour photo (N, 3, H, W), not ab: the graph takes the photo's lightness L (CIE Lab, in the graph),
+  resizes the photo to the training size itself when the model was trained on resized crops (so its spec has
+  no resize rule), predicts ab, upsamples it and joins it with the input's own L (:class:`ColorizationGraph`);
 - pix2pixHD: ``label`` (N, 1, H, W) int64 class ids, ``instance`` (N, 1, H, W) int64 instance ids (models with
   instance boundaries; pass the label map when there is no instance map), and for models with the feature
   encoder ``cluster`` (N, 1, H, W) int64: each pixel of class c gets centre ``cluster % K_c`` of its class
@@ -57,8 +61,21 @@ from PIL import Image
 from torch import Tensor, nn
 
 import pixforge
-from pixforge.api import Translator, label_map_ids, load
+from pixforge.api import (
+    DEFAULT_OVERLAP,
+    Size,
+    Translator,
+    at_size,
+    join_lightness,
+    label_map_ids,
+    load,
+    model_size,
+    resize_inputs,
+    size_choice,
+    translate_tiled,
+)
 from pixforge.config import Config, from_dict
+from pixforge.data import color
 from pixforge.data.images import decode, upright
 from pixforge.data.palette import dataset_classes
 from pixforge.data.transforms import to_image, to_tensor
@@ -180,6 +197,30 @@ class ImageGraph(nn.Module):
         return self.method.generate({"A": x}, **self.options)
 
 
+class ColorizationGraph(nn.Module):
+    """A colorization model's graph: photo (N, 3, H, W) in [-1, 1] -> colour photo with the photo's own L.
+
+    As :meth:`pixforge.api.Translator.translate`: the photo is resized to ``size`` (H, W) when given (the
+    training crop of a resize_and_crop model; bicubic, here torch's rather than PIL's), converted to L for the
+    generator (``inner``, padded inside), and the predicted ab is upsampled to the input's size and joined with
+    the input's L.
+    """
+
+    def __init__(self, inner: nn.Module, size: tuple[int, int] | None) -> None:
+        super().__init__()
+        self.inner = inner
+        self.size = size
+
+    def forward(self, image: Tensor) -> Tensor:
+        light = color.lightness(image)
+        if self.size is None:
+            return join_lightness(light, self.inner(light))
+        small = F.interpolate(image, size=self.size, mode="bicubic", align_corners=False)
+        ab = self.inner(color.lightness(small.clamp(-1, 1)))
+        ab = F.interpolate(ab, size=image.shape[-2:], mode="bicubic", align_corners=False)
+        return color.l_ab_to_photo(light, ab)
+
+
 class HDGraph(nn.Module):
     """The exported graph of pix2pixHD: labels (+ instances) (+ a cluster per sample) -> photo (§3.3-3.4)."""
 
@@ -280,7 +321,19 @@ def export_method(
     method.eval()
     graph: nn.Module = HDGraph(method) if isinstance(method, Pix2PixHD) else ImageGraph(method, options)
     meta = {"test_mode": mode, "direction": options.get("direction", "")}
+    if translator.colorization:
+        data = translator.config.data
+        size = (data.crop_size,) * 2 if data.preprocess == "resize_and_crop" else None
+        graph = ColorizationGraph(Padded(graph, method.size_multiple), size)
+        meta["colorization"] = (
+            f"photo in, photo out; L and Lab in the graph; ab predicted at {size or 'the input size'}"
+        )
     return graph.eval(), meta
+
+
+def image_channels(graph: nn.Module, method: Method) -> int:
+    """Channels of the ``image`` input: RGB for a colorization graph, else the generator's input."""
+    return 3 if isinstance(graph, ColorizationGraph) else method.info.input_nc
 
 
 def graph_inputs(graph: nn.Module, method: Method) -> list[str]:
@@ -289,8 +342,11 @@ def graph_inputs(graph: nn.Module, method: Method) -> list[str]:
     return ["label" if method.info.label_nc else "image"]
 
 
-def example_inputs(names: list[str], method: Method, n: int, h: int, w: int, seed: int = 0) -> list[Tensor]:
-    """Random inputs of the graph: images in [-1, 1], label ids, instance ids, cluster maps."""
+def example_inputs(
+    names: list[str], method: Method, n: int, h: int, w: int, seed: int = 0, image_nc: int | None = None
+) -> list[Tensor]:
+    """Random inputs of the graph: images (``image_nc`` channels, default the generator's) in [-1, 1], label
+    ids, instance ids, cluster maps."""
     gen = torch.Generator().manual_seed(seed)
     label_nc = max(method.info.label_nc, 1)
 
@@ -301,7 +357,7 @@ def example_inputs(names: list[str], method: Method, n: int, h: int, w: int, see
     out = []
     for name in names:
         if name == "image":
-            out.append(torch.rand(n, method.info.input_nc, h, w, generator=gen) * 2 - 1)
+            out.append(torch.rand(n, image_nc or method.info.input_nc, h, w, generator=gen) * 2 - 1)
         elif name == "label":
             out.append(blocks(label_nc, 4))
         elif name == "instance":
@@ -325,14 +381,16 @@ def resize_rule(config: Config) -> dict[str, Any] | None:
 
 def input_spec(names: list[str], translator: Translator, fixed: tuple[int, int] | None) -> dict[str, Any]:
     """The pre-processing spec stored in the model's metadata (``pixforge.inputs``): what each input holds,
-    the resize rule, and for label models the class names and palette, for styles the clusters per class."""
+    the resize rule, and for label models the class names and palette, for styles the clusters per class.
+    A colorization graph takes and gives RGB photos and resizes inside (no resize rule)."""
     method = translator.method
+    photo_nc = 3 if translator.colorization else None
     label_nc = method.info.label_nc
     pad = "inside the graph: reflection (replication where the padding is not shorter than a side)"
     meaning = {
         "image": {
             "dtype": "float32",
-            "shape": ["N", method.info.input_nc, "H", "W"],
+            "shape": ["N", photo_nc or method.info.input_nc, "H", "W"],
             "range": [-1, 1],
             "pad": pad,
         },
@@ -361,10 +419,14 @@ def input_spec(names: list[str], translator: Translator, fixed: tuple[int, int] 
     }
     return {
         "inputs": {k: meaning[k] for k in names},
-        "output": {"dtype": "float32", "shape": ["N", method.info.output_nc, "H", "W"], "range": [-1, 1]},
+        "output": {
+            "dtype": "float32",
+            "shape": ["N", photo_nc or method.info.output_nc, "H", "W"],
+            "range": [-1, 1],
+        },
         "size_multiple": method.size_multiple,
         "fixed_size": list(fixed) if fixed else None,
-        "resize": resize_rule(translator.config),
+        "resize": None if translator.colorization else resize_rule(translator.config),
         "padding": "none needed: any H x W is padded inside the graph and the output cropped back to H x W",
     }
 
@@ -421,12 +483,13 @@ def export_translator(
     method = translator.method
     names = graph_inputs(inner, method)
     multiple = method.size_multiple
+    image_nc = image_channels(inner, method)
     if fixed_size is not None and (fixed_size[0] % multiple or fixed_size[1] % multiple):
         raise PixforgeError(f"option --fixed-size: sides must be multiples of {multiple} for this model")
-    graph = Padded(inner, multiple).eval()
+    graph = inner if isinstance(inner, ColorizationGraph) else Padded(inner, multiple).eval()
     sizes = [fixed_size] if fixed_size else _check_sizes(translator)
     w, h = sizes[0]
-    example = example_inputs(names, method, 1, h, w)
+    example = example_inputs(names, method, 1, h, w, image_nc=image_nc)
     dynamic = None
     if fixed_size is None:
         dynamic = {k: {0: "batch", 2: "height", 3: "width"} for k in [*names, "output"]}
@@ -444,7 +507,9 @@ def export_translator(
             opset_version=opset,
         )
     _write_metadata(out, translator, meta, input_spec(names, translator, fixed_size))
-    diff = max(_compare(graph, out, names, method, size, n) for size, n in zip(sizes, (1, 2), strict=False))
+    diff = max(
+        _compare(graph, out, names, method, size, n, image_nc) for size, n in zip(sizes, (1, 2), strict=False)
+    )
     if diff > CHECK_TOLERANCE:
         raise PixforgeError(f"export: {out} differs from torch by {diff:.2e} (over {CHECK_TOLERANCE:g})")
     return ExportResult(out, method.name, names, diff, sizes)
@@ -461,10 +526,16 @@ def _check_sizes(translator: Translator) -> list[tuple[int, int]]:
 
 
 def _compare(
-    graph: nn.Module, path: Path, names: list[str], method: Method, size: tuple[int, int], n: int
+    graph: nn.Module,
+    path: Path,
+    names: list[str],
+    method: Method,
+    size: tuple[int, int],
+    n: int,
+    image_nc: int | None = None,
 ) -> float:
     w, h = size
-    inputs = example_inputs(names, method, n, h, w, seed=1)
+    inputs = example_inputs(names, method, n, h, w, seed=1, image_nc=image_nc)
     with torch.no_grad():
         ref = graph(*inputs).numpy()
     got = session(path).run(None, {k: v.numpy() for k, v in zip(names, inputs, strict=True)})[0]
@@ -543,9 +614,20 @@ class OnnxTranslator:
         self.names = list(self.spec["inputs"])
         self.label_nc = int(json.loads(meta["info"])["label_nc"])
 
-    def _model_size(self, size: tuple[int, int]) -> tuple[int, int]:
-        fixed = self.spec.get("fixed_size") or (self.spec.get("resize") or {}).get("size")
-        return (fixed[0], fixed[1]) if fixed else size
+    @property
+    def colorization(self) -> bool:
+        """Whether the graph is a colorization model's (photo in, colour photo out)."""
+        return "colorization" in self.meta
+
+    def _model_size(self, size: tuple[int, int], mode: Size | None = None) -> tuple[int, int]:
+        """A fixed-size graph's size; a colorization graph's input's own (it resizes inside); else
+        :func:`pixforge.api.model_size` (``mode``: native, the default; crop, the spec's resize rule; or N)."""
+        fixed = self.spec.get("fixed_size")
+        if fixed:
+            return fixed[0], fixed[1]
+        if self.colorization:
+            return size
+        return model_size(size, self.config.data, size_choice(mode))
 
     def _options(self, options: dict[str, Any]) -> dict[str, int]:
         """The style choice (``cluster`` or ``style_seed``, default ``style_seed=0`` as ``generate``'s); other
@@ -568,11 +650,15 @@ class OnnxTranslator:
         return style or {"style_seed": 0}
 
     def feeds(
-        self, image: Image.Image, instance: Image.Image | None, style: dict[str, int]
+        self,
+        image: Image.Image,
+        instance: Image.Image | None,
+        style: dict[str, int],
+        mode: Size | None = None,
     ) -> dict[str, np.ndarray]:
         """The graph's inputs for one image at the model's size (any size: the graph pads inside)."""
         image = upright(image)
-        size = self._model_size(image.size)
+        size = self._model_size(image.size, mode)
         feeds: dict[str, np.ndarray] = {}
         label = np.zeros((size[1], size[0]), dtype=np.int64)  # pix2pixHD on photos: one class
         if self.label_nc:
@@ -597,17 +683,55 @@ class OnnxTranslator:
         counts = self.spec["inputs"]["cluster"]["clusters_per_class"]
         return style_map(label, instance, counts, style["style_seed"])
 
+    def _run(
+        self, image: Image.Image, instance: Image.Image | None, style: dict[str, int], mode: Size | None
+    ) -> Tensor:
+        """The graph's output (1, C, h, w) for one upright image, at the size the model runs at."""
+        return torch.from_numpy(self.session.run(None, self.feeds(image, instance, style, mode))[0])
+
     def translate(
-        self, image: Image.Image, instance: Image.Image | None = None, **options: Any
+        self,
+        image: Image.Image,
+        instance: Image.Image | None = None,
+        *,
+        size: Size | None = None,
+        tile: int | None = None,
+        overlap: int = DEFAULT_OVERLAP,
+        **options: Any,
     ) -> dict[str, Image.Image]:
-        """Translate one image into ``output`` at the input's size (like :meth:`Translator.translate`)."""
+        """Translate one image into ``output`` at the input's size (like :meth:`Translator.translate`, with
+        ``size``, ``tile`` and ``overlap``; fixed-size and colorization graphs are not tiled)."""
         style = self._options(dict(options))
         image = upright(image)
-        size = self._model_size(image.size)
-        out = torch.from_numpy(self.session.run(None, self.feeds(image, instance, style))[0])
-        if (size[1], size[0]) != (image.size[1], image.size[0]):
-            out = F.interpolate(out, size=(image.size[1], image.size[0]), mode="bicubic")
-        return {"output": to_image(out[0])}
+        if tile is None:
+            out = self._run(image, instance, style, size)
+        elif self.spec.get("fixed_size") or self.colorization:
+            raise PixforgeError(f"{self.path}: a fixed-size or colorization graph cannot be tiled")
+        else:
+            out = self._tiled(image, instance, style, size, tile, overlap)
+        return {"output": to_image(at_size("output", out, image.size)[0])}
+
+    def _tiled(
+        self,
+        image: Image.Image,
+        instance: Image.Image | None,
+        style: dict[str, int],
+        size: Size | None,
+        tile: int,
+        overlap: int,
+    ) -> Tensor:
+        """:func:`pixforge.api.translate_tiled` through the graph."""
+        ids = None
+        if self.label_nc:
+            palette = np.asarray(self.spec["inputs"]["label"]["palette"], dtype=np.int64)
+            ids = label_map_ids(image, self.label_nc, palette)
+        resized, inst = resize_inputs(image, instance, self._model_size(image.size, size), ids)
+
+        def run_tile(part: Image.Image, part_instance: Image.Image | None) -> dict[str, Tensor]:
+            return {"output": self._run(part, part_instance, style, "native")}
+
+        multiple = int(self.spec.get("size_multiple", 1))
+        return translate_tiled(run_tile, resized, inst, tile, overlap, multiple)["output"]
 
     def __call__(
         self, image: Image.Image, instance: Image.Image | None = None, **options: Any

@@ -96,6 +96,18 @@ def data_info(cfg: Config, fmt: str) -> DataInfo:
     return DataInfo(input_nc, output_nc, (cfg.data.crop_size, cfg.data.crop_size), label_nc)
 
 
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def progress_text(step: int, total: int, start_step: int, elapsed: float) -> str:
+    """Elapsed time and the ETA at this run's pace since it started (or resumed) at ``start_step``."""
+    done = max(step - start_step, 1)
+    return f"elapsed {_clock(elapsed)}, ETA {_clock(elapsed / done * max(total - step, 0))}"
+
+
 def lr_factor(step: int, total: int, decay: int) -> float:
     """Constant, then linear decay to zero over the last ``decay`` steps (pix2pix §4 / appendix 6.2)."""
     if decay <= 0:
@@ -564,7 +576,9 @@ class Trainer:
         if bar is not None:
             bar.set_postfix_str(text)
         else:
-            log.info("step %d/%d %s", self.step, self.total, text)
+            started, start_step = self.started
+            progress = progress_text(self.step, self.total, start_step, time.monotonic() - started)
+            log.info("step %d/%d %s (%s)", self.step, self.total, text, progress)
 
     def _rank_states(self) -> list[dict[str, Any]]:
         """Every rank's RNGs (CPU, and CUDA on a GPU) and training state (gathered on all ranks): all of rank 0's, and of the other
@@ -646,6 +660,7 @@ class Trainer:
             else None
         )
         self.method.train()
+        self.started = (time.monotonic(), self.step)
         stopped = False
         try:
             with stop.installed():

@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from pixforge.data.color import l_ab_to_photo
 from pixforge.data.transforms import to_image
 
 
@@ -28,8 +29,16 @@ def to_rgb(t: Tensor) -> Tensor:
     return label_palette(t.shape[1])[ids].permute(0, 3, 1, 2)
 
 
+def with_lightness(visuals: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Colorization visuals as photos: 2-channel ab maps are joined with the 1-channel ``input`` (L)."""
+    light = visuals.get("input")
+    if light is None or light.shape[1] != 1:
+        return visuals
+    return {k: l_ab_to_photo(light.float(), v.float()) if v.shape[1] == 2 else v for k, v in visuals.items()}
+
+
 def grid(visuals: dict[str, Tensor]) -> Image.Image:
     """One row per sample, one column per named visual (input, output, target, ...)."""
-    columns = [to_rgb(v) for v in visuals.values()]
+    columns = [to_rgb(v) for v in with_lightness(visuals).values()]
     rows = torch.cat([torch.cat([c[i] for c in columns], dim=2) for i in range(columns[0].shape[0])], dim=1)
     return to_image(rows)

@@ -95,3 +95,27 @@ def hd_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.step == 2
     return out
+
+
+@pytest.fixture(scope="session")
+def colour_photos(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A colorization dataset: the synthetic photos as ``train/`` (plus two grayscale ones) and ``test/``."""
+    root = tmp_path_factory.mktemp("colour")
+    photos = sorted((synth_root / "labeled" / "train" / "images").glob("*.png"))
+    for split, chosen in (("train", photos[:-4]), ("test", photos[-4:])):
+        (root / split).mkdir()
+        for path in chosen:
+            shutil.copy(path, root / split / path.name)
+    grey = np.asarray(Image.open(photos[0]).convert("L"))
+    Image.fromarray(grey).save(root / "train" / "zz_grey_L.png")
+    Image.fromarray(np.repeat(grey[:, :, None], 3, axis=2)).save(root / "train" / "zz_grey_rgb.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def colour_run(colour_photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny pix2pix colorization run (2 steps, deterministic inference)."""
+    out = tmp_path_factory.mktemp("colour_run") / "run"
+    overrides = {"format": "colorization", "test_mode": "eval"}
+    pixforge.train("pix2pix", colour_photos, out, preset="tiny", steps=2, overrides=overrides)
+    return out

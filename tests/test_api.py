@@ -91,3 +91,14 @@ def test_real_facades_are_read(facades_root: Path) -> None:
     report = inspect(facades_root)
     assert report.fmt == "aligned" and report.counts == {"train": 400}
     assert report.sizes["train"] == {"256x256": 400} and not report.problems
+
+
+def test_a_run_records_its_data_folder_absolute(synth_root: Path, tmp_path: Path, monkeypatch) -> None:
+    """A run trained from a relative --data reads its data from any folder (the studio's samples, paint)."""
+    monkeypatch.chdir(synth_root)
+    out = tmp_path / "relative"
+    pixforge.train("pix2pix", "aligned", out, preset="tiny", direction="BtoA", steps=1)
+    monkeypatch.chdir(tmp_path)
+    root = Path(pixforge.load(out).config.data.root)
+    assert root.is_absolute() and root == (synth_root / "aligned").resolve()
+    assert f"root: {root}" in (out / "config.yaml").read_text()

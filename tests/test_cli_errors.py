@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -256,3 +257,26 @@ def test_options_of_an_unknown_method_or_preset(capsys: pytest.CaptureFixture[st
     assert "unknown preset 'facade' for pix2pix" in fails(
         capsys, ["options", "pix2pix", "--preset", "facade"]
     )
+
+
+@pytest.mark.parametrize("command", ["serve", "studio"])
+def test_a_port_in_use_is_refused_before_anything_is_printed(capsys, tmp_path, command):
+    """No URL or admin link pointing at the other server: one line naming the port and --port, exit 2."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        with pytest.raises(SystemExit) as exc:
+            main([command, str(tmp_path / "run"), "--port", str(port), "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert exc.value.code == 2 and out == ""
+    assert err.count("\n") == 1 and f"port {port}" in err and "--port" in err
+
+
+def test_a_label_id_out_of_range_names_the_input_file(capsys, tmp_path, train_tiny, synth_root):
+    """pix2pixHD takes class ids 0..12 (or the palette's colours): an id map with id 211 gets its file named."""
+    run = train_tiny("hd-ids", {"hd": ("pix2pixhd", "labeled", {})})["hd"]
+    ids = tmp_path / "ids.png"
+    Image.fromarray(np.full((32, 32), 211, dtype=np.uint8), mode="L").save(ids)
+    line = fails(capsys, ["translate", str(run), str(ids), "--out", str(tmp_path / "out")])
+    assert str(ids) in line and "211" in line and "0..12" in line

@@ -15,7 +15,7 @@ LAYERS: list[set[str]] = [
     {"cli", "__main__", "__init__"},
     {"studio", "serve", "client"},
     {"reproduce"},
-    {"evaluation", "export", "editing"},
+    {"evaluation", "export", "editing", "interop"},
     {"api"},
     {"train", "checkpoint", "pages", "visual"},
     {"methods"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -13,7 +14,7 @@ import torch
 
 import pixforge
 from pixforge import checkpoint
-from pixforge.train import Trainer, lr_factor
+from pixforge.train import Trainer, lr_factor, progress_text
 
 
 def tiny(data: Path, out: Path, **kw):
@@ -142,3 +143,18 @@ def test_resume_with_channels_last_switched_updates_as_without(synth_root: Path,
         if k.endswith("weight") and a[k].dim() == 4:
             da, db = a[k] - start[k], b[k] - start[k]
             assert (da - db).norm() <= 1e-6 * da.norm(), k
+
+
+def test_progress_text_gives_elapsed_time_and_eta() -> None:
+    """The ETA extrapolates this run's own pace (steps done since it started or resumed) to the last step."""
+    assert progress_text(step=30, total=100, start_step=10, elapsed=40.0) == "elapsed 0:40, ETA 2:20"
+    assert progress_text(step=10, total=10, start_step=0, elapsed=3725.0) == "elapsed 1:02:05, ETA 0:00"
+
+
+def test_progress_lines_without_a_terminal(synth_root: Path, tmp_path: Path, caplog) -> None:
+    """Output that is not a terminal (make demo piped, a log file) gets a line every log_every steps."""
+    with caplog.at_level(logging.INFO, logger="pixforge"):
+        tiny(synth_root / "aligned", tmp_path / "run", steps=4, log_every=2)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["2/4", "4/4"]
+    assert all("elapsed " in line and "ETA " in line for line in lines)

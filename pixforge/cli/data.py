@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from pixforge.cli._base import cli
+from pixforge.config import FORMATS
 
 
 @cli.group()
@@ -30,9 +31,7 @@ def synth(out: Path, count: int, size: int, seed: int) -> None:
 
 @data.command(name="inspect")
 @click.argument("root", type=click.Path(path_type=Path))
-@click.option(
-    "--data-format", default="auto", type=click.Choice(["auto", "aligned", "paired", "unaligned", "labeled"])
-)
+@click.option("--data-format", default="auto", type=click.Choice(list(FORMATS)))
 def inspect_cmd(root: Path, data_format: str) -> None:
     """Report the format, counts, image sizes and every problem of a dataset, without training."""
     from pixforge.data.formats import inspect

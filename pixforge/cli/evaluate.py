@@ -68,7 +68,8 @@ def scoring_options(command: Callable[..., None]) -> Callable[..., None]:
         command(scoring=Scoring(options, segmenter_run, inception), **kwargs)
 
     help_metrics = (
-        "Comma-separated: psnr, ssim, vif, reco, kid, fid, or all (FCN-scores come with --segmenter)."
+        "Comma-separated: psnr, ssim, vif, reco, colorfulness (of fakes and reals), kid, fid, or all "
+        "(FCN-scores come with --segmenter)."
     )
     options = [
         click.option(

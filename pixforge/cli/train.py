@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from pixforge.cli._base import PRESETS_HELP, cli, launch_options, relaunch
+from pixforge.config import FORMATS
 from pixforge.distributed import launch_rank
 
 
@@ -23,7 +24,7 @@ from pixforge.distributed import launch_rank
 @click.option("--epochs-decay", type=int, help="Epochs of linear learning-rate decay.")
 @click.option("--batch-size", type=int)
 @click.option("--direction", type=click.Choice(["AtoB", "BtoA"]))
-@click.option("--data-format", type=click.Choice(["auto", "aligned", "paired", "unaligned", "labeled"]))
+@click.option("--data-format", type=click.Choice(list(FORMATS)))
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option(
     "--amp", type=click.Choice(["none", "bf16"]), help="Mixed precision: bf16 autocast (CUDA and CPU)."

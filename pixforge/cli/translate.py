@@ -28,7 +28,7 @@ def _inputs(paths: tuple[Path, ...], translator: Any, split: str, instances: Pat
         files = formats.list_images(path) if path.is_dir() else [path]
         if not files:
             raise PixforgeError(f"{path}: no images to translate")
-        items.extend(Item(f.stem, formats.read_image(f, mode="")) for f in files)
+        items.extend(Item(f.stem, formats.read_image(f, mode=""), path=f) for f in files)
     if instances is not None:
         for item in items:
             item.instance = formats.read_image(_match_stem(instances, item.name), mode="")
@@ -80,6 +80,17 @@ def _styles(cluster: int | None, random_styles: int | None) -> list[tuple[str, d
 @click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), help="Which generator (CycleGAN).")
 @click.option("--show-region", is_flag=True, help="Also write DRPAN's score map and proposed region.")
 @click.option("--show-attention", is_flag=True, help="Also write GuideGAN's attention maps.")
+@click.option(
+    "--size",
+    "size_mode",
+    default="native",
+    show_default=True,
+    help="Where the model runs: native (the input's size), crop (the training crop) or N (short side N px).",
+)
+@click.option("--tile", type=int, help="Translate in overlapping tiles of this many pixels (large images).")
+@click.option(
+    "--overlap", default=64, show_default=True, help="With --tile: pixels shared by neighbouring tiles."
+)
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
 def translate(
     run: Path,
@@ -93,6 +104,9 @@ def translate(
     direction: str | None,
     show_region: bool,
     show_attention: bool,
+    size_mode: str,
+    tile: int | None,
+    overlap: int,
     device: str,
 ) -> None:
     """Translate images (files, folders, or a dataset's --split) with the model in RUN (or an exported .onnx).
@@ -103,6 +117,7 @@ def translate(
     from pixforge import api, distributed, pages
     from pixforge.devices import pick_device
 
+    sizing = {"size": api.size_choice(size_mode), "tile": tile, "overlap": overlap}
     with distributed.session("gloo") as world:
         if run.suffix == ".onnx":
             from pixforge.export import OnnxTranslator
@@ -120,11 +135,15 @@ def translate(
                 if direction is not None:
                     options["direction"] = direction
                 name = item.name + suffix
-                maps = translator.translate(item.source, item.instance, **options)
+                try:
+                    maps = translator.translate(item.source, item.instance, **sizing, **options)
+                except PixforgeError as exc:
+                    raise PixforgeError(f"{item.path or item.name}: {exc}") from exc
                 maps["output"].save(out / f"{name}.png")
                 for key in shown & set(maps):
                     maps[key].save(out / f"{name}_{key}.png")
-                mine.append((index, _row(out, name, item, maps["output"], translator.label_nc, make_html)))
+                row = _row(out, name, item, maps["output"], translator, make_html)
+                mine.append((index, row))
         gathered = sorted(
             (x for part in distributed.all_gather_objects(mine) for x in part), key=lambda x: x[0]
         )
@@ -155,14 +174,15 @@ def _onnx_refuses_maps(run: Path, show_region: bool, show_attention: bool) -> No
 
 
 def _row(
-    out: Path, name: str, item: Item, output: Image.Image, label_nc: int, make_html: bool
+    out: Path, name: str, item: Item, output: Image.Image, translator: Any, make_html: bool
 ) -> dict[str, Any]:
     """A gallery row; with ``make_html`` the input and target are saved beside the output."""
     row: dict[str, Any] = {"name": name, "output": f"{name}.png", "input": None, "target": None, "l1": None}
     if item.target is not None:
         row["l1"] = _l1(output, item.target)
     if make_html:
-        for key, image in (("input", viewable(item.source, label_nc)), ("target", item.target)):
+        shown = viewable(item.source, translator.label_nc, translator.colorization)
+        for key, image in (("input", shown), ("target", item.target)):
             if image is not None:
                 (out / f"{key}s").mkdir(exist_ok=True)
                 image.convert("RGB").save(out / f"{key}s" / f"{name}.png")

@@ -8,6 +8,8 @@ and ``box_A``/``box_B`` (:meth:`~pixforge.data.transforms.Params.box`: where the
 image) describe each side's geometry; they are equal except for unaligned data.
 For labeled data ``A`` is the one-hot label map (``label_nc`` channels) and ``B`` the photo; a labels-only
 split (val/test with ``labels/`` but no ``images/``, pix2pixHD's inference layout) has no ``B``.
+For colorization data ``A`` is the photo's lightness L and ``B`` its chrominance ab (CIE Lab, D65, scaled
+to [-1, 1] by :func:`pixforge.data.color.photo_to_l_ab`), converted after the geometric transforms.
 
 Unaligned data has independent domains, as in the CycleGAN authors' UnalignedDataset: B's crop and flip are
 drawn for B from B's own size, and an epoch is max(|A|, |B|) samples (position i reads A image i mod |A|).
@@ -32,7 +34,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from pixforge.config import DataConfig
-from pixforge.data import formats, transforms
+from pixforge.data import color, formats, transforms
 from pixforge.data.formats import BrokenImageError, Record, SplitData
 from pixforge.errors import PixforgeError
 
@@ -42,7 +44,12 @@ SampleKey = tuple[int, int]
 
 
 def data_channels(root: Path, fmt: str, cfg: DataConfig) -> tuple[int, int, int]:
-    """(input_nc, output_nc, label_nc) of a dataset: 3 -> 3 for images, label_nc -> 3 for labeled data."""
+    """(input_nc, output_nc, label_nc) of a dataset: 3 -> 3 for images, label_nc -> 3 for labeled data,
+    1 -> 2 (L -> ab) for colorization."""
+    if fmt == "colorization":
+        if cfg.direction != "AtoB":
+            raise PixforgeError("option direction: colorization translates L to ab (AtoB) only")
+        return 1, 2, 0
     if fmt != "labeled":
         return 3, 3, 0
     if cfg.direction != "AtoB":
@@ -157,6 +164,9 @@ class TranslationDataset(Dataset):
             ab = formats.read_image(record.files["AB"])
             w, h = ab.size
             maps = {"A": ab.crop((0, 0, w // 2, h)), "B": ab.crop((w // 2, 0, w, h))}
+        elif self.fmt == "colorization":
+            photo = formats.read_image(record.files["image"])
+            maps = {"A": photo, "B": photo}
         elif self.fmt == "paired":
             maps = {"A": formats.read_image(record.files["A"]), "B": formats.read_image(record.files["B"])}
         elif self.fmt == "unaligned":
@@ -215,6 +225,8 @@ class TranslationDataset(Dataset):
                 item[key] = torch.from_numpy(np.asarray(out, dtype=np.int64)).unsqueeze(0)
             else:
                 item[key] = transforms.to_tensor(out)
+        if self.fmt == "colorization":
+            item["A"], item["B"] = color.photo_to_l_ab(item["A"])
         item = self._pad(item)
         if self.fmt == "labeled":
             item["A"] = one_hot(item["label"], self.label_nc)

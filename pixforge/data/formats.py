@@ -1,11 +1,15 @@
-"""Detect and read the four dataset layouts of DESIGN.md.
+"""Detect and read the dataset layouts of DESIGN.md.
 
-| format    | layout                                                                 |
-| --------- | ---------------------------------------------------------------------- |
-| aligned   | ``split/*.png``: each image is A and B side by side (pix2pix datasets)  |
-| paired    | ``split/A/*``, ``split/B/*`` matched by file stem                       |
-| unaligned | ``trainA/ trainB/ testA/ testB/`` (CycleGAN datasets)                   |
-| labeled   | ``split/images/``, ``split/labels/`` (+ optional ``split/instances/``)  |
+| format       | layout                                                                 |
+| ------------ | ---------------------------------------------------------------------- |
+| aligned      | ``split/*.png``: each image is A and B side by side (pix2pix datasets)  |
+| paired       | ``split/A/*``, ``split/B/*`` matched by file stem                       |
+| unaligned    | ``trainA/ trainB/ testA/ testB/`` (CycleGAN datasets)                   |
+| labeled      | ``split/images/``, ``split/labels/`` (+ optional ``split/instances/``)  |
+| colorization | ``split/*.jpg``: any colour photos; L is the input, ab the target       |
+
+Colorization is never detected (a folder of photos is also an aligned dataset): it is asked for with
+``format=colorization``. Its grayscale photos are skipped with a count (:func:`is_grayscale`).
 
 Maps of one sample share a file stem; the Cityscapes suffixes (``_leftImg8bit``, ``_gtFine_labelIds``,
 ``_gtFine_instanceIds``) are ignored when matching, so its files can be used as they are named.
@@ -36,7 +40,17 @@ log = logging.getLogger("pixforge")
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 SPLITS = ("train", "val", "test")
+#: a photo whose pixels' R, G, B differ by at most this many 8-bit levels is grayscale (JPEG's chroma
+#: rounding leaves a level or two on grey photos saved as RGB)
+GRAY_SPREAD = 4
 FORMAT_FOLDERS = {"paired": ("A", "B"), "labeled": ("images", "labels")}
+#: seam ratio (see :func:`seam_ratio`) from which a folder of images counts as A|B pairs. Measured medians:
+#: A|B pairs 11.6 (CMP facades, labels|photo), 7.9-11.0 (built-in labels|photo at 32 and 64 px), 2.6-3.0
+#: (built-in rain|clean, where A and B are the same scene); single photos stretched to 2:1 0.64 (facade
+#: photos) to 1.14 (built-in photos at 64 px).
+SEAM_RATIO = 1.6
+#: images of a split whose seam ratios are compared (evenly spaced; their median decides)
+SEAM_SAMPLES = 9
 #: label ids of Cityscapes' ``*_labelIds`` maps (0..33), the ``label_nc`` of the pix2pixhd cityscapes presets
 CITYSCAPES_LABEL_NC = 34
 
@@ -54,6 +68,61 @@ def _split_format(folder: Path) -> str | None:
         if (folder / a).is_dir() and (folder / b).is_dir():
             return fmt
     return "aligned" if list_images(folder) else None
+
+
+def seam_ratio(image: Image.Image) -> float:
+    """How much more the two middle columns differ than neighbouring columns do elsewhere.
+
+    In an A|B pair the columns either side of the middle are the right edge of A and the left edge of B, so
+    they are unrelated; in a single photo they are neighbours like any others. The ratio is the mean absolute
+    difference across the seam over the median of the other neighbouring-column differences (+1 grey level,
+    so that flat pictures count as seamless).
+    """
+    a = np.asarray(image.convert("RGB"), dtype=np.float64)
+    diffs = np.abs(np.diff(a, axis=1)).mean(axis=(0, 2))
+    middle = a.shape[1] // 2 - 1
+    if middle < 1:
+        return 0.0
+    return float(diffs[middle] / (np.median(np.delete(diffs, middle)) + 1.0))
+
+
+def looks_paired(files: list[Path]) -> bool:
+    """Whether images look like A|B pairs: the median :func:`seam_ratio` of a few of them (unreadable files
+    skipped) reaches :data:`SEAM_RATIO`."""
+    picked = files[:: max(1, len(files) // SEAM_SAMPLES)][:SEAM_SAMPLES]
+    ratios = []
+    for path in picked:
+        try:
+            ratios.append(seam_ratio(read_image(path)))
+        except PixforgeError:
+            continue
+    return not ratios or float(np.median(ratios)) >= SEAM_RATIO
+
+
+def aligned_doubt(root: Path) -> str | None:
+    """What is wrong with taking a flat folder of images (the aligned guess) for A|B pairs, if anything."""
+    root = Path(root)
+    folder = next((root / s for s in SPLITS if (root / s).is_dir()), root)
+    if looks_paired(list_images(folder)):
+        return None
+    return (
+        f"{root}: guessed the aligned layout (each image A|B side by side), but the images do not look like "
+        "pairs (no seam between their halves); expected split folders of A|B images, A/ + B/, images/ + "
+        "labels/, or trainA/ + trainB/; if they are pairs, pass --data-format aligned"
+    )
+
+
+_checked: set[Path] = set()
+
+
+def _warn_aligned_guess(root: Path) -> None:
+    """Check a folder once per process; warn when the aligned guess looks wrong (see :func:`aligned_doubt`)."""
+    key = Path(root).resolve()
+    if key in _checked:
+        return
+    _checked.add(key)
+    if (doubt := aligned_doubt(root)) is not None:
+        log.warning("warning: %s", doubt)
 
 
 def check_root(root: Path) -> Path:
@@ -74,6 +143,8 @@ def detect_format(root: Path) -> str:
         return "unaligned"
     for candidate in [*(root / s for s in SPLITS), root]:
         if candidate.is_dir() and (fmt := _split_format(candidate)):
+            if fmt == "aligned":
+                _warn_aligned_guess(root)
             return fmt
     raise PixforgeError(
         f"{root}: layout matches no format (expected split folders train/val/test holding images, A/ + B/, "
@@ -85,7 +156,7 @@ def resolve_format(root: Path, fmt: str) -> str:
     """``fmt`` itself, or the detected format when it is ``auto``; a forced format must fit the folder."""
     if fmt == "auto":
         return detect_format(root)
-    if fmt == "unaligned" or fmt in FORMAT_FOLDERS or fmt == "aligned":
+    if fmt in ("unaligned", "aligned", "colorization") or fmt in FORMAT_FOLDERS:
         check_root(root)
         return fmt
     raise PixforgeError(f"--data-format: unknown format '{fmt}'")
@@ -98,9 +169,16 @@ def split_folder(root: Path, fmt: str, split: str) -> Path | None:
     folder = Path(root) / split
     if folder.is_dir():
         return folder
-    if split == "train" and not any((root / s).is_dir() for s in SPLITS) and _split_format(root) == fmt:
+    if split == "train" and not any((root / s).is_dir() for s in SPLITS) and _flat_fits(root, fmt):
         return root
     return None
+
+
+def _flat_fits(root: Path, fmt: str) -> bool:
+    """Whether a folder without split folders directly holds the layout of ``fmt``."""
+    if fmt == "colorization":
+        return bool(list_images(root))
+    return _split_format(root) == fmt
 
 
 def available_splits(root: Path, fmt: str) -> list[str]:
@@ -185,6 +263,8 @@ def scan_split(root: Path, fmt: str, split: str) -> SplitData:
         raise PixforgeError(f"{root}: no '{split}' split for the {fmt} format (splits found: {have})")
     if fmt == "aligned":
         data = SplitData(fmt, split, folder, [Record(p.stem, {"AB": p}) for p in list_images(folder)])
+    elif fmt == "colorization":
+        data = _colour_photos(folder, split)
     elif fmt == "unaligned":
         a_files, b_files = list_images(root / f"{split}A"), list_images(root / f"{split}B")
         if not b_files:
@@ -208,6 +288,40 @@ def scan_split(root: Path, fmt: str, split: str) -> SplitData:
     if not data.records:
         raise PixforgeError(f"{folder}: no images in the {split} split")
     return data
+
+
+def _colour_photos(folder: Path, split: str) -> SplitData:
+    """The colour photos of a colorization split; grayscale ones are skipped and counted."""
+    files = list_images(folder)
+    records = [Record(p.stem, {"image": p}) for p in files if not is_grayscale(p)]
+    gray = len(files) - len(records)
+    if files and not records:
+        raise PixforgeError(
+            f"{folder}: none of the {gray} photos in the {split} split is in colour; colorization learns "
+            "colour from colour photos"
+        )
+    if gray:
+        log.warning(
+            "%s: skipping %d grayscale of %d photos (colorization needs colour)", folder, gray, len(files)
+        )
+    return SplitData("colorization", split, folder, records)
+
+
+def is_grayscale(path: Path) -> bool:
+    """Whether a photo holds no colour: a grey mode, or RGB whose channels agree to :data:`GRAY_SPREAD`.
+
+    JPEGs are decoded at reduced size (``draft``) for speed. A file that cannot be read counts as colour, so
+    the dataset's broken-image handling reports it.
+    """
+    try:
+        with Image.open(path) as img:
+            if img.mode in ("1", "L", "LA", "I", "I;16", "F"):
+                return True
+            img.draft("RGB", (256, 256))
+            arr = np.asarray(img.convert("RGB"), dtype=np.int16)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        return False
+    return int((arr.max(-1) - arr.min(-1)).max()) <= GRAY_SPREAD
 
 
 def read_image(path: Path, mode: str = "RGB") -> Image.Image:
@@ -314,10 +428,13 @@ class Inspection:
 def inspect(root: Path, fmt: str = "auto") -> Inspection:
     """Detect the format, count every split, tally image sizes and list every problem found."""
     root = Path(root)
+    guessed = fmt == "auto"
     fmt = resolve_format(root, fmt)
     counts: dict[str, int] = {}
     sizes: dict[str, dict[str, int]] = {}
     problems: list[str] = []
+    if guessed and fmt == "aligned" and (doubt := aligned_doubt(root)) is not None:
+        problems.append(doubt)
     palette = read_palette(root) if fmt == "labeled" else None
     label_nc = (count_classes(root) or cityscapes_label_nc(root)) if fmt == "labeled" else None
     labels_only: list[str] = []

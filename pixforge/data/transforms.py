@@ -102,8 +102,8 @@ def to_tensor(img: Image.Image) -> Tensor:
 
 
 def to_image(t: Tensor) -> Image.Image:
-    """A (3, H, W) or (1, H, W) tensor in [-1, 1] as an 8-bit PIL image."""
-    arr = t.detach().float().clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    """A (3, H, W) or (1, H, W) tensor in [-1, 1] as an 8-bit PIL image (one float copy: large tiled outputs)."""
+    arr = t.detach().float().clamp(-1, 1).add_(1).mul_(127.5).round_().byte().permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
 
 

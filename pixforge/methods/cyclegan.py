@@ -7,7 +7,9 @@ The objective (CycleGAN eq. 1-3, least-squares GAN loss, §4) is
     L_GAN(G_A, D_A) + L_GAN(G_B, D_B) + lambda_cycle * (||G_B(G_A(a)) - a||_1 + ||G_A(G_B(b)) - b||_1)
     + lambda_identity * lambda_cycle * (||G_A(b) - b||_1 + ||G_B(a) - a||_1)
 
-with the identity term optional (§5.2; weight 0.5 * lambda in the authors' code). The discriminators learn
+with the identity term optional (§5.2; weight 0.5 * lambda in the authors' code). G_A(b) is defined only when
+both domains have the same channel count, so the term is off otherwise (colorization: 1-channel L, 2-channel
+ab), as the authors' code requires input_nc == output_nc for it. The discriminators learn
 from a pool of the last 50 generated images (§4, after Shrivastava et al. 2017). The pools are training
 state, saved per rank in the checkpoint's ``state.pt`` (:meth:`CycleGAN.training_state`), not in the weights
 file, and draw from the CPU torch RNG, which the trainer saves, so a resumed run continues exactly: 6 steps
@@ -19,6 +21,7 @@ method): ``generate(batch, direction="AtoB")`` (the default) runs G_A, ``"BtoA"`
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,9 +34,11 @@ from pixforge.errors import PixforgeError
 from pixforge.losses import GAN_MODES, GANLoss
 from pixforge.methods.base import Batch, DataInfo, Method, Phase, Scalars, State
 from pixforge.methods.pix2pix import TEST_MODES
-from pixforge.nets.blocks import NORMS
+from pixforge.nets.blocks import NORMS, use_checkpointing
 from pixforge.nets.discriminators import PatchDiscriminator
 from pixforge.nets.generators import GENERATORS, build_generator
+
+log = logging.getLogger("pixforge")
 
 #: the generator that translates in each direction
 GENERATOR_OF = {"AtoB": "G_A", "BtoA": "G_B"}
@@ -65,6 +70,8 @@ class CycleGANConfig:
     """Generated images kept in the pool the discriminators learn from (§4; 0: no pool)."""
     test_mode: str = choice("eval", TEST_MODES)
     """At test time: eval (deterministic) or paper (dropout on, batch statistics)."""
+    checkpoint_activations: bool = False
+    """Recompute the generators' activations in the backward pass instead of storing them (less memory)."""
 
 
 class ImagePool:
@@ -128,6 +135,15 @@ class CycleGAN(Method):
         self.nets["D_A"] = self.make_discriminator(info.output_nc)
         self.nets["D_B"] = self.make_discriminator(info.input_nc)
         self.gan_loss = GANLoss(cfg.gan_mode)
+        #: the identity term's weight: 0 when the domains' channel counts differ (G_A(b) is undefined)
+        self.lambda_identity = cfg.lambda_identity if info.input_nc == info.output_nc else 0.0
+        if cfg.lambda_identity > 0 and not self.lambda_identity:
+            log.warning(
+                "%s: no identity loss between %d- and %d-channel domains (lambda_identity ignored)",
+                self.name,
+                info.input_nc,
+                info.output_nc,
+            )
         #: pools of generated B images (for D_A) and generated A images (for D_B)
         self.pools = {"B": ImagePool(cfg.pool_size), "A": ImagePool(cfg.pool_size)}
 
@@ -145,7 +161,8 @@ class CycleGAN(Method):
     def make_generator(self, input_nc: int, output_nc: int) -> nn.Module:
         cfg = self.cfg
         size = min(self.info.size)
-        return build_generator(cfg.netG, input_nc, output_nc, cfg.ngf, cfg.norm, cfg.dropout, size)
+        generator = build_generator(cfg.netG, input_nc, output_nc, cfg.ngf, cfg.norm, cfg.dropout, size)
+        return use_checkpointing(generator, cfg.checkpoint_activations)
 
     def make_discriminator(self, input_nc: int) -> nn.Module:
         return PatchDiscriminator(input_nc, self.cfg.ndf, self.cfg.n_layers, self.cfg.norm)
@@ -195,10 +212,10 @@ class CycleGAN(Method):
         cycle_B = F.l1_loss(s["rec_B"], s["real_B"])
         loss = gan_A + gan_B + self.cfg.lambda_cycle * (cycle_A + cycle_B)
         scalars = {"G_A": gan_A, "G_B": gan_B, "cycle_A": cycle_A, "cycle_B": cycle_B}
-        if self.cfg.lambda_identity > 0:
+        if self.lambda_identity > 0:
             idt_A = F.l1_loss(self.translate_other("AtoB", s["real_B"]), s["real_B"])
             idt_B = F.l1_loss(self.translate_other("BtoA", s["real_A"]), s["real_A"])
-            loss = loss + self.cfg.lambda_identity * self.cfg.lambda_cycle * (idt_A + idt_B)
+            loss = loss + self.lambda_identity * self.cfg.lambda_cycle * (idt_A + idt_B)
             scalars.update(idt_A=idt_A, idt_B=idt_B)
         return loss, {k: v.detach() for k, v in scalars.items()}
 

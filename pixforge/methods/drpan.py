@@ -144,6 +144,8 @@ class DRPANConfig(ReviserOptions):
     """Adversarial loss of D_p and R (vanilla: the paper's sigmoid cross-entropy, §3.3)."""
     test_mode: str = choice("eval", TEST_MODES)
     """At test time: eval (deterministic) or paper (dropout on, batch statistics, as pix2pix)."""
+    checkpoint_activations: bool = False
+    """Recompute the generators' activations in the backward pass instead of storing them (less memory)."""
     reviser: str = choice("image", DRPAN_REVISERS)
     """The reviser R: a DCGAN-like full-image discriminator (§3.3), a PatchGAN, or none (the ablation)."""
     beta_l1: float = 100.0

@@ -350,6 +350,8 @@ class GuideGANConfig:
     """Unpaired: generated images kept in the discriminators' pool."""
     test_mode: str = choice("paper", TEST_MODES)
     """Supervised, at test time: paper (dropout on, batch statistics) or eval (deterministic)."""
+    checkpoint_activations: bool = False
+    """Recompute the generators' activations in the backward pass instead of storing them (less memory)."""
 
     def validate(self) -> None:
         if self.attention == "trainable" and self.n_layers < 1:
@@ -379,6 +381,7 @@ class GuideGANConfig:
             gan_mode=self.gan_mode,
             lambda_l1=self.lambda_l1,
             test_mode=self.test_mode,
+            checkpoint_activations=self.checkpoint_activations,
         )
 
     def cyclegan(self) -> CycleGANConfig:
@@ -395,6 +398,7 @@ class GuideGANConfig:
             lambda_identity=self.lambda_identity,
             pool_size=self.pool_size,
             test_mode=self.test_mode,
+            checkpoint_activations=self.checkpoint_activations,
         )
 
 

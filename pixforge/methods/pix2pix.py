@@ -24,7 +24,7 @@ from pixforge.config import bounded, choice
 from pixforge.errors import PixforgeError
 from pixforge.losses import GAN_MODES, GANLoss
 from pixforge.methods.base import Batch, DataInfo, Method, Phase, Scalars, State
-from pixforge.nets.blocks import NORMS
+from pixforge.nets.blocks import NORMS, use_checkpointing
 from pixforge.nets.discriminators import PatchDiscriminator
 from pixforge.nets.generators import GENERATORS, build_generator
 
@@ -57,6 +57,8 @@ class Pix2PixConfig:
     """D sees concat(x, y) (cGAN, eq. 1); false: only y (Table 1's "GAN", eq. 2)."""
     test_mode: str = choice("paper", TEST_MODES)
     """At test time: paper keeps dropout on and uses the batch's statistics (§3.1); eval is deterministic."""
+    checkpoint_activations: bool = False
+    """Recompute the generators' activations in the backward pass instead of storing them (less memory)."""
 
     def validate(self) -> None:
         if self.lambda_gan == 0 and self.lambda_l1 == 0:
@@ -72,9 +74,10 @@ class Pix2Pix(Method):
     def __init__(self, cfg: Pix2PixConfig, info: DataInfo) -> None:
         super().__init__(cfg, info)
         size = min(info.size)
-        self.nets["G"] = build_generator(
+        generator = build_generator(
             cfg.netG, info.input_nc, info.output_nc, cfg.ngf, cfg.norm, cfg.dropout, size
         )
+        self.nets["G"] = use_checkpointing(generator, cfg.checkpoint_activations)
         if self.adversarial_weight > 0:
             d_input = info.output_nc + (info.input_nc if self.conditional else 0)
             self.nets["D"] = PatchDiscriminator(d_input, cfg.ndf, cfg.n_layers, cfg.norm)

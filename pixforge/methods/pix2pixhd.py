@@ -47,7 +47,7 @@ from pixforge.errors import PixforgeError
 from pixforge.losses import GAN_MODES, GANLoss, VGGLoss, feature_matching_loss
 from pixforge.methods.base import Batch, DataInfo, Method, Phase, Scalars, State
 from pixforge.methods.drpan import REVISERS, Region, ReviserOptions
-from pixforge.nets.blocks import NORMS
+from pixforge.nets.blocks import NORMS, use_checkpointing
 from pixforge.nets.discriminators import MultiScaleDiscriminator, conv_geometry
 from pixforge.nets.generators import CoarseToFineGenerator, FeatureEncoder
 
@@ -115,6 +115,8 @@ class Pix2PixHDConfig(ReviserOptions):
     """DRPAN's reviser on the finest discriminator's proposals (the DRPAN paper's pix2pixHD variant)."""
     reviser_net: str = choice("image", REVISERS)
     """The reviser network: a full-image discriminator or a PatchGAN."""
+    checkpoint_activations: bool = False
+    """Recompute the activations of G and E in the backward pass instead of storing them (less memory)."""
 
     def validate(self) -> None:
         self.validate_reviser()
@@ -165,13 +167,13 @@ class Pix2PixHD(Method):
             cfg.n_blocks_local,
             cfg.norm,
         )
+        use_checkpointing(self.nets["G"], cfg.checkpoint_activations)
         self.nets["D"] = MultiScaleDiscriminator(
             cond_nc + info.output_nc, cfg.ndf, cfg.n_layers_D, cfg.norm, cfg.num_D
         )
         if cfg.encoder:
-            self.nets["E"] = FeatureEncoder(
-                info.output_nc, cfg.feat_num, cfg.nef, cfg.n_downsample_E, cfg.norm
-            )
+            encoder = FeatureEncoder(info.output_nc, cfg.feat_num, cfg.nef, cfg.n_downsample_E, cfg.norm)
+            self.nets["E"] = use_checkpointing(encoder, cfg.checkpoint_activations)
         self.gan_loss = GANLoss(cfg.gan_mode)
         if cfg.reviser:
             self.nets["R"] = cfg.build_reviser(

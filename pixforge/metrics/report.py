@@ -18,7 +18,7 @@ from PIL import Image
 
 from pixforge.data.images import BrokenImageError, open_image
 from pixforge.errors import PixforgeError
-from pixforge.metrics import image, kid, reco
+from pixforge.metrics import colorfulness, image, kid, reco
 from pixforge.metrics.image import Color
 from pixforge.metrics.inception import FeatureExtractor, InceptionFeatures, distance_names
 from pixforge.metrics.segmentation import AbsentClasses, ConfusionMatrix, fcn_scores
@@ -26,6 +26,9 @@ from pixforge.metrics.segmentation import AbsentClasses, ConfusionMatrix, fcn_sc
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 PER_IMAGE = ("psnr", "ssim", "vif", "reco")
 SET_LEVEL = ("kid", "fid")
+#: per-image metrics of one image, reported for the generated and the real images side by side
+PER_SIDE = ("colorfulness",)
+ALL_METRICS = (*PER_IMAGE, *PER_SIDE, *SET_LEVEL)
 MAX_LISTED = 5
 FCN_MEANS = ("pixel_accuracy", "mean_class_accuracy", "mean_class_iou")
 CHUNK = 32
@@ -73,7 +76,8 @@ class ScoreOptions:
     """What a set of images is scored with, checked when made (one-line errors naming the option).
 
     ``metrics`` may name "psnr", "ssim", "vif", "reco" (per image, averaged; RECO also as ``reco_set``,
-    :func:`pixforge.metrics.reco.set_reco`) and "kid", "fid" (over the set, on ``features``, by default
+    :func:`pixforge.metrics.reco.set_reco`), "colorfulness" (of each image alone, averaged over the fakes and
+    over the reals: ``colorfulness_fake``, ``colorfulness_real``) and "kid", "fid" (over the set, on ``features``, by default
     the standard TF-Inception pool3 network; KID is reported x100 with its std over ``kid_subsets``
     subsets of ``kid_subset_size`` drawn with ``kid_seed``, see :func:`pixforge.metrics.kid.subset_size_for`).
     ``color`` is "rgb" or "y" for PSNR and SSIM (:mod:`pixforge.metrics.image`). ``segmenter`` and
@@ -94,10 +98,10 @@ class ScoreOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", tuple(self.metrics))
-        unknown = sorted(set(self.metrics) - set(PER_IMAGE) - set(SET_LEVEL))
+        unknown = sorted(set(self.metrics) - set(ALL_METRICS))
         if unknown:
             raise PixforgeError(
-                f"unknown metric(s) {', '.join(unknown)}: choose from {', '.join([*PER_IMAGE, *SET_LEVEL])}"
+                f"unknown metric(s) {', '.join(unknown)}: choose from {', '.join(ALL_METRICS)}"
             )
         if self.color not in COLOUR_SPACE:
             raise PixforgeError(f"--color {self.color!r}: choose from {', '.join(COLOUR_SPACE)}")
@@ -119,7 +123,13 @@ def _image_settings(metrics: Sequence[str], color: Color) -> dict[str, object]:
         "colour_space": f"{COLOUR_SPACE[color]}; images are never resized for the per-image metrics",
         "data_range": 255,
     }
-    described = {"psnr": PSNR[color], "ssim": SSIM[color], "vif": VIF, "reco": RECO}
+    described = {
+        "psnr": PSNR[color],
+        "ssim": SSIM[color],
+        "vif": VIF,
+        "reco": RECO,
+        "colorfulness": colorfulness.DESCRIPTION,
+    }
     settings.update({name: text for name, text in described.items() if name in metrics})
     return settings
 
@@ -160,11 +170,11 @@ def parse_metrics(text: str) -> tuple[str, ...]:
     """A comma-separated metric list ("psnr,ssim", or "all" for every metric) as names, checked."""
     names = [name.strip().lower() for name in text.split(",") if name.strip()]
     if names == ["all"]:
-        return (*PER_IMAGE, *SET_LEVEL)
-    unknown = [name for name in names if name not in PER_IMAGE and name not in SET_LEVEL]
+        return ALL_METRICS
+    unknown = [name for name in names if name not in ALL_METRICS]
     if unknown or not names:
         raise PixforgeError(
-            f"--metrics {text!r}: choose from {', '.join([*PER_IMAGE, *SET_LEVEL])} or all, comma-separated"
+            f"--metrics {text!r}: choose from {', '.join(ALL_METRICS)} or all, comma-separated"
         )
     return tuple(names)
 
@@ -224,6 +234,14 @@ def evaluate_dirs(
             real_feats.append(features(reals))
 
     values = {name: float(np.mean([row[name] for row in per_image])) for name in PER_IMAGE if name in metrics}
+    for name in PER_SIDE:
+        if name in metrics:
+            values.update(
+                {
+                    f"{name}_{side}": float(np.mean([row[f"{name}_{side}"] for row in per_image]))
+                    for side in ("fake", "real")
+                }
+            )
     if "reco" in metrics:
         values["reco_set"] = reco.set_reco(
             [row["eco_fake"] for row in per_image], [row["eco_real"] for row in per_image]
@@ -373,6 +391,11 @@ def _per_image_metrics(
             row["vif"] = image.vif(fake, real)
         if "reco" in metrics:
             row.update(_reco_row(fake, real))
+        if "colorfulness" in metrics:
+            row.update(
+                colorfulness_fake=colorfulness.colorfulness(fake),
+                colorfulness_real=colorfulness.colorfulness(real),
+            )
     except ValueError as error:
         raise PixforgeError(f"{path}: {error}") from None
     return row

@@ -7,7 +7,14 @@ import torch
 from torch import Tensor, nn
 
 from pixforge.errors import PixforgeError
-from pixforge.nets.blocks import ResnetBlock, conv_bias, init_weights, norm_layer, pad_layer
+from pixforge.nets.blocks import (
+    Checkpointable,
+    ResnetBlock,
+    conv_bias,
+    init_weights,
+    norm_layer,
+    pad_layer,
+)
 
 GENERATORS = (
     "unet",
@@ -40,7 +47,7 @@ def unet_dropout_levels(num_downs: int) -> range:
     return range(FIRST_WIDE_LEVEL, max(FIRST_WIDE_LEVEL, num_downs - 1))
 
 
-class UnetGenerator(nn.Module):
+class UnetGenerator(Checkpointable):
     """U-Net generator of pix2pix (Isola et al. 2017, §3.2.1 and appendix 6.1.1).
 
     Level ``i`` (0 = outermost) halves the resolution on the way down (conv 4x4 s2 p1) and doubles it on
@@ -54,6 +61,9 @@ class UnetGenerator(nn.Module):
     ``skips=False`` is the paper's encoder-decoder (§3.2.1, Table 2; appendix 6.1.1: decoder
     CD512-CD512-CD512-C512-C256-C128-C64): the same layers, each decoder reading only the output of the
     level below, so its transposed conv has half the input channels.
+
+    With activation checkpointing (:class:`~pixforge.nets.blocks.Checkpointable`) every level's encoder
+    layer and decoder layer is one unit: only the skips and the decoder inputs are stored.
     """
 
     def __init__(
@@ -113,11 +123,12 @@ class UnetGenerator(nn.Module):
         skips = []
         h = x
         for down in self.downs:
-            h = down(h)
+            h = self.checkpointed([down], down, h)
             skips.append(h)
-        h = self.ups[-1](skips[-1])
+        h = self.checkpointed([self.ups[-1]], self.ups[-1], skips[-1])
         for level in reversed(range(len(self.ups) - 1)):
-            h = self.ups[level](torch.cat([skips[level], h], dim=1) if self.skips else h)
+            up = self.ups[level]
+            h = self.checkpointed([up], up, torch.cat([skips[level], h], dim=1) if self.skips else h)
         return h
 
 
@@ -128,7 +139,7 @@ def unet_depth(size: int) -> int:
     return int(math.floor(math.log2(size)))
 
 
-class ResnetGenerator(nn.Module):
+class ResnetGenerator(Checkpointable):
     """ResNet generator (Johnson et al. 2016; CycleGAN appendix): c7s1-ngf, d(2ngf), d(4ngf), n_blocks x R,
     u(2ngf), u(ngf), c7s1-output_nc, Tanh (for ``n_downsampling`` = 2)."""
 
@@ -169,7 +180,7 @@ class ResnetGenerator(nn.Module):
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
+        return self.run_layers(self.model, x)
 
 
 def build_generator(
@@ -235,7 +246,7 @@ def _to_image(input_nc: int, output_nc: int, padding: str) -> nn.Sequential:
     return nn.Sequential(pad_layer(padding, 3), nn.Conv2d(input_nc, output_nc, 7), nn.Tanh())
 
 
-class GlobalGenerator(nn.Module):
+class GlobalGenerator(Checkpointable):
     """G1 of pix2pixHD (appendix B): c7s1-64, d128, d256, d512, d1024, 9 x R1024, u512, u256, u128, u64,
     c7s1-3 for ``ngf`` = 64, ``n_downsampling`` = 4, ``n_blocks`` = 9.
 
@@ -267,11 +278,11 @@ class GlobalGenerator(nn.Module):
         self.size_multiple: int = 2**n_downsampling
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.body(x)
-        return h if self.head is None else self.head(h)
+        h = self.run_layers(self.body, x)
+        return h if self.head is None else self.run_layers(self.head, h)
 
 
-class LocalEnhancer(nn.Module):
+class LocalEnhancer(Checkpointable):
     """G2 of pix2pixHD (appendix B): c7s1-32, d64, [+ the coarser generator's last feature map],
     3 x R64, u32, c7s1-3 for ``ngf`` = 32 and ``n_blocks`` = 3.
 
@@ -296,8 +307,8 @@ class LocalEnhancer(nn.Module):
         self.head = _to_image(ngf, output_nc, padding) if output_nc else None
 
     def forward(self, x: Tensor, coarser: Tensor) -> Tensor:
-        h = self.body(self.front(x) + coarser)
-        return h if self.head is None else self.head(h)
+        h = self.run_layers(self.body, self.run_layers(self.front, x) + coarser)
+        return h if self.head is None else self.run_layers(self.head, h)
 
 
 class CoarseToFineGenerator(nn.Module):
@@ -388,7 +399,7 @@ def instance_average(x: Tensor, segments: Tensor) -> Tensor:
     return means.to(x.dtype).reshape(n, h, w, c).permute(0, 3, 1, 2)
 
 
-class FeatureEncoder(nn.Module):
+class FeatureEncoder(Checkpointable):
     """The feature encoder E of pix2pixHD (§3.4, Fig. 5): an encoder-decoder c7s1-``nef``,
     ``n_downsampling`` x d, as many u, c7s1-``feat_num`` + Tanh, followed by instance-wise average pooling
     so that the features are constant within each instance."""
@@ -414,4 +425,4 @@ class FeatureEncoder(nn.Module):
 
     def forward(self, image: Tensor, segments: Tensor) -> Tensor:
         check_side(image, self.size_multiple, "feature encoder")
-        return instance_average(self.model(image), segments)
+        return instance_average(self.run_layers(self.model, image), segments)

@@ -2,68 +2,109 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import io
 import json
+import logging
+import re
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Annotated, Any
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
-import torch
-import torch.nn.functional as F
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixforge import __version__
-from pixforge.data.transforms import to_image
+from pixforge.api import Size, model_size, size_choice
 from pixforge.errors import PixforgeError
 from pixforge.serve.batcher import Batcher
+from pixforge.serve.form import Field, Upload, parse_form
 from pixforge.serve.inputs import RequestError, decode_image, instance_ids, label_ids
 from pixforge.serve.metrics import Metrics
-from pixforge.serve.registry import EXPLAIN_MAPS, ModelRegistry, ServedModel
-from pixforge.serve.security import LOOPBACK, SecurityGuard, SecurityPolicy, install_docs
+from pixforge.serve.registry import EXPLAIN_MAPS, ModelRegistry, ServedModel, to_images
+from pixforge.serve.security import SecurityGuard, SecurityPolicy, install_docs
+from pixforge.serve.settings import ServeSettings
 
-INPUT_FIELDS = ("image", "label", "instance")
+__all__ = ["ServeSettings", "create_app", "png_bytes", "to_images", "error"]
 
+INPUT_FIELDS = ("image", "label", "instance", "size")
+#: paths that answer without the token: liveness, readiness, and the API's documentation (``/docs`` and its
+#: assets; the API's shape is no secret; with a token, /docs's "Authorize" button sends it on "Try it out")
+OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/openapi.json")
+#: the largest style seed (numpy's generators take seeds in 0..2**32-1 and beyond; the API promises this range)
+MAX_SEED = 2**32 - 1
+#: how often a body read looks whether the server started draining
+DRAIN_POLL_S = 0.25
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
-@dataclass
-class ServeSettings:
-    """What ``pixforge serve`` is started with (see ``pixforge serve --help``)."""
-
-    runs: list[str | Path] = field(default_factory=list)
-    device: str = "auto"
-    max_batch: int = 8
-    max_wait_ms: float = 10.0
-    token: str | None = None
-    max_pixels: int = 4096 * 4096
-    max_bytes: int = 20 * 2**20
-    amp: str = "none"
-    allowed_hosts: tuple[str, ...] = LOOPBACK
-    """Host names answered to (:func:`pixforge.serve.security.allowed_hosts`; ``*``: any)."""
-
-    def validate(self) -> None:
-        if self.max_batch < 1:
-            raise PixforgeError("option --max-batch: must be at least 1")
-        if self.max_wait_ms < 0:
-            raise PixforgeError("option --max-wait-ms: must not be negative")
-        if self.max_pixels < 1 or self.max_bytes < 1:
-            raise PixforgeError("options --max-pixels/--max-bytes: must be positive")
-        if self.amp not in ("none", "bf16"):
-            raise PixforgeError(f"option --amp: '{self.amp}' is not one of none, bf16")
+access_log = logging.getLogger("pixforge.serve.access")
+error_log = logging.getLogger("pixforge.serve")
 
 
-def error(status: int, message: str) -> JSONResponse:
+class ErrorBody(BaseModel):
+    """Every error answer: one sentence."""
+
+    error: str
+
+
+ERRORS = {
+    400: "The multipart body is malformed.",
+    401: "A valid token is needed (Authorization: Bearer TOKEN); the answer carries WWW-Authenticate.",
+    404: "No such model or endpoint.",
+    408: "The request body did not arrive within --body-timeout-s.",
+    413: "The upload is over --max-bytes or --max-pixels, or is a decompression bomb.",
+    415: "The upload is not an image.",
+    422: "A bad upload (truncated, wrong kind, label ids outside the classes) or option.",
+    500: "An unexpected failure; the message names the request id, the log has the traceback.",
+    503: "The model's queue is full (--max-queue): retry after Retry-After seconds.",
+    504: "The request waited in the queue past --timeout-ms and was dropped before it ran.",
+}
+
+
+def binary(description: str) -> dict[str, str]:
+    return {"type": "string", "format": "binary", "description": description}
+
+
+#: the translate request's form (parsed by :func:`pixforge.serve.form.parse_form` in a thread, so described here)
+FORM = {
+    "type": "object",
+    "properties": {
+        "image": binary("RGB image (image models)"),
+        "label": binary("Label-id map, or a colour map in the advertised palette (labeled models)"),
+        "instance": binary("Instance-id map (pix2pixHD)"),
+        "direction": {"type": "string", "enum": ["AtoB", "BtoA"], "description": "CycleGAN's generator"},
+        "cluster": {"type": "integer", "minimum": 0, "description": "Feature cluster of every instance"},
+        "style_seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED, "description": "Random styles"},
+        "explain": {"type": "string", "enum": ["region", "attention"], "description": "JSON with maps"},
+        "size": {
+            "type": "string",
+            "description": "native (default), crop, or N: the short side the model runs at",
+        },
+    },
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of the error statuses an endpoint can answer (each a JSON :class:`ErrorBody`)."""
+    return {s: {"model": ErrorBody, "description": ERRORS[s]} for s in statuses}
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """The server's error answer: JSON ``{"error": "One sentence."}``."""
-    return JSONResponse({"error": message}, status_code=status)
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def metric_path(path: str) -> str:
@@ -72,44 +113,108 @@ def metric_path(path: str) -> str:
         return "/v1/models/{name}/translate"
     if path.startswith("/v1/models/"):
         return "/v1/models/{name}"
-    return path if path in ("/healthz", "/metrics", "/v1/models", "/docs", "/openapi.json") else "other"
+    known = ("/healthz", "/readyz", "/metrics", "/v1/models", "/docs", "/openapi.json")
+    return path if path in known else "other"
 
 
-class Guard:
-    """Pure ASGI middleware in front of the app: token check, upload size limit, request metrics.
+def request_id(scope: Scope) -> str:
+    """The client's ``X-Request-ID`` when it is a plain token, else a new one."""
+    given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+    return given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
-    The body is read (at most ``max_bytes`` + the multipart overhead allowance) before the app sees it, so an
-    oversized upload is refused without being parsed or stored.
-    """
 
-    def __init__(self, app: ASGIApp, settings: ServeSettings, metrics: Metrics) -> None:
+class Draining(Exception):
+    """The server started draining while a request body was still arriving."""
+
+
+@dataclass
+class Lifecycle:
+    """Readiness (``/readyz``): loading until the models have run once, draining from SIGTERM on."""
+
+    loading: bool = True
+    draining: bool = False
+
+    @property
+    def status(self) -> str:
+        return "draining" if self.draining else "loading" if self.loading else "ready"
+
+
+class Observer:
+    """Pure ASGI middleware, outside every check: the request id (``X-Request-ID`` on every answer), request
+    metrics, the structured access log, and the last-resort handler (anything unexpected becomes a JSON 500
+    naming the request id, with the traceback in the log)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
-        self.settings = settings
         self.metrics = metrics
-        self.body_limit = settings.max_bytes + 64 * 1024
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = {"code": 500}
+        rid = request_id(scope)
+        scope.setdefault("state", {})["request_id"] = rid
+        status = {"code": 500, "started": False}
 
-        async def send_and_record(message: Message) -> None:
+        async def send_tagged(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+                status["code"], status["started"] = message["status"], True
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
 
+        self.metrics.in_flight.inc()
         try:
-            await self.guarded(scope, receive, send_and_record)
+            await self.app(scope, receive, send_tagged)
+        except Exception:  # noqa: BLE001 - the last resort: log it, answer JSON
+            error_log.exception("request %s (%s %s) failed", rid, scope["method"], scope["path"])
+            if not status["started"]:
+                message = f"The server failed on this request; its log has the details (request id {rid})."
+                await error(500, message)(scope, receive, send_tagged)
         finally:
-            self.metrics.observe_request(
-                metric_path(scope["path"]), status["code"], time.perf_counter() - start
-            )
+            self.metrics.in_flight.dec()
+            seconds = time.perf_counter() - start
+            self.metrics.observe_request(metric_path(scope["path"]), status["code"], seconds)
+            self.log(scope, rid, status["code"], seconds)
+
+    @staticmethod
+    def log(scope: Scope, rid: str, status: int, seconds: float) -> None:
+        client = scope.get("client")
+        entry = {
+            "request_id": rid,
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "ms": round(seconds * 1000, 1),
+            "client": f"{client[0]}:{client[1]}" if client else None,
+        }
+        access_log.info(json.dumps(entry))
+
+
+class Guard:
+    """Pure ASGI middleware in front of the app, inside the Host/Origin checks
+    (:class:`~pixforge.serve.security.SecurityGuard`): the ``--token`` check, the upload size limit and the
+    body timeout.
+
+    The body is read (at most ``max_bytes`` + the multipart overhead allowance, within ``body_timeout_s``) before
+    the app sees it, so an oversized or stalled upload is refused without being parsed or stored.
+    """
+
+    def __init__(self, app: ASGIApp, settings: ServeSettings, lifecycle: Lifecycle) -> None:
+        self.app = app
+        self.settings = settings
+        self.lifecycle = lifecycle
+        self.body_limit = settings.max_bytes + 64 * 1024
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.guarded(scope, receive, send)
 
     async def guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.authorised(scope):
-            await error(401, "A valid token is needed (Authorization: Bearer TOKEN).")(scope, receive, send)
+            await self.unauthorised(scope)(scope, receive, send)
             return
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
@@ -117,31 +222,52 @@ class Guard:
             await self.too_large(scope, receive, send)
             return
         if scope["method"] in ("POST", "PUT", "PATCH"):
-            body = await self.read_body(receive)
+            try:
+                body = await self.read_body(receive)
+            except TimeoutError:
+                message = f"The request body did not arrive within {self.settings.body_timeout_s:g} s."
+                await error(408, message, {"Connection": "close"})(scope, receive, send)
+                return
+            except Draining:
+                message = "The server is shutting down before this upload arrived; retry elsewhere."
+                headers = {"Connection": "close", "Retry-After": "1"}
+                await error(503, message, headers)(scope, receive, send)
+                return
             if body is None:
                 await self.too_large(scope, receive, send)
                 return
-            receive = self.replay(body)
+            receive = self.replay(body, receive)
         await self.app(scope, receive, send)
 
     def authorised(self, scope: Scope) -> bool:
+        """The token check: ``Authorization: Bearer T``, the scheme in any case (RFC 7235)."""
         token = self.settings.token
-        if token is None or scope["path"] == "/healthz":
+        if token is None or scope["path"] in OPEN_PATHS or scope["path"].startswith("/docs/"):
             return True
         given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+        scheme, _, credentials = given.strip().partition(" ")
+        ok = hmac.compare_digest(credentials.strip().encode("latin-1"), token.encode())
+        return scheme.lower() == "bearer" and ok
+
+    @staticmethod
+    def unauthorised(scope: Scope) -> JSONResponse:
+        sent = b"authorization" in dict(scope["headers"])
+        challenge = 'Bearer realm="pixforge"' + (', error="invalid_token"' if sent else "")
+        message = "A valid token is needed (Authorization: Bearer TOKEN)."
+        return error(401, message, {"WWW-Authenticate": challenge})
 
     async def too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"The request body is over the upload limit of {self.settings.max_bytes} bytes."
-        response = error(413, message)
-        response.headers["connection"] = "close"
-        await response(scope, receive, send)
+        await error(413, message, {"Connection": "close"})(scope, receive, send)
 
     async def read_body(self, receive: Receive) -> bytes | None:
-        """The whole body, or None once it passes the limit (or the client left)."""
+        """The whole body, or None once it passes the limit (or the client left); ``TimeoutError`` when it
+        takes longer than ``body_timeout_s`` in all, :class:`Draining` once the server drains (an upload still
+        arriving is not a request in flight: the drain does not wait for it)."""
         chunks, size = [], 0
+        deadline = time.monotonic() + self.settings.body_timeout_s
         while True:
-            message = await receive()
+            message = await self.next_chunk(receive, deadline)
             if message["type"] == "http.disconnect":
                 return None
             chunk = message.get("body", b"")
@@ -152,18 +278,38 @@ class Guard:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
+    async def next_chunk(self, receive: Receive, deadline: float) -> Message:
+        """The next body event, looking every :data:`DRAIN_POLL_S` whether the server started draining."""
+        while True:
+            if self.lifecycle.draining:
+                raise Draining
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            try:
+                return await asyncio.wait_for(receive(), min(remaining, DRAIN_POLL_S))
+            except asyncio.TimeoutError:  # noqa: UP041 - not the builtin on Python 3.10
+                continue
+
     @staticmethod
-    def replay(body: bytes) -> Receive:
+    def replay(body: bytes, receive: Receive) -> Receive:
+        """The body read once, then the connection's own events (so a hang-up is still seen)."""
         sent = False
 
-        async def receive() -> Message:
+        async def replayed() -> Message:
             nonlocal sent
             if not sent:
                 sent = True
                 return {"type": "http.request", "body": body, "more_body": False}
-            return {"type": "http.disconnect"}
+            return await receive()
 
-        return receive
+        return replayed
+
+
+async def client_gone(receive: Receive) -> None:
+    """Returns once the client has hung up (the body was read already: only a disconnect can come)."""
+    while (await receive())["type"] != "http.disconnect":
+        await asyncio.sleep(0.05)
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -172,19 +318,52 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def to_images(maps: dict[str, torch.Tensor], size: tuple[int, int]) -> dict[str, Image.Image]:
-    """Maps (1, C, h, w) as PIL images at the input's ``size`` (W, H), as :meth:`Translator.translate` gives."""
-    out = {}
-    for name, t in maps.items():
-        if tuple(t.shape[-2:]) != (size[1], size[0]):
-            mode = "bicubic" if name == "output" else "nearest"
-            t = F.interpolate(t.float(), size=(size[1], size[0]), mode=mode)
-        out[name] = to_image(t[0])
-    return out
+def checked_form(model: ServedModel, form: list[Field]) -> dict[str, Any]:
+    """The form's fields, each sent once, files only as inputs and the one input kind the model takes."""
+    seen: dict[str, Any] = {}
+    for key, value in form:
+        if key in seen:
+            raise RequestError(422, f"The field '{key}' was sent more than once; send it once.")
+        seen[key] = value
+    for key, value in seen.items():
+        is_file = isinstance(value, Upload)
+        if key in INPUT_FIELDS and not is_file:
+            raise RequestError(422, f"The field '{key}' must be a file upload.")
+        if key not in INPUT_FIELDS and is_file:
+            raise RequestError(422, f"The field '{key}' must be a form value, not a file.")
+    labeled = bool(model.translator.label_nc)
+    main, wrong = ("label", "image") if labeled else ("image", "label")
+    if wrong in seen:
+        article = "a" if labeled else "an"
+        raise RequestError(422, f"Model {model.name} takes {article} {main} upload, not {wrong}.")
+    if main not in seen:
+        raise RequestError(422, f"The request needs a multipart file field '{main}'.")
+    if "instance" in seen and not model.takes_instances():
+        raise RequestError(422, f"Model {model.name} takes no instance map.")
+    return seen
+
+
+def request_size(value: Any, image_size: tuple[int, int], model: ServedModel, max_pixels: int) -> Size:
+    """The ``size`` form field (:func:`pixforge.api.model_size`); what the model would run at is bounded by
+    ``max_pixels`` like an upload (413)."""
+    try:
+        mode = size_choice(value or None)
+    except PixforgeError:
+        raise RequestError(
+            422, f"Option size: '{value}' is not native, crop or a positive number of pixels."
+        ) from None
+    width, height = model_size(image_size, model.translator.config.data, mode)
+    if width * height > max_pixels:
+        raise RequestError(
+            413,
+            f"Option size: {value} runs the model at {width}x{height} pixels, over the limit of {max_pixels}.",
+        )
+    return mode
 
 
 def parse_options(model: ServedModel, form: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    """Translation options and the explain kind from the form fields, refusing what the model does not take."""
+    """Translation options and the explain kind from the form fields, refusing what the model does not take and
+    values out of range."""
     allowed = set(model.options())
     unknown = sorted(k for k in form if k not in INPUT_FIELDS and k not in allowed)
     if unknown:
@@ -200,7 +379,8 @@ def parse_options(model: ServedModel, form: dict[str, Any]) -> tuple[dict[str, A
         if direction not in model.directions():
             raise RequestError(422, f"Option direction: '{direction}' is not one of AtoB, BtoA.")
         options["direction"] = direction
-    for name in ("cluster", "style_seed"):
+    limits = {"cluster": max(model.n_clusters(), 1) - 1, "style_seed": MAX_SEED}
+    for name, top in limits.items():
         value = form.get(name)
         if value in (None, ""):
             continue
@@ -208,63 +388,79 @@ def parse_options(model: ServedModel, form: dict[str, Any]) -> tuple[dict[str, A
             options[name] = int(value)
         except (TypeError, ValueError):
             raise RequestError(422, f"Option {name}: '{value}' is not an integer.") from None
-    n_clusters = model.n_clusters()
-    if "cluster" in options and not 0 <= options["cluster"] < n_clusters:
-        raise RequestError(422, f"Option cluster: {options['cluster']} is not in 0..{n_clusters - 1}.")
+        if not 0 <= options[name] <= top:
+            raise RequestError(422, f"Option {name}: {options[name]} is not in 0..{top}.")
     return options, explain
 
 
-async def read_inputs(
+def read_inputs(
     model: ServedModel, form: dict[str, Any], settings: ServeSettings
 ) -> tuple[Image.Image, Image.Image | None]:
-    """The checked input image (or label map) and optional instance map of a translate request."""
-    labeled = bool(model.translator.label_nc)
-    main = "label" if labeled else "image"
-    wrong = "image" if labeled else "label"
-    if form.get(main) is None:
-        if form.get(wrong) is not None:
-            raise RequestError(422, f"Model {model.name} takes a {main} upload, not {wrong}.")
-        raise RequestError(422, f"The request needs a multipart file field '{main}'.")
-    if form.get("instance") is not None and not labeled:
-        raise RequestError(422, f"Model {model.name} takes no instance map.")
-    uploads = {k: form[k] for k in (main, "instance") if form.get(k) is not None}
+    """The checked input image (or label map) and optional instance map of a translate request (blocking:
+    run it in a thread)."""
+    main = "label" if model.translator.label_nc else "image"
     images = {}
-    for key, upload in uploads.items():
-        if not hasattr(upload, "read"):
-            raise RequestError(422, f"The field '{key}' must be a file upload.")
-        data = await upload.read()
-        images[key] = await run_in_threadpool(
-            decode_image, data, key, settings.max_bytes, settings.max_pixels
-        )
+    for key in (main, "instance"):
+        if key in form:
+            data = form[key].data
+            images[key] = decode_image(data, key, settings.max_bytes, settings.max_pixels)
     source = images[main]
-    if labeled:
-        palette = model.palette()
-        source = await run_in_threadpool(label_ids, source, model.translator.label_nc, palette)
+    if main == "label":
+        source = label_ids(source, model.translator.label_nc, model.palette())
     instance = images.get("instance")
     if instance is not None:
         instance = instance_ids(instance, source.size)
     return source, instance
 
 
+def prepare(
+    model: ServedModel, body: bytes, content_type: str, settings: ServeSettings
+) -> tuple[Any, dict[str, Any], str | None, tuple[int, int]]:
+    """Parse the form, check the options, decode and check the uploads, and build the model's CPU payload (in a
+    thread: off the event loop). Returns the payload, options, explain kind and the input's size."""
+    form = checked_form(model, parse_form(body, content_type))
+    options, kind = parse_options(model, form)
+    source, instance = read_inputs(model, form, settings)
+    mode = request_size(form.get("size"), source.size, model, settings.max_pixels)
+    return model.prepare(source, instance, mode), options, kind, source.size
+
+
+def answer(model: ServedModel, result: Any, kind: str | None, size: tuple[int, int]) -> tuple[bytes, str]:
+    """The response body and type: a PNG, or JSON with base64 PNGs of the explain maps (in a thread)."""
+    wanted = ("output", *EXPLAIN_MAPS[kind]) if kind else ("output",)
+    images = model.finish(result, wanted, size)
+    if kind is None:
+        return png_bytes(images["output"]), "image/png"
+    encoded = {k: base64.b64encode(png_bytes(v)).decode("ascii") for k, v in images.items()}
+    return json.dumps({"model": model.name, "explain": kind, "images": encoded}).encode(), "application/json"
+
+
 def create_app(settings: ServeSettings) -> FastAPI:
     """The server app for ``settings.runs`` (loaded here, once)."""
     settings.validate()
-    registry = ModelRegistry.load(list(settings.runs), settings.device)
-    if settings.amp != "none" and any(m.translator.device.type != "cuda" for m in registry):
+    specs = settings.specs()
+    registry = ModelRegistry.load(specs, settings.device)
+    for model, spec in zip(registry, specs, strict=True):
+        model.batching = settings.batching(spec)
+    if settings.amp != "none" and any(m.device.type != "cuda" for m in registry):
         raise PixforgeError("option --amp: bf16 is supported on CUDA only (use --device cuda)")
     metrics = Metrics()
-    batcher = Batcher(registry, settings.max_batch, settings.max_wait_ms, metrics, settings.amp)
+    batcher = Batcher(registry, metrics, settings.amp)
+    lifecycle = Lifecycle()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batcher.start()
+        warming = asyncio.ensure_future(warm_up(batcher, lifecycle))
         yield
+        warming.cancel()
         await run_in_threadpool(batcher.stop)
 
     app = FastAPI(
         title="pixforge",
         version=__version__,
-        description="Image-to-image translation models served over HTTP.",
+        description="Image-to-image translation models served over HTTP. Every error is JSON "
+        '`{"error": "One sentence."}`; every answer carries `X-Request-ID`.',
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
@@ -273,19 +469,65 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.state.registry = registry
     app.state.batcher = batcher
     app.state.metrics = metrics
+    app.state.lifecycle = lifecycle
     install_error_handlers(app)
     add_routes(app)
-    app.add_middleware(Guard, settings=settings, metrics=metrics)
-    app.state.security = SecurityPolicy(hosts=settings.allowed_hosts)
-    app.add_middleware(SecurityGuard, policy=app.state.security)
+    add_bearer_scheme(app, settings)
     install_docs(app)
+    app.add_middleware(Guard, settings=settings, lifecycle=lifecycle)
+    app.state.security = SecurityPolicy(hosts=settings.allowed_hosts, origins=tuple(settings.cors_origins))
+    app.add_middleware(SecurityGuard, policy=app.state.security)
+    app.add_middleware(Observer, metrics=metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
     return app
+
+
+async def warm_up(batcher: Batcher, lifecycle: Lifecycle) -> None:
+    """Run each model once on a small blank input in its worker (first-call costs are paid before /readyz says
+    ready), then mark the server ready."""
+    try:
+        for model in batcher.registry:
+            side = max(model.size_multiple(), 16)
+            blank = Image.new("I" if model.translator.label_nc else "RGB", (side, side))
+            payload = await run_in_threadpool(model.prepare, blank, None)
+            await batcher.warm(model.name, payload)
+    except Exception:  # noqa: BLE001 - a model that fails here fails its requests with the same error
+        error_log.exception("warming up the models failed")
+    lifecycle.loading = False
+
+
+def add_bearer_scheme(app: FastAPI, settings: ServeSettings) -> None:
+    """With a token, the OpenAPI document declares the bearer scheme, so /docs's "Authorize" button works."""
+    if settings.token is None:
+        return
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = plain()
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["bearer"] = {"type": "http", "scheme": "bearer"}
+            for path, operations in schema["paths"].items():
+                if path not in OPEN_PATHS:
+                    for operation in operations.values():
+                        operation["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:
-        return error(exc.status, str(exc))
+        return error(exc.status, str(exc), getattr(exc, "headers", None))
 
     @app.exception_handler(PixforgeError)
     async def pixforge_error(request: Request, exc: PixforgeError) -> JSONResponse:
@@ -299,6 +541,8 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"No such endpoint: {request.url.path}."
         if exc.status_code == 405:
             message = f"Method {request.method} is not allowed on {request.url.path}."
+        if not message.endswith("."):
+            message += "."
         return error(exc.status_code, message)
 
     @app.exception_handler(RequestValidationError)
@@ -313,6 +557,7 @@ def add_routes(app: FastAPI) -> None:
     batcher: Batcher = app.state.batcher
     metrics: Metrics = app.state.metrics
     settings: ServeSettings = app.state.settings
+    lifecycle: Lifecycle = app.state.lifecycle
 
     def model_or_404(name: str) -> ServedModel:
         try:
@@ -321,56 +566,53 @@ def add_routes(app: FastAPI) -> None:
             served = ", ".join(registry.names())
             raise RequestError(404, f"No model named '{name}' is served (models: {served}).") from None
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses=error_responses(500))
     async def healthz() -> dict[str, Any]:
-        """Liveness: always answers, without the token."""
+        """Liveness: the process answers (always, without the token)."""
         return {"status": "ok", "models": len(registry.names())}
 
-    @app.get("/v1/models")
+    @app.get("/readyz", responses=error_responses(500, 503))
+    async def readyz() -> JSONResponse:
+        """Readiness: 200 once every model has run once, 503 while loading and from SIGTERM on (draining)."""
+        body: dict[str, Any] = {"ready": lifecycle.status == "ready", "status": lifecycle.status}
+        if not body["ready"]:
+            body["error"] = f"The server is {lifecycle.status}; send requests elsewhere for now."
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+    @app.get("/v1/models", responses=error_responses(401, 500))
     async def models() -> dict[str, Any]:
         """The served models: method, input kind, classes and palette, styles, directions, explain maps."""
         return {"models": [m.info() for m in registry]}
 
-    @app.get("/v1/models/{name}")
+    @app.get("/v1/models/{name}", responses=error_responses(401, 404, 422, 500))
     async def model_info(name: str) -> dict[str, Any]:
         return model_or_404(name).info()
 
-    @app.get("/metrics")
+    @app.get("/metrics", responses=error_responses(401, 500), response_class=Response)
     async def prometheus() -> Response:
-        """Prometheus text: requests, latency histogram, batch sizes, errors."""
+        """Prometheus text: requests, latency, batch sizes, errors, queue depth, in flight, dropped requests."""
         return Response(metrics.text(), media_type=metrics.content_type)
 
     @app.post(
         "/v1/models/{name}/translate",
-        responses={200: {"content": {"image/png": {}, "application/json": {}}}},
+        responses={
+            200: {"content": {"image/png": {}, "application/json": {}}},
+            **error_responses(400, 401, 404, 408, 413, 415, 422, 500, 503, 504),
+        },
         response_class=Response,
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": FORM}}}
+        },
     )
-    async def translate(
-        name: str,
-        request: Request,
-        image: Annotated[UploadFile | None, File(description="RGB image (image models)")] = None,
-        label: Annotated[UploadFile | None, File(description="Label-id map (labeled models)")] = None,
-        instance: Annotated[UploadFile | None, File(description="Instance-id map (pix2pixHD)")] = None,
-        direction: Annotated[str | None, Form(description="AtoB or BtoA (CycleGAN)")] = None,
-        cluster: Annotated[
-            int | None, Form(description="Feature cluster of every instance (pix2pixHD)")
-        ] = None,
-        style_seed: Annotated[int | None, Form(description="Seed of random styles (pix2pixHD)")] = None,
-        explain: Annotated[
-            str | None, Form(description="region (DRPAN) or attention (GuideGAN): JSON answer")
-        ] = None,
-    ) -> Response:
+    async def translate(name: str, request: Request) -> Response:
         """Translate one upload; a PNG at the input's size, or JSON with base64 PNGs when ``explain`` is asked."""
         model = model_or_404(name)
-        form = dict(await request.form())
-        options, kind = parse_options(model, form)
-        source, inst = await read_inputs(model, form, settings)
-        batch = await run_in_threadpool(model.translator.batch_for, source, inst)
-        maps = await batcher.submit(model.name, batch, options)
-        wanted = ("output", *EXPLAIN_MAPS[kind]) if kind else ("output",)
-        images = await run_in_threadpool(to_images, {k: maps[k] for k in wanted}, source.size)
-        if kind is None:
-            return Response(png_bytes(images["output"]), media_type="image/png")
-        encoded = {k: base64.b64encode(png_bytes(v)).decode("ascii") for k, v in images.items()}
-        body = {"model": model.name, "explain": kind, "images": encoded}
-        return Response(json.dumps(body), media_type="application/json")
+        content_type = request.headers.get("content-type", "")
+        body = await request.body()
+        payload, options, kind, size = await run_in_threadpool(prepare, model, body, content_type, settings)
+        gone: Callable[[], Any] = partial(client_gone, request.receive)
+        result = await batcher.submit(
+            model.name, payload, options, timeout_s=settings.timeout_ms / 1000, disconnected=gone
+        )
+        body, media_type = await run_in_threadpool(answer, model, result, kind, size)
+        return Response(body, media_type=media_type)

@@ -43,19 +43,19 @@ def decode_image(data: bytes, field: str, max_bytes: int, max_pixels: int) -> Im
             img = Image.open(io.BytesIO(data))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise RequestError(
-                413, f"The {field} image is a decompression bomb (over PIL's pixel limit)."
+                413, f"The {field} upload is a decompression bomb (over PIL's pixel limit)."
             ) from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
             raise RequestError(415, f"The {field} upload is not an image PIL can read.") from None
     width, height = img.size
     if width * height > max_pixels:
         raise RequestError(
-            413, f"The {field} image has {width}x{height} pixels, over the limit of {max_pixels}."
+            413, f"The {field} upload has {width}x{height} pixels, over the limit of {max_pixels}."
         )
     try:
         img.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise RequestError(422, f"The {field} image is truncated or corrupt.") from None
+        raise RequestError(422, f"The {field} upload is truncated or corrupt.") from None
     return decode(img, "")
 
 

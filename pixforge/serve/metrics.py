@@ -1,4 +1,5 @@
-"""Prometheus metrics of one app (``GET /metrics``): requests, latency, batch sizes, errors.
+"""Prometheus metrics of one app (``GET /metrics``): requests, latency, batch sizes, errors, queue depth and
+requests in flight, requests dropped before their forward pass (queue full, deadline, client gone).
 
 Each app has its own registry (prometheus_client's ``CollectorRegistry``), so several apps in one process
 (tests, the studio) count separately.
@@ -6,7 +7,7 @@ Each app has its own registry (prometheus_client's ``CollectorRegistry``), so se
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -46,6 +47,25 @@ class Metrics:
         )
         self.errors = Counter(
             "pixforge_errors", "Requests answered with an error", ["status"], registry=self.registry
+        )
+
+        self.queue_depth = Gauge(
+            "pixforge_queue_depth", "Requests waiting for a forward pass", ["model"], registry=self.registry
+        )
+        self.in_forward = Gauge(
+            "pixforge_in_forward",
+            "Requests in the forward pass running now",
+            ["model"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "pixforge_in_flight_requests", "HTTP requests being answered", registry=self.registry
+        )
+        self.dropped = Counter(
+            "pixforge_dropped",
+            "Requests dropped before their forward pass (queue_full, deadline, disconnected)",
+            ["model", "reason"],
+            registry=self.registry,
         )
 
     def observe_request(self, path: str, status: int, seconds: float) -> None:

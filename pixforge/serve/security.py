@@ -38,8 +38,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixforge.serve.inputs import RequestError
+from pixforge.serve.settings import LOOPBACK
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 TOKEN_COOKIE = "pixforge_token"
 CSP = (
@@ -67,6 +67,8 @@ class SecurityPolicy:
     token: str | None = None
     open_prefixes: tuple[str, ...] = ()
     frameable_prefixes: tuple[str, ...] = ()
+    origins: tuple[str, ...] = ()
+    """Other sites allowed to send state-changing requests (``--cors-origin``), e.g. ``https://app.example``."""
     login_path: str | None = None
     """Where a browser that asks for a page without the token is sent (303), instead of a JSON 401."""
 
@@ -125,7 +127,8 @@ class SecurityGuard:
             return None
         if "*" not in self.policy.hosts and host_name(host) not in self.policy.hosts:
             return 421, "This server does not answer to that Host name (see --allowed-host)."
-        if scope["method"] in STATE_CHANGING and not self.same_origin(headers, host):
+        cross_site = not self.same_origin(headers, host) and not self.allowed_origin(headers)
+        if scope["method"] in STATE_CHANGING and cross_site:
             return 403, "Cross-site requests are refused: send it from this server's own pages."
         if not self.authorised(scope["path"], headers):
             return 401, "A valid token is needed (Authorization: Bearer TOKEN, or open /login)."
@@ -135,6 +138,9 @@ class SecurityGuard:
         """A browser navigating to a page (GET, HTML accepted) of a studio that has a login page."""
         accept = headers.get(b"accept", b"").decode("latin-1")
         return self.policy.login_path is not None and scope["method"] == "GET" and "text/html" in accept
+
+    def allowed_origin(self, headers: dict[bytes, bytes]) -> bool:
+        return headers.get(b"origin", b"").decode("latin-1") in self.policy.origins
 
     @staticmethod
     def same_origin(headers: dict[bytes, bytes], host: str) -> bool:

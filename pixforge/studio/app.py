@@ -69,6 +69,10 @@ STATIC = Path(str(resources.files("pixforge.studio") / "static"))
 QUESTIONS = {"real-vs-fake": "Which image is the real photo?", "ab": "Which image looks more realistic?"}
 DISPLAY_SIDE = 256
 """Study images are shown re-encoded as PNG at this height (aspect kept), whatever their file's size and type."""
+STORED_PNG = 0
+"""zlib level of study images: stored, not compressed, so a file's size follows from its width and height
+alone. Compressed, a real photo (more fine detail) was the larger file in most trials, which a participant
+with developer tools could read; any lossy or lossless compression leaks that way."""
 
 
 @dataclass
@@ -142,6 +146,11 @@ def pages_router() -> APIRouter:
     @router.get("/")
     async def root() -> RedirectResponse:
         return RedirectResponse("/studio/")
+
+    @router.get("/favicon.ico")
+    async def favicon() -> FileResponse:
+        """The icon browsers ask for on every page (an SVG: Chromium and Firefox take it at this path)."""
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
     @router.get("/studio/")
     async def translate_page() -> FileResponse:
@@ -287,7 +296,9 @@ def _display_png(path: str, mtime: float) -> bytes:
     rgb = open_image(path, "RGB")
     w, h = rgb.size
     shown = rgb.resize((max(1, round(w * DISPLAY_SIDE / h)), DISPLAY_SIDE), Image.BICUBIC)
-    return png_bytes(shown)
+    buffer = io.BytesIO()
+    shown.save(buffer, format="PNG", compress_level=STORED_PNG)
+    return buffer.getvalue()
 
 
 def study_router(store: StudyStore) -> APIRouter:

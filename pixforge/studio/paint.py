@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -40,6 +41,8 @@ from pixforge.methods.pix2pixhd import Pix2PixHD
 from pixforge.serve.app import to_images
 from pixforge.serve.inputs import MAX_INSTANCES, RequestError, check_instance_count
 from pixforge.serve.registry import ModelRegistry, ServedModel
+
+log = logging.getLogger("pixforge")
 
 SAMPLES = 8
 """Dataset label maps offered as starting points."""
@@ -218,7 +221,17 @@ class Paintable:
             "classes": self.classes(),
             "clusters": {str(k): v for k, v in clusters.items()},
             "samples": self.sample_count(),
+            "note": self.note(),
         }
+
+    def note(self) -> str:
+        """Why the page offers no dataset samples, or why the model cannot be painted ("" when neither)."""
+        if self.dataset is not None:
+            return "" if self.kind is not None else "its inputs are not label maps"
+        where = f"its data folder {self.translator.config.data.root} is not readable here"
+        if self.kind is None and not self.translator.label_nc:
+            return f"{where}, so whether it takes colour-coded label maps cannot be told"
+        return f"{where}: no dataset samples to start from"
 
     def sample_count(self) -> int:
         return 0 if self.dataset is None else min(SAMPLES, len(self.dataset))
@@ -302,6 +315,8 @@ def render_file(scene_file: Path, run: Path, out: Path, device: str = "auto") ->
     """``pixforge scene render``: a saved scene rendered with RUN, loaded as the server loads it."""
     scene = read_scene(scene_file)
     model = next(iter(ModelRegistry.load([run], device)))
+    if scene.model and scene.model != model.name:
+        log.warning("%s was painted for model %s; rendering it with %s", scene_file, scene.model, model.name)
     try:
         image = Paintable(model).render(scene)
     except RequestError as exc:

@@ -314,3 +314,23 @@ def test_inspect_command(synth_root, tmp_path, capsys):
     assert exc.value.code == 1
     out = capsys.readouterr().out
     assert "paired format" in out and "1 problem(s)" in out and "orphan.png" in out
+
+
+def test_a_flat_folder_of_photos_is_not_silently_taken_for_pairs(synth_root, tmp_path, caplog, capsys):
+    """2:1 photos with no seam between their halves: inspect reports the guess and the expected layouts, and
+    detection warns naming it; real A|B pairs (labels|photo, rain|clean) pass without a word."""
+    folder = tmp_path / "holiday"
+    for path in sorted((synth_root / "labeled" / "train" / "images").glob("*.png")):
+        save(np.asarray(Image.open(path).convert("RGB").resize((64, 32), Image.BICUBIC)), folder / path.name)
+    report = formats.inspect(folder)
+    (problem,) = report.problems
+    assert "aligned" in problem and "A/ + B/" in problem and "--data-format aligned" in problem
+    with caplog.at_level("WARNING", logger="pixforge"):
+        assert formats.detect_format(folder) == "aligned"
+    assert any(str(folder) in r.getMessage() and "pairs" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    for layout in ("aligned", "derain"):
+        with caplog.at_level("WARNING", logger="pixforge"):
+            assert formats.inspect(synth_root / layout).problems == []
+        assert not caplog.records
+    assert formats.inspect(folder, "aligned").problems == []  # forced: the user said so

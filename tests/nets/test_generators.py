@@ -3,9 +3,11 @@ import torch
 from torch import nn
 
 from pixforge.errors import PixforgeError
-from pixforge.nets.blocks import ResnetBlock
+from pixforge.nets.blocks import ResnetBlock, activation_units, use_checkpointing
 from pixforge.nets.generators import (
     GENERATORS,
+    CoarseToFineGenerator,
+    FeatureEncoder,
     ResnetGenerator,
     UnetGenerator,
     build_generator,
@@ -183,3 +185,104 @@ def test_encoder_decoder_is_the_unet_without_its_skips(name, unet, size):
         plain(torch.randn(1, 3, size, size))
     for level in range(len(plain.ups) - 1):
         assert torch.equal(seen[level][0], seen[level + 1][1])
+
+
+# activation checkpointing -----------------------------------------------------------------------------------
+
+#: generators of every kind that checkpoints, each with its noise or statistics: dropout and batch norm
+#: (ResNet, U-Net), a local enhancer (pix2pixHD's G), instance-wise pooling (pix2pixHD's E)
+CHECKPOINTED = {
+    "resnet": lambda: build_generator("resnet_6blocks", 3, 3, 4, "batch", 0.5, 32),
+    "unet": lambda: build_generator("unet", 3, 3, 4, "batch", 0.5, 64),
+    "pix2pixhd_G": lambda: CoarseToFineGenerator(4, 3, 8, 2, 2, n_local_enhancers=1, n_blocks_local=2),
+    "pix2pixhd_E": lambda: FeatureEncoder(3, 3, 4, 2),
+}
+
+
+def segments(size: int) -> torch.Tensor:
+    ids = torch.zeros(2, 1, size, size, dtype=torch.long)
+    ids[..., : size // 2, :] = 1
+    ids[1, :, :, size // 3 :] = 2
+    return ids
+
+
+def train_step(
+    name: str, checkpointing: bool, **forward
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], nn.Module]:
+    """One forward and backward of generator ``name`` from the same initialisation and random state.
+
+    Returns its output, the gradients of its parameters and of its input, and the network (for its buffers).
+    """
+    torch.manual_seed(0)
+    net = use_checkpointing(CHECKPOINTED[name](), checkpointing).train()
+    size = 64 if name == "unet" else 32
+    x = torch.randn(2, 4 if name == "pix2pixhd_G" else 3, size, size, requires_grad=True)
+    out = net(x, segments(size)) if name == "pix2pixhd_E" else net(x, **forward)
+    (out * torch.randn_like(out)).sum().backward()
+    grads = {n: p.grad for n, p in net.named_parameters()}
+    return out, {**grads, "input": x.grad}, net
+
+
+@pytest.mark.parametrize("name", list(CHECKPOINTED))
+def test_checkpointing_gives_the_same_outputs_gradients_and_statistics(name):
+    """Exactly the same: non-reentrant checkpointing keeps the plain forward's autograd graph and refills
+    its saved tensors by running the same kernels on the same values with the random state replayed, so
+    no rounding differs (a dropout mask drawn afresh, or a batch counted twice in the running statistics,
+    would show here)."""
+    out, grads, net = train_step(name, checkpointing=False)
+    out_ckpt, grads_ckpt, net_ckpt = train_step(name, checkpointing=True)
+    assert torch.equal(out, out_ckpt)
+    assert grads.keys() == grads_ckpt.keys()
+    assert all(torch.equal(grads[k], grads_ckpt[k]) for k in grads)
+    buffers, buffers_ckpt = dict(net.named_buffers()), dict(net_ckpt.named_buffers())
+    assert all(torch.equal(buffers[k], buffers_ckpt[k]) for k in buffers)
+
+
+def test_checkpointing_keeps_a_frozen_global_generator_frozen():
+    """pix2pixHD's first enhancer stage runs G1 on detached weights; its recomputation must not train G1."""
+    out, grads, _ = train_step("pix2pixhd_G", checkpointing=False, freeze_global=True)
+    out_ckpt, grads_ckpt, _ = train_step("pix2pixhd_G", checkpointing=True, freeze_global=True)
+    assert torch.equal(out, out_ckpt)
+    frozen = [k for k in grads if k.startswith("global_net.")]
+    assert frozen and all(grads[k] is None and grads_ckpt[k] is None for k in frozen)
+    trained = [k for k in grads if k not in frozen]
+    assert all(torch.equal(grads[k], grads_ckpt[k]) for k in trained)
+
+
+def conv_calls(name: str, checkpointing: bool, train: bool = True) -> tuple[int, int]:
+    """Calls of the generator's convolutions in its forward pass and in its backward pass."""
+    net = use_checkpointing(CHECKPOINTED[name](), checkpointing).train(train)
+    calls = [0]
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            m.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    x = torch.randn(1, 4 if name == "pix2pixhd_G" else 3, 32, 32)
+    out = net(x).sum()
+    forward = calls[0]
+    out.backward()
+    return forward, calls[0] - forward
+
+
+@pytest.mark.parametrize("name", ["resnet", "pix2pixhd_G"])
+def test_checkpointing_recomputes_the_convolutions_in_the_backward_pass(name):
+    forward, backward = conv_calls(name, checkpointing=False)
+    assert backward == 0
+    assert conv_calls(name, checkpointing=True) == (forward, forward)
+
+
+def test_checkpointing_is_off_in_eval_mode_and_without_gradients():
+    assert conv_calls("resnet", checkpointing=True, train=False)[1] == 0
+    net = use_checkpointing(CHECKPOINTED["resnet"](), True).train()
+    calls = [0]
+    net.model[1].register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    with torch.no_grad():
+        net(torch.randn(1, 3, 32, 32))
+    assert calls[0] == 1
+
+
+def test_activation_units_are_residual_blocks_and_runs_ending_at_an_activation():
+    net = build_generator("resnet_6blocks", 3, 3, 4, "instance", 0.0, 32)
+    units = activation_units(net.model)
+    kinds = [type(u[-1]).__name__ for u in units]
+    assert kinds == ["ReLU"] * 3 + ["ResnetBlock"] * 6 + ["ReLU"] * 2 + ["Tanh"]
+    assert [m for u in units for m in u] == list(net.model)

@@ -48,9 +48,11 @@ def post(
     fields: dict[str, str] | None = None,
     token: str | None = None,
 ):
-    """(status, parsed JSON or raw bytes) of a multipart POST."""
+    """(status, parsed JSON or raw bytes) of a multipart POST (``fields={"raw": ...}``: a urlencoded body)."""
     client = Client(url, token=token)
     body, content_type = multipart(fields or {}, files)
+    if fields and "raw" in fields:
+        body, content_type = parse.urlencode(fields).encode(), "application/x-www-form-urlencoded"
     try:
         kind, payload = client._request("POST", path, body, content_type)
     except ServerError as exc:
@@ -112,6 +114,17 @@ def cases(
         ),
         "image to a labeled model": ("hd", {"image": upload_bytes(photo())}, {}, 422, "label"),
         "no upload": ("p2p", {}, {}, 422, "image"),
+        "negative style seed": ("hd", {"label": label}, {"style_seed": "-5"}, 422, "style_seed"),
+        "style seed over the range": ("hd", {"label": label}, {"style_seed": str(2**64)}, 422, "style_seed"),
+        "label to an image model": (
+            "p2p",
+            {"image": upload_bytes(photo()), "label": label},
+            {},
+            422,
+            "takes an image upload, not label",
+        ),
+        "option sent as a file": ("hd", {"label": label, "cluster": b"1"}, {}, 422, "form value"),
+        "not multipart": ("p2p", {}, {"raw": "1"}, 422, "multipart"),
     }
 
 
@@ -132,11 +145,17 @@ CASES = [
     "bad explain kind",
     "image to a labeled model",
     "no upload",
+    "negative style seed",
+    "style seed over the range",
+    "label to an image model",
+    "option sent as a file",
+    "not multipart",
 ]
 
 
 def one_sentence(message: str) -> bool:
-    return "\n" not in message and message.endswith(".") and message[0].isupper() and len(message) < 200
+    plain = "\n" not in message and message.endswith(".") and message[0].isupper() and len(message) < 200
+    return plain and "image image" not in message
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -173,7 +192,7 @@ def raw_socket(url: str) -> socket.socket:
 def test_client_that_disconnects_mid_upload_costs_nothing(server: str, photo):
     body, content_type = multipart({}, {"image": upload_bytes(photo())})
     head = (
-        f"POST /v1/models/p2p/translate HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+        f"POST /v1/models/p2p/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode()
     before = batch_count(server)
@@ -187,6 +206,44 @@ def test_client_that_disconnects_mid_upload_costs_nothing(server: str, photo):
     sock.close()
     assert Client(server).translate(photo(), model="p2p").size == (32, 32)
     assert Client(server).health()["status"] == "ok"
+
+
+def test_two_files_in_one_field_are_refused(server: str, photo):
+    boundary = "b0undary"
+    part = f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n\r\n'.encode()
+    body = (
+        b"".join(part + upload_bytes(photo(seed=i)) + b"\r\n" for i in range(2))
+        + f"--{boundary}--\r\n".encode()
+    )
+    content_type = f"multipart/form-data; boundary={boundary}"
+    with pytest.raises(ServerError) as err:
+        Client(server)._request("POST", "/v1/models/p2p/translate", body, content_type)
+    assert (
+        err.value.status == 422 and "more than once" in err.value.message and one_sentence(err.value.message)
+    )
+
+
+def test_an_unexpected_failure_is_a_json_500_with_the_request_id(
+    serve_runs, settings, live, caplog: pytest.LogCaptureFixture
+):
+    from pixforge.serve.app import create_app
+    from pixforge.serve.server import background
+
+    app = create_app(settings([serve_runs["p2p"]]))
+
+    def broken() -> dict:
+        raise RuntimeError("a bug")
+
+    app.state.registry.get("p2p").info = broken
+    with background(app) as url, caplog.at_level("ERROR", logger="pixforge.serve"):
+        status, headers, body = live.http(url, "GET", "/v1/models/p2p", headers={"X-Request-ID": "req-42"})
+        assert status == 500 and headers["content-type"] == "application/json"
+        message = json.loads(body)["error"]
+        assert "req-42" in message and one_sentence(message)
+        assert headers["x-request-id"] == "req-42"
+        assert live.http(url, "GET", "/healthz")[0] == 200
+    logged = [r for r in caplog.records if "req-42" in r.getMessage()]
+    assert logged and logged[0].exc_info is not None and "a bug" in str(logged[0].exc_info[1])
 
 
 def test_errors_are_json_everywhere(server: str):

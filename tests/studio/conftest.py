@@ -130,7 +130,9 @@ def browser() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     path = chromium_path()
     if path is None:
-        pytest.skip("no system Chromium (/usr/bin/chromium): apt-get install -y chromium")
+        pytest.skip(
+            "no system Chromium at /usr/bin/chromium: make setup installs it (apt-get install -y chromium, as root)"
+        )
     with sync_api.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=path, headless=True)
         yield HarnessBrowser(chromium)

@@ -271,3 +271,101 @@ def test_translate_label_maps_with_a_style_and_region_overlays(
     page.uncheck("#explain-region")
     page.wait_for_function("document.querySelectorAll('#output-frame img.overlay').length === 0")
     assert not errors
+
+
+def test_a_rejected_upload_clears_the_earlier_output(
+    browser, live_studio, synth_root: Path, tmp_path: Path
+) -> None:
+    """An accepted upload, then a rejected one: no old output on screen and nothing to download."""
+    aligned = Image.open(sorted((synth_root / "aligned" / "test").glob("*.png"))[0])
+    good = tmp_path / "labels.png"
+    aligned.crop((aligned.width // 2, 0, aligned.width, aligned.height)).save(good)
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image at all")
+    page, errors = new_page(browser, live_studio, "/studio/")
+    page.select_option("#model", "facades")
+    page.set_input_files("#file", str(good))
+    page.wait_for_function("document.querySelector('#output').dataset.seq !== undefined")
+    assert not page.is_disabled("#download")
+    page.set_input_files("#file", str(bad))
+    page.wait_for_function("document.querySelector('#error').textContent !== ''")
+    assert page.locator("#output").is_hidden() and page.is_disabled("#download")
+    assert page.get_attribute("#output", "src") is None
+    assert "trained 40 steps" in page.text_content("#model-info")
+    assert not errors
+
+
+def test_paint_shortcuts_help_downloads_and_scene_owner(
+    browser, live_studio, tmp_path: Path, page_image
+) -> None:
+    """Keys pick tools, classes and sizes; the help panel names the canvas size; a stroke renders at pointer-up;
+    the photo and label map download under the input's name; a scene opened in another model says so."""
+    page, errors = new_page(browser, live_studio, "/studio/paint")
+    page.select_option("#model", "facades")
+    page.wait_for_function("window.studio.loaded === 'facades'")
+    wait_render(page, 0)
+    classes = page.evaluate("window.studio.model.classes.map((c) => c.id)")
+    page.keyboard.press("e")
+    page.keyboard.press("3")
+    size = int(page.input_value("#size"))
+    page.keyboard.press("]")
+    assert page.evaluate("[window.studio.tool, window.studio.cls]") == ["eraser", classes[2]]
+    assert int(page.input_value("#size")) == size + 1
+    page.keyboard.press("?")
+    assert page.evaluate("document.querySelector('#help').open")
+    assert "32×32" in page.text_content("#help") and "New instance" in page.text_content("#help")
+    page.keyboard.press("b")
+    box = page.locator("#overlay").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    before, started, waiting = page.evaluate(
+        """() => {
+            const overlay = document.querySelector('#overlay'), r = overlay.getBoundingClientRect();
+            const before = window.studio.seq;
+            overlay.dispatchEvent(new PointerEvent('pointerup',
+                { clientX: r.left + r.width / 2, clientY: r.top + r.height / 2, pointerId: 1, bubbles: true }));
+            return [before, window.studio.seq, window.studio.pending];
+        }"""
+    )
+    page.mouse.up()
+    assert started == before + 1 and not waiting  # sent at pointer-up, no debounce wait
+    wait_render(page, before)
+    with page.expect_download() as photo:
+        page.click("#download-photo")
+    assert photo.value.suggested_filename == "facades-sample1-photo.png"
+    photo.value.save_as(tmp_path / "photo.png")
+    shown = page_image(page, "#output")
+    assert np.array_equal(
+        np.asarray(Image.open(tmp_path / "photo.png").convert("RGB"), dtype=np.float64), shown
+    )
+    with page.expect_download() as labels:
+        page.click("#download-labels")
+    assert labels.value.suggested_filename == "facades-sample1-labels.png"
+    with page.expect_download() as saved:
+        page.click("#save")
+    scene = tmp_path / "facades-scene.json"
+    saved.value.save_as(scene)
+    page.select_option("#model", "hd")
+    page.wait_for_function("window.studio.loaded === 'hd'")
+    assert page.text_content("#note") == ""
+    page.set_input_files("#open", str(scene))
+    page.wait_for_function(
+        "document.querySelector('#note').textContent.includes('painted for model facades')"
+    )
+    assert page.text_content("#note").endswith("rendered with hd.")
+    page.select_option("#start", "0")
+    page.click("#load-start")
+    page.wait_for_function("window.studio.instance.some((v) => v >= 1000)")  # the sample replaced the scene
+    instance = np.array(page.evaluate("Array.from(window.studio.instance)")).reshape(32, 32)
+    ids, counts = np.unique(instance[instance >= 1000], return_counts=True)
+    ys, xs = np.nonzero(instance == int(ids[counts.argmax()]))
+    page.keyboard.press("s")
+    page.mouse.click(
+        box["x"] + (xs[len(xs) // 2] + 0.5) * box["width"] / 32,
+        box["y"] + (ys[len(ys) // 2] + 0.5) * box["height"] / 32,
+    )
+    names = page.evaluate(
+        "Array.from(document.querySelectorAll('#sel-cluster option')).map((o) => o.textContent)"
+    )
+    assert names[1] == "cluster 0"  # numbered from 0, as on the Translate page and in the API
+    assert not errors

@@ -290,3 +290,57 @@ def test_a_participant_gets_one_session(browser, live_studio, study_images) -> N
     assert len(rows(live_studio.db, "SELECT * FROM answers WHERE study = 'once'")) == 1
     first.close()
     other.close()
+
+
+def test_an_answer_sent_during_an_outage_is_retried_as_it_was(browser, live_studio, study_images) -> None:
+    """A lost connection (a server restart) is retried with the answer and time of the click; the page says
+    the answers are saved, and the message goes once the server answers."""
+    create(
+        live_studio,
+        "outage",
+        "--kind", "real-vs-fake",
+        "--real", str(study_images["real"]),
+        "--fake", str(study_images["blur"]),
+        "--practice", "0",
+        "--trials", "2",
+        "--exposure-ms", "unlimited",
+    )  # fmt: skip
+    context = browser.new_context()
+    page = context.new_page()
+    bodies: list[str] = []
+    outage = [True]
+
+    def answer_route(route) -> None:  # noqa: ANN001
+        bodies.append(route.request.post_data or "")
+        if outage[0]:
+            route.abort("connectionrefused")
+        else:
+            route.continue_()
+
+    page.route("**/answer", answer_route)
+    page.goto(f"{live_studio.url}/study/outage")
+    page.click("#begin")
+    page.wait_for_function(ANSWER_READY, arg=0)
+    page.keyboard.press("f")
+    page.wait_for_function("document.querySelector('#error').textContent.includes('saved')", timeout=10_000)
+    outage[0] = False
+    page.wait_for_function(ANSWER_READY, arg=1)
+    assert page.text_content("#error") == ""
+    assert len(bodies) >= 2 and len(set(bodies)) == 1
+    token = page.url.rsplit("/", 1)[1]
+    participant = rows(live_studio.db, "SELECT * FROM participants WHERE token = ?", token)[0]
+    (stored,) = rows(live_studio.db, "SELECT * FROM answers WHERE participant = ?", participant["id"])
+    assert stored["response_ms"] == json.loads(bodies[0])["response_ms"]
+    context.close()
+
+
+def test_the_admin_link_works_in_a_tab_already_on_the_admin_page(browser, live_studio) -> None:
+    """Opening admin#token=... where the admin page is already open changes only the fragment (no reload)."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{live_studio.url}/studio/admin")
+    assert page.locator("#studies table").count() == 0
+    page.goto(f"{live_studio.url}/studio/admin#token={live_studio.admin_token}")
+    page.wait_for_selector("#studies table", timeout=10_000)
+    assert "#token" not in page.url
+    context.close()

@@ -180,3 +180,60 @@ def _up(url: str) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_a_scene_painted_for_another_model_renders_with_a_warning(
+    live_studio, studio_runs, tmp_path: Path, caplog
+) -> None:
+    """The scene file names its model; rendering it with another one says so (and still renders)."""
+    scene = json.loads(call(f"{live_studio.url}/studio/api/models/hd/samples/0")[1])
+    assert scene["model"] == "hd"
+    path = tmp_path / "scene.json"
+    path.write_text(json.dumps({**scene, "model": "hd-yesterday"}))
+    out = tmp_path / "out.png"
+    main(["scene", "render", str(path), str(studio_runs["hd"]), "--out", str(out), "--device", "cpu"])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("hd-yesterday" in w and str(path) in w for w in warnings), warnings
+    assert out.is_file()
+
+
+def test_every_page_has_a_favicon(live_studio) -> None:
+    """Browsers ask for /favicon.ico on every page: no 404 (a console error on each load)."""
+    with urllib.request.urlopen(f"{live_studio.url}/favicon.ico") as response:
+        assert response.status == 200 and response.headers["content-type"].startswith("image/")
+        assert len(response.read()) > 0
+
+
+def test_a_run_moved_without_its_data_still_translates_and_says_why(synth_root: Path, tmp_path: Path) -> None:
+    """The paint page is told that the data folder is missing (no samples), instead of a wrong guess."""
+    import shutil
+
+    import pixforge
+    from pixforge.serve.registry import ModelRegistry
+    from pixforge.studio.paint import Paintable
+
+    data = tmp_path / "aligned"
+    shutil.copytree(synth_root / "aligned", data)
+    pixforge.train("pix2pix", data, tmp_path / "run", preset="tiny", steps=1, direction="BtoA")
+    shutil.rmtree(data)
+    model = next(iter(ModelRegistry.load([tmp_path / "run"], "cpu")))
+    described = Paintable(model).describe()
+    assert described["samples"] == 0 and str(data) in described["note"]
+    assert "colour-coded" in described["note"]
+    assert model.translator(Image.new("RGB", (32, 32))).size == (32, 32)
+
+
+def test_a_trials_images_have_the_same_file_size(live_studio, study_images) -> None:
+    """The real photo compresses worse than a blurred fake: the served bytes must not tell them apart."""
+    create = ["study", "create", "sizes", "--db", str(live_studio.db), "--kind", "real-vs-fake"]
+    folders = ["--real", str(study_images["real"]), "--fake", str(study_images["blur"])]
+    main([*create, *folders, "--practice", "0", "--trials", "4"])
+    url = live_studio.url
+    token = json.loads(call(f"{url}/study/api/sizes/join", {})[1])["token"]
+    for index in range(3):
+        state = json.loads(call(f"{url}/study/api/session/{token}")[1])
+        left, right = (call(url + image)[1] for image in state["trial"]["images"])
+        assert len(left) == len(right)
+        assert Image.open(io.BytesIO(left)).size[1] == Image.open(io.BytesIO(right)).size[1] == 256
+        answer = {"trial": index, "choice": "left", "response_ms": 500}
+        assert call(f"{url}/study/api/session/{token}/answer", answer)[0] == 200

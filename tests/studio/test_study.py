@@ -222,6 +222,24 @@ def test_study_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, study_images
     assert "0 finished" in capsys.readouterr().out and (tmp_path / "r" / "report.json").is_file()
 
 
+def test_the_default_study_database_is_a_user_data_file(
+    tmp_path: Path, study_images, capsys, monkeypatch
+) -> None:
+    """Without --db no studies.sqlite lands in the working folder (a checkout); create and report agree."""
+    from pixforge.cli import main
+
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    monkeypatch.chdir(checkout)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    fakes = ["--fake", str(study_images["blur"]), "--fake", str(study_images["poster"])]
+    main(["study", "create", "ok", "--kind", "ab", *fakes, "--trials", "3", "--practice", "0"])
+    main(["study", "report", "ok"])
+    assert "0 finished" in capsys.readouterr().out
+    assert list(checkout.iterdir()) == []
+    assert (tmp_path / "data" / "pixforge" / "studies.sqlite").is_file()
+
+
 def test_study_images_are_shown_upright(tmp_path: Path):
     """A phone photo (stored turned, EXIF orientation 6) is shown as a portrait, at the display height."""
     import io

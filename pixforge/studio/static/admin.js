@@ -49,7 +49,14 @@ async function answers(name) {
 }
 
 $("#connect").addEventListener("click", () => { sessionStorage.setItem("pixforge-admin", $("#token").value.trim()); list(); });
-const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
-if (fromLink) { sessionStorage.setItem("pixforge-admin", fromLink); history.replaceState(null, "", location.pathname); }
-$("#token").value = token();
-if (token()) list();
+// The admin link carries the token in its fragment (#token=...); opening it in a tab already on this page
+// changes only the fragment (no reload), so a hashchange reads it too.
+function tokenFromLink() {
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromLink) { sessionStorage.setItem("pixforge-admin", fromLink); history.replaceState(null, "", location.pathname); }
+  $("#token").value = token();
+  if (token()) list();
+}
+
+window.addEventListener("hashchange", tokenFromLink);
+tokenFromLink();

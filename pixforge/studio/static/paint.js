@@ -1,5 +1,6 @@
 // Paint page: edit a label map and instance map, pick styles, re-render through POST /studio/api/models/{name}/render.
-// Renders are debounced per stroke and numbered: a response older than the one shown is dropped.
+// A stroke renders at pointer-up; other edits (undo, redo, style changes) are debounced. Renders are numbered:
+// a response older than the one shown is dropped.
 import { $, api, el, showError, colourise, bytesToBase64, base64ToBytes, download } from "./common.js";
 
 const DEBOUNCE_MS = 120;
@@ -8,6 +9,7 @@ const s = {
   tool: "brush", cls: null, selected: null, undo: [], redo: [],
   seq: 0, shown: 0, renders: 0, timer: null, pending: false, inflight: 0, drag: null, lastMs: null,
   loads: 0, loaded: null,  // scene loads started, and the model whose scene is on the canvas
+  inputName: "scene", photo: null, shownAt: null,  // what downloads are named after; the photo on screen, and when
 };
 window.studio = s;
 
@@ -18,11 +20,13 @@ async function start() {
   try {
     s.models = (await api("/studio/api/models")).models.filter((m) => m.paint);
   } catch (error) { showError($("#error"), error); return; }
-  if (!s.models.length) { showError($("#error"), "No served model takes painted label maps."); return; }
+  if (!s.models.length) { showError($("#error"), await noPaintable()); return; }
   for (const m of s.models) $("#model").append(el("option", { value: m.name }, `${m.name} (${m.method})`));
   $("#model").addEventListener("change", () => choose($("#model").value));
   $("#load-start").addEventListener("click", loadStart);
   $("#save").addEventListener("click", save);
+  $("#download-photo").addEventListener("click", () => s.photo && download(`${s.inputName}-photo.png`, s.photo));
+  $("#download-labels").addEventListener("click", downloadLabels);
   $("#open").addEventListener("change", open);
   $("#style-seed").addEventListener("change", schedule);
   $("#size").addEventListener("input", () => { $("#size-value").textContent = $("#size").value; });
@@ -40,9 +44,7 @@ async function start() {
   overlay.addEventListener("pointermove", move);
   overlay.addEventListener("pointerup", up);
   overlay.addEventListener("pointerleave", (e) => s.drag && up(e));
-  document.addEventListener("keydown", (e) => {
-    if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); step(e.shiftKey ? s.redo : s.undo, e.shiftKey ? s.undo : s.redo); }
-  });
+  document.addEventListener("keydown", shortcut);
   await choose(s.models[0].name);
 }
 
@@ -54,16 +56,19 @@ async function choose(name) {
   for (const id of ["#labels", "#overlay"]) { $(id).width = s.width; $(id).height = s.height; }
   const palette = $("#palette");
   palette.replaceChildren();
-  for (const c of s.model.classes) {
+  s.model.classes.forEach((c, i) => {
     palette.append(el("button", { "data-class": String(c.id), onclick: () => setClass(c.id) },
-      el("span", { class: "swatch", style: `background: rgb(${c.color.join(",")})` }), c.name));
-  }
+      el("span", { class: "swatch", style: `background: rgb(${c.color.join(",")})` }), c.name,
+      i < CLASS_KEYS.length ? el("kbd", {}, CLASS_KEYS[i]) : ""));
+  });
   $("#sel-class").replaceChildren(...s.model.classes.map((c) => el("option", { value: String(c.id) }, c.name)));
   const startBox = $("#start");
   startBox.replaceChildren(el("option", { value: "blank" }, "blank"));
   for (let i = 0; i < s.model.samples; i++) startBox.append(el("option", { value: String(i) }, `dataset sample ${i + 1}`));
   if (s.model.samples) startBox.value = "0";
   $("#seed-box").hidden = s.model.paint !== "scene";
+  $("#note").textContent = s.model.note ? `${s.model.name}: ${s.model.note}.` : "";
+  helpText();
   setClass(s.model.classes[Math.min(1, s.model.classes.length - 1)].id);
   await loadStart();
 }
@@ -84,6 +89,7 @@ async function loadStart() {
   const ticket = ++s.loads;
   try {
     let scene;
+    s.inputName = `${model.name}-${choice === "blank" ? "blank" : `sample${Number(choice) + 1}`}`;
     if (choice === "blank") {
       const base = model.classes[0].id;
       scene = { label: new Uint8Array(s.width * s.height).fill(base), instance: new Int32Array(s.width * s.height).fill(base), clusters: {} };
@@ -208,7 +214,7 @@ function down(e) {
   const cls = s.tool === "eraser" ? s.model.classes[0].id : s.cls;
   const inst = strokeInstance(cls);
   s.drag = { start: p, last: p, cls, inst };
-  if (s.tool === "fill") { flood(p, cls, inst); s.drag = null; draw(); schedule(); }
+  if (s.tool === "fill") { flood(p, cls, inst); s.drag = null; draw(); renderNow(); }
   else if (s.tool !== "rect") { paintDisc(p, cls, inst); draw(); }
 }
 
@@ -233,7 +239,7 @@ function up(e) {
     }
   }
   s.drag = null;
-  draw(); schedule();
+  draw(); renderNow();
 }
 
 function majorityClass(id) {
@@ -255,7 +261,7 @@ function select(id) {
     const count = clusterCount(id);
     $("#sel-style").hidden = s.model.paint !== "scene";
     $("#sel-cluster").replaceChildren(el("option", { value: "-1" }, "from the style seed"),
-      ...Array.from({ length: count }, (_, k) => el("option", { value: String(k) }, `cluster ${k + 1}`)));
+      ...Array.from({ length: count }, (_, k) => el("option", { value: String(k) }, `cluster ${k}`)));
     $("#sel-cluster").value = String(s.clusters[String(id)] ?? -1);
     $("#sel-random").disabled = !count;
   }
@@ -284,6 +290,12 @@ function schedule() {
   s.timer = setTimeout(render, DEBOUNCE_MS);
 }
 
+// A finished stroke renders at once: the debounce would only add its wait to what the user sees.
+function renderNow() {
+  clearTimeout(s.timer);
+  render();
+}
+
 async function render() {
   s.pending = false;
   const seq = ++s.seq;
@@ -295,7 +307,9 @@ async function render() {
     });
     const blob = await response.blob();
     if (seq < s.shown) return;  // a newer render is already on screen
-    s.shown = seq; s.renders += 1; s.lastMs = performance.now() - started;
+    s.photo = blob;
+    $("#download-photo").disabled = false;
+    s.shown = seq; s.renders += 1; s.lastMs = performance.now() - started; s.shownAt = performance.now();
     const out = $("#output");
     URL.revokeObjectURL(out.src);
     out.src = URL.createObjectURL(blob);
@@ -312,9 +326,62 @@ async function open() {
   const file = $("#open").files[0];
   if (!file) return;
   try {
+    const json = JSON.parse(await file.text());
     remember();
-    setScene(decode(JSON.parse(await file.text())), true);
+    setScene(decode(json), true);
+    s.inputName = file.name.replace(/\.[^.]*$/, "");
+    $("#note").textContent = json.model && json.model !== s.model.name
+      ? `This scene was painted for model ${json.model}; it is rendered with ${s.model.name}.` : "";
   } catch (error) { showError($("#error"), error); }
+}
+
+// The label map as the model's own input: class ids (grey levels) for pix2pixHD, the colour picture otherwise.
+function downloadLabels() {
+  const canvas = el("canvas", { width: s.width, height: s.height });
+  const grey = Object.fromEntries(s.model.classes.map((c) => [c.id, [c.id, c.id, c.id]]));
+  const image = s.model.paint === "scene" ? colourise(s.label, s.width, s.height, grey) : colourise(s.label, s.width, s.height, colours());
+  canvas.getContext("2d").putImageData(image, 0, 0);
+  canvas.toBlob((blob) => download(`${s.inputName}-labels.png`, blob), "image/png");
+}
+
+// Why no served model can be painted, model by model.
+async function noPaintable() {
+  const all = (await api("/studio/api/models")).models;
+  const why = all.map((m) => `${m.name}: ${m.note || "its inputs are not label maps"}`).join("; ");
+  return `No served model takes painted label maps (${why}).`;
+}
+
+// Keyboard shortcuts (listed in the help panel): tools, classes by their place in the palette, brush size.
+const TOOL_KEYS = { b: "brush", r: "rect", f: "fill", e: "eraser", s: "select" };
+const CLASS_KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"];
+
+function shortcut(e) {
+  if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "z") {
+    e.preventDefault(); step(e.shiftKey ? s.redo : s.undo, e.shiftKey ? s.undo : s.redo); return;
+  }
+  if (e.ctrlKey || e.metaKey || e.altKey || ["INPUT", "SELECT", "TEXTAREA"].includes(e.target.tagName)) return;
+  const key = e.key.toLowerCase();
+  const size = $("#size");
+  if (TOOL_KEYS[key]) setTool(TOOL_KEYS[key]);
+  else if (CLASS_KEYS.includes(key) && s.model.classes[CLASS_KEYS.indexOf(key)]) setClass(s.model.classes[CLASS_KEYS.indexOf(key)].id);
+  else if (key === "[" || key === "]") {
+    size.value = String(Number(size.value) + (key === "]" ? 1 : -1));
+    $("#size-value").textContent = size.value;
+  } else if (key === "n") $("#new-instance").checked = !$("#new-instance").checked;
+  else if (key === "?" || key === "h") $("#help").open = !$("#help").open;
+  else return;
+  e.preventDefault();
+}
+
+function helpText() {
+  const scene = s.model.paint === "scene";
+  $("#help-canvas").textContent = `${s.model.name} paints ${s.width}×${s.height} label maps ` +
+    (scene ? "(pix2pixHD: class ids and instances)." : "(drawn in the palette's colours and translated as a picture).");
+  $("#help-instance").textContent = scene
+    ? "New instance (N): the next stroke makes a new object of its class, with its own instance id " +
+      "(class × 1000 + k) and its own style, instead of growing the class's region; pix2pixHD draws a " +
+      "boundary around it. Untick it to paint more of the same object or of a class without instances (stuff)."
+    : "New instance (N) has no effect for this model: it translates the colours and knows no instances.";
 }
 
 s.encode = encode;

@@ -3,7 +3,8 @@
 import { $, api, el, showError } from "./common.js";
 
 const FEEDBACK_MS = 700;
-const s = { token: null, state: null, onset: null, busy: false, hideTimer: null, answers: 0 };
+const RETRY_MS = 250, RETRY_MAX_MS = 4000;
+const s = { token: null, state: null, onset: null, busy: false, hideTimer: null, answers: 0, retries: 0 };
 window.study = s;
 
 function route() {
@@ -103,10 +104,7 @@ async function answer(side) {
   clearTimeout(s.hideTimer);
   [$("#slot-left"), $("#slot-right")].forEach((slot) => slot.replaceChildren());
   try {
-    const result = await api(`/study/api/session/${s.token}/answer`, {
-      method: "POST", headers: { "content-type": "application/json" },
-      body: JSON.stringify({ trial: t.index, choice: side, response_ms: responseMs }),
-    });
+    const result = await send({ trial: t.index, choice: side, response_ms: responseMs });
     s.answers += 1;
     if (result.feedback) {
       const good = result.feedback.correct;
@@ -115,8 +113,42 @@ async function answer(side) {
       await new Promise((done) => setTimeout(done, FEEDBACK_MS));
     }
     s.onset = null;
-    await refresh();
+    await retrying(refresh);
   } catch (error) { showError($("#error"), error); s.busy = false; }
+}
+
+// Retry a call while the server cannot be reached (a restart): an answer is sent again as it was, with the
+// response time measured at the click, so an outage never lengthens a stored time. Errors the server gives
+// (4xx) are final.
+async function retrying(call) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const result = await call();
+      showError($("#error"), null);
+      return result;
+    } catch (error) {
+      if (error.status !== undefined && error.status < 500) throw error;
+      s.retries += 1;
+      showError($("#error"), "The server is not answering; retrying. Your answers so far are saved.");
+      await new Promise((done) => setTimeout(done, Math.min(RETRY_MS * 2 ** attempt, RETRY_MAX_MS)));
+    }
+  }
+}
+
+function send(body) {
+  let sent = 0;
+  return retrying(async () => {
+    try {
+      sent += 1;
+      return await api(`/study/api/session/${s.token}/answer`, {
+        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+      });
+    } catch (error) {
+      // the server took an earlier try and only its reply was lost: the answer is stored
+      if (error.status === 409 && sent > 1) return { feedback: null, finished: false };
+      throw error;
+    }
+  });
 }
 
 start();

@@ -12,7 +12,7 @@ async function start() {
   $("#model").addEventListener("change", () => choose($("#model").value));
   $("#file").addEventListener("change", () => pick($("#file").files[0]));
   $("#instance").addEventListener("change", () => { state.instance = $("#instance").files[0] || null; translate(); });
-  for (const id of ["#direction", "#style-kind", "#style-value"]) $(id).addEventListener("change", translate);
+  for (const id of ["#size", "#direction", "#style-kind", "#style-value"]) $(id).addEventListener("change", translate);
   const drop = $("#drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -24,11 +24,11 @@ async function start() {
 function choose(name) {
   const m = state.models.find((x) => x.name === name);
   state.model = m;
-  $("#model-info").textContent = `${m.method}, ${m.input === "labels" ? `label maps (${m.label_nc} classes)` : "images"}`;
+  $("#model-info").textContent = modelInfo(m);
   $("#direction-box").hidden = !m.directions.length;
   $("#style-box").hidden = !m.styles;
   $("#instance-box").hidden = m.input !== "labels";
-  $("#drop-text").innerHTML = m.input === "labels" ? "Drop a label map (class ids)<br>or pick one" : "Drop an image here<br>or pick one";
+  $("#drop-text").innerHTML = m.input === "labels" ? "Drop a label map (class ids)<br>or pick one" : m.colorization ? "Drop a black-and-white photo<br>or pick one" : "Drop an image here<br>or pick one";
   const box = $("#explain-box");
   box.replaceChildren();
   box.hidden = !m.explain.length;
@@ -36,6 +36,20 @@ function choose(name) {
     box.append(el("label", {}, el("input", { type: "checkbox", id: `explain-${kind}`, onchange: translate }), ` show ${kind}`));
   }
   translate();
+}
+
+// What the model is: method, training step, input, and its test scores when the run has been evaluated.
+function modelInfo(m) {
+  const input =
+    m.input === "labels"
+      ? `label maps (${m.label_nc} classes)`
+      : m.colorization
+        ? "any photo, reduced to its lightness (colorization: the output keeps it)"
+        : "images";
+  const clusters = m.styles ? `; style clusters numbered from 0` : "";
+  const scores = Object.entries(m.scores || {}).map(([k, v]) => `${k} ${Number(v).toPrecision(4)}`);
+  const tested = scores.length ? `; ${m.scores_split} scores: ${scores.join(", ")}` : "";
+  return `${m.method}, trained ${m.step} steps, takes ${input}${clusters}${tested}`;
 }
 
 async function pick(file) {
@@ -62,6 +76,7 @@ async function translate() {
   const form = new FormData();
   form.append(m.input === "labels" ? "label" : "image", state.file);
   if (state.instance && m.input === "labels") form.append("instance", state.instance);
+  form.append("size", $("#size").value);
   if (m.directions.length) form.append("direction", $("#direction").value);
   if (m.styles) form.append($("#style-kind").value === "cluster" ? "cluster" : "style_seed", $("#style-value").value || "0");
   const shown = m.explain.filter((kind) => $(`#explain-${kind}`)?.checked);
@@ -92,8 +107,20 @@ async function translate() {
     $("#download").disabled = false;
     $("#status").textContent = `done in ${Math.round(performance.now() - started)} ms`;
   } catch (error) {
-    if (seq === state.seq) { showError($("#error"), error); $("#status").textContent = ""; }
+    if (seq === state.seq) { clearOutput(); showError($("#error"), error); $("#status").textContent = ""; }
   }
+}
+
+// A rejected input leaves no earlier output on screen and nothing to download.
+function clearOutput() {
+  state.output = null;
+  const out = $("#output");
+  if (out.src) URL.revokeObjectURL(out.src);
+  out.removeAttribute("src");
+  out.hidden = true;
+  delete out.dataset.seq;
+  $("#output-frame").querySelectorAll("img.overlay").forEach((x) => x.remove());
+  $("#download").disabled = true;
 }
 
 start();
