@@ -10,22 +10,26 @@ images side by side and each run's loss curves), so that "pix2pix vs DRPAN vs Gu
 one call. Two baseline rows frame the runs: "input" (the input image itself scored against the target,
 when the input is a photo of the target's size, e.g. the rainy photo in de-raining) and "ground truth"
 (the target against itself; its FCN-scores are the segmenter on real photos, the papers' upper bound).
+With ``merge_seeds`` the runs whose configs differ only in their seed also make one row each, the mean ±
+the sample standard deviation over the seeds (:meth:`Comparison.seed_rows`), which sizes the noise of a
+single run.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import re
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from pixforge import distributed, pages
+from pixforge import checkpoint, distributed, pages
 from pixforge.api import dataset_items, load, viewable
 from pixforge.data.palette import colors_to_ids
 from pixforge.devices import pick_device
@@ -37,6 +41,46 @@ FOLDERS = ("fake", "real", "inputs", "labels")
 RUN_KEYS = ("run", "method", "step")
 INPUT_ROW = "input"
 TRUTH_ROW = "ground truth"
+#: a run name's seed suffix (``-s0``, ``_seed1``), left out of the name of its seeds' row
+SEED_SUFFIX = re.compile(r"[-_]s(?:eed)?\d+$")
+#: options that do not make runs different experiments (where the data lives, the seed)
+NOT_COMPARED = {("train", "seed"), ("data", "root"), ("data", "num_workers")}
+
+
+@dataclass(frozen=True)
+class Spread:
+    """One metric over the seeds of a row: the mean, the sample standard deviation (0 for one seed), the count."""
+
+    mean: float
+    spread: float
+    count: int
+    #: for one seed, the metric's own spread where it has one (KID's std over subsets)
+    subsets: float | None = None
+
+    def text(self) -> str:
+        if self.count >= 2:
+            return f"{_number(self.mean)} ± {_number(self.spread)}"
+        if self.subsets is not None:
+            return f"{_number(self.mean)} ± {_number(self.subsets)} (subsets)"
+        return _number(self.mean)
+
+
+def seed_spread(values: Sequence[float]) -> Spread:
+    """The mean and sample standard deviation (ddof 1) of one metric over seeds."""
+    array = np.asarray(values, dtype=np.float64)
+    spread = float(array.std(ddof=1)) if len(array) > 1 else 0.0
+    return Spread(float(array.mean()), spread, len(array))
+
+
+def experiment_key(run: Path) -> str:
+    """A run's resolved config without the options that do not change the experiment (seed, data place)."""
+    config = checkpoint.read(run).config
+    kept = {
+        section: {k: v for k, v in values.items() if (section, k) not in NOT_COMPARED}
+        for section, values in config.items()
+        if isinstance(values, dict)
+    }
+    return json.dumps({"method": config.get("method"), **kept}, sort_keys=True, default=str)
 
 
 @dataclass
@@ -226,6 +270,56 @@ class Comparison:
     runs: dict[str, Path]
     reports: dict[str, Report]
     samples: list[str]
+    merge_seeds: bool = False
+
+    def seed_groups(self) -> dict[str, list[str]]:
+        """Runs whose configs differ only in the seed, as row name -> run names (in the order given).
+
+        A row is named after its first run less a seed suffix (``-s0``, ``_seed1``), numbered if taken.
+        """
+        groups: dict[str, list[str]] = {}
+        for name, run in self.runs.items():
+            groups.setdefault(experiment_key(run), []).append(name)
+        rows: dict[str, list[str]] = {}
+        for members in groups.values():
+            base = SEED_SUFFIX.sub("", members[0]) or members[0]
+            row, k = base, 2
+            while row in rows:
+                row, k = f"{base}_{k}", k + 1
+            rows[row] = members
+        return rows
+
+    def seed_rows(self) -> dict[str, dict[str, Spread]]:
+        """Each seed group's metrics over its runs (:func:`seed_spread`); a one-seed row keeps KID's std over
+        subsets as its spread, marked so."""
+        rows: dict[str, dict[str, Spread]] = {}
+        for row, members in self.seed_groups().items():
+            values = [self.reports[m].values for m in members]
+            rows[row] = {
+                column: replace(
+                    seed_spread([v[column] for v in values]),
+                    subsets=values[0].get(f"{column}_std") if len(values) == 1 else None,
+                )
+                for column in self.columns()
+                if all(column in v for v in values)
+            }
+        return rows
+
+    def seed_markdown(self) -> list[str]:
+        """The seed rows as a markdown table."""
+        columns = self.columns()
+        lines = [
+            "Seeds as one row: mean ± sample standard deviation (ddof 1) over the seeds of runs whose configs "
+            "differ only in the seed; a row of one seed shows KID's std over subsets, marked (subsets).",
+            "",
+            "| row | seeds | " + " | ".join(columns) + " |",
+            "|" + " --- |" * (len(columns) + 2),
+        ]
+        for row, values in self.seed_rows().items():
+            count = max((v.count for v in values.values()), default=0)
+            cells = " | ".join(values[c].text() if c in values else "-" for c in columns)
+            lines.append(f"| {row} | {count} | {cells} |")
+        return lines
 
     @property
     def settings(self) -> dict[str, object]:
@@ -265,13 +359,21 @@ class Comparison:
             cells = " | ".join(self.cell(row, column) for column in columns)
             lines.append(f"| {row} | {method} | {step} | {cells} |")
         lines += ["", *(f"- {line}" for line in self.legend())]
+        if self.merge_seeds:
+            lines += ["", *self.seed_markdown()]
         lines += ["", "| setting | value |", "| --- | --- |"]
         lines += [f"| {key} | {value} |" for key, value in self.settings.items()]
         return "\n".join(lines) + "\n"
 
     def to_json(self) -> str:
         rows = {row: json.loads(report.to_json()) for row, report in self.reports.items()}
-        return json.dumps({"runs": {k: str(v) for k, v in self.runs.items()}, "rows": rows}, indent=2)
+        data: dict[str, object] = {"runs": {k: str(v) for k, v in self.runs.items()}, "rows": rows}
+        if self.merge_seeds:
+            data["seed_groups"] = self.seed_groups()
+            data["seed_rows"] = {
+                row: {c: asdict(v) for c, v in values.items()} for row, values in self.seed_rows().items()
+            }
+        return json.dumps(_finite(data), indent=2, allow_nan=False)
 
     def to_html(self) -> str:
         """The table, sample rows (input | each run | target) and each run's loss curves."""
@@ -327,6 +429,17 @@ class Comparison:
         return paths
 
 
+def _finite(value: object) -> object:
+    """``value`` with non-finite floats as strings ("inf", "nan"), for strict JSON."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _number(value: float) -> str:
     return f"{value:.4f}" if np.isfinite(value) else str(value)
 
@@ -369,13 +482,15 @@ def compare_runs(
     scoring: ScoreOptions = DEFAULT_SCORING,
     device: str = "auto",
     samples: int = 8,
+    merge_seeds: bool = False,
 ) -> Comparison:
     """Evaluate every run on ``split`` of ``data`` and write the comparison into ``out``.
 
     Each run's images go to ``out/runs/NAME/``; the table has one row per run, then "input" (only when
     the inputs are photos of the targets' size) and "ground truth" (targets against themselves, with
     the segmenter's FCN-scores on the real photos; KID/FID are left out of it, being 0 by construction).
-    ``samples`` rows of images are shown side by side in ``index.html``.
+    ``samples`` rows of images are shown side by side in ``index.html``. ``merge_seeds`` adds the seed
+    rows (:meth:`Comparison.seed_rows`).
     """
     if not runs:
         raise PixforgeError("compare needs at least one run")
@@ -401,7 +516,11 @@ def compare_runs(
             first.real, first.real, replace(scoring, metrics=per_image), labels=first.labels if fcn else None
         )
     comparison = Comparison(
-        out, dict(zip(names, map(Path, runs), strict=True)), reports, first.stems[: max(samples, 0)]
+        out,
+        dict(zip(names, map(Path, runs), strict=True)),
+        reports,
+        first.stems[: max(samples, 0)],
+        merge_seeds,
     )
     comparison.write()
     return comparison

@@ -13,7 +13,7 @@ from PIL import Image
 import pixforge
 from pixforge.cli import main
 from pixforge.errors import PixforgeError
-from pixforge.evaluation import compare_runs, evaluate_run, run_names, translate_split
+from pixforge.evaluation import Spread, compare_runs, evaluate_run, run_names, translate_split
 from pixforge.metrics.report import ScoreOptions, evaluate_dirs
 
 METRICS = ("psnr", "ssim", "reco")  # VIF needs 41 px, the test scenes have 32
@@ -153,3 +153,35 @@ def test_run_names_are_distinct():
         "step_1",
         "input_2",
     ]
+
+
+def test_runs_that_differ_only_in_their_seed_make_one_row_with_the_spread(
+    runs, synth_root: Path, tmp_path: Path
+):
+    seeds = [tmp_path / f"short-s{seed}" for seed in (1, 2)]
+    for seed, run in zip((1, 2), seeds, strict=True):
+        pixforge.train("pix2pix", synth_root / "derain", run, preset="tiny", device="cpu", steps=2, seed=seed)
+    comparison = compare_runs(
+        [*seeds, runs["long"]],
+        synth_root / "derain",
+        tmp_path / "cmp",
+        scoring=ScoreOptions(("psnr",)),
+        device="cpu",
+        merge_seeds=True,
+    )
+    assert comparison.seed_groups() == {"short": ["short-s1", "short-s2"], "long": ["long"]}
+    values = [comparison.reports[name].values["psnr"] for name in ("short-s1", "short-s2")]
+    row = comparison.seed_rows()["short"]["psnr"]
+    assert row.mean == pytest.approx(np.mean(values)) and row.spread == pytest.approx(np.std(values, ddof=1))
+    assert row.count == 2 and comparison.seed_rows()["long"]["psnr"].count == 1
+    table = (tmp_path / "cmp" / "compare.md").read_text()
+    assert f"| short | 2 | {row.mean:.4f} ± {row.spread:.4f} |" in table
+    assert (
+        json.loads((tmp_path / "cmp" / "compare.json").read_text())["seed_rows"]["short"]["psnr"]["count"]
+        == 2
+    )
+
+
+def test_a_one_seed_row_shows_the_metrics_own_spread_marked_as_over_subsets():
+    assert Spread(30.0, 0.0, 1, subsets=1.5).text() == "30.0000 ± 1.5000 (subsets)"
+    assert Spread(30.0, 2.0, 2).text() == "30.0000 ± 2.0000" and Spread(30.0, 0.0, 1).text() == "30.0000"

@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pixforge"
 LAYERS: list[set[str]] = [
     {"cli", "__main__", "__init__"},
     {"studio", "serve", "client"},
+    {"reproduce"},
     {"evaluation", "export", "editing", "interop"},
     {"api"},
     {"train", "checkpoint", "pages", "visual"},

@@ -1,6 +1,7 @@
 """The ``pixforge`` command line (also ``python -m pixforge``): thin wrappers over the Python API.
 
-One module per command group (``train``, ``translate``, ``data``, ``evaluate``, ``serve``, ``interop``); importing
+One module per command group (``train``, ``translate``, ``data``, ``evaluate``, ``reproduce``, ``serve``,
+``interop``); importing
 each registers its commands on the root group. Bad input ends with one line on stderr and exit code 2;
 ``--debug`` shows the traceback.
 """
@@ -14,7 +15,15 @@ import traceback
 
 import click
 
-from pixforge.cli import data, evaluate, interop, serve, train, translate  # noqa: F401  (each registers its commands)
+from pixforge.cli import (  # noqa: F401  (each registers its commands)
+    data,
+    evaluate,
+    interop,
+    reproduce,
+    serve,
+    train,
+    translate,
+)
 from pixforge.cli._base import cli
 from pixforge.distributed import PeerError
 from pixforge.errors import PixforgeError

@@ -174,6 +174,11 @@ def evaluate(
 @click.option("--split", default="test", show_default=True)
 @click.option("--samples", default=8, show_default=True, help="Rows of images shown side by side.")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option(
+    "--merge-seeds",
+    is_flag=True,
+    help="Also one row per experiment: runs differing only in their seed, as mean ± spread over seeds.",
+)
 @scoring_options
 def compare_cmd(
     runs: tuple[Path, ...],
@@ -182,6 +187,7 @@ def compare_cmd(
     split: str,
     samples: int,
     device: str,
+    merge_seeds: bool,
     scoring: Scoring,
 ) -> None:
     """Evaluate RUNS on the same --split of --data: one table (markdown + HTML with samples and losses)."""
@@ -195,6 +201,7 @@ def compare_cmd(
         scoring=scoring.load(),
         device=device,
         samples=samples,
+        merge_seeds=merge_seeds,
     )
     click.echo(comparison.to_markdown())
     click.echo(f"wrote {out / 'compare.md'}, {out / 'compare.json'} and {out / 'index.html'}")

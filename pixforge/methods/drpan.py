@@ -29,6 +29,9 @@ regions with a wrong offset, has a variant keeping the most real patch, has no g
 in two steps per iteration (L_adv(D_p) + 100 L1, then a new fake, its region, R's step and
 L_adv(R) + 10 L1(region)). The last is available as ``g_schedule=two_step``; the others are not followed.
 
+``reviser=none`` is the ablation the paper's comparisons with pix2pix stand for (§4.2, Fig. 6): the same G,
+D_p, data and schedule, no R and no region, G on L_adv(D_p) + beta L1 (pix2pix with DRPAN's settings).
+
 The reviser is a component (:class:`Reviser`) that any method with a patch discriminator can switch on: it
 takes a score map and that discriminator's geometry, and knows nothing of which network produced them.
 """
@@ -52,6 +55,8 @@ from pixforge.nets.discriminators import Geometry, ImageDiscriminator, PatchDisc
 from pixforge.nets.generators import GENERATORS
 
 REVISERS = ("image", "patch")
+#: DRPAN's reviser choices: a network, or none (the ablation: pix2pix with DRPAN's settings)
+DRPAN_REVISERS = (*REVISERS, "none")
 REGION_MAPPINGS = ("geometry", "tau")
 GP_VARIANTS = ("paper", "pair")
 G_SCHEDULES = ("joint", "two_step")
@@ -141,8 +146,8 @@ class DRPANConfig(ReviserOptions):
     """At test time: eval (deterministic) or paper (dropout on, batch statistics, as pix2pix)."""
     checkpoint_activations: bool = False
     """Recompute the generators' activations in the backward pass instead of storing them (less memory)."""
-    reviser: str = choice("image", REVISERS)
-    """The reviser R: a DCGAN-like full-image discriminator (§3.3) or a PatchGAN."""
+    reviser: str = choice("image", DRPAN_REVISERS)
+    """The reviser R: a DCGAN-like full-image discriminator (§3.3), a PatchGAN, or none (the ablation)."""
     beta_l1: float = 100.0
     """Weight beta of the L1 loss on the whole image (eq. 9; the authors' code: 100)."""
     g_schedule: str = choice("joint", G_SCHEDULES)
@@ -150,6 +155,8 @@ class DRPANConfig(ReviserOptions):
 
     def validate(self) -> None:
         self.validate_reviser()
+        if self.reviser == "none" and self.g_schedule == "two_step":
+            raise PixforgeError("option g_schedule: two_step steps the reviser; with reviser=none use joint")
         if self.g_schedule == "two_step" and self.lambda_reviser != 0.5:
             raise PixforgeError(
                 "option g_schedule: two_step weighs D_p's and R's adversarial terms 1 each, as the authors' "
@@ -513,9 +520,19 @@ class DRPAN(Pix2Pix):
     def __init__(self, cfg: DRPANConfig, info: DataInfo) -> None:
         super().__init__(cfg, info)  # type: ignore[arg-type]
         self.geometry = conv_geometry(self.nets["D"])
-        self.nets["R"] = cfg.build_reviser(
-            cfg.reviser, info.input_nc + info.output_nc, info.size, cfg.gan_mode
-        )
+        if cfg.reviser != "none":
+            self.nets["R"] = cfg.build_reviser(
+                cfg.reviser, info.input_nc + info.output_nc, info.size, cfg.gan_mode
+            )
+
+    @property
+    def adversarial_weight(self) -> float:
+        """D_p is always built (it proposes the regions); its term's weight is in :meth:`loss_G`."""
+        return 1.0
+
+    @property
+    def conditional(self) -> bool:
+        return True
 
     def region(self, s: State) -> Region:
         """This iteration's region, proposed once from D_p's score map of the fake (eq. 1-4).
@@ -527,9 +544,13 @@ class DRPAN(Pix2Pix):
 
     def propose(self, x: Tensor, fake: Tensor) -> tuple[Tensor, Region]:
         """D_p's score map of an output and the region it proposes (for inspection)."""
-        with torch.no_grad():
-            score = self.discriminate(x, fake)
+        score = self.score(x, fake)
         return score, self.nets["R"].propose(score, (fake.shape[-2], fake.shape[-1]), self.geometry)
+
+    def score(self, x: Tensor, fake: Tensor) -> Tensor:
+        """D_p's score map of an output, without gradients."""
+        with torch.no_grad():
+            return self.discriminate(x, fake)
 
     def phases(self) -> list[Phase]:
         """D_p, R, G (eq. 9); with ``g_schedule=two_step`` the authors' D_p, G, R, G.
@@ -537,6 +558,8 @@ class DRPAN(Pix2Pix):
         The two G phases share the name "G", so the trainer gives them one Adam, stepped twice per iteration
         as the authors' code steps its one G optimiser.
         """
+        if "R" not in self.nets:
+            return super().phases()
         if self.cfg.g_schedule == "two_step":
             return [
                 Phase("D", ("D",), self.loss_D),
@@ -557,8 +580,10 @@ class DRPAN(Pix2Pix):
     def loss_G(self, s: State) -> tuple[Tensor, Scalars]:
         """G's side of eq. 9: (1 - lambda) L_adv(D_p) + lambda L_adv(R) + beta L1 + gamma L1(region) (eq. 7-8).
 
-        With lambda = 1 (the reviser only, §4.3) D_p is not run for G.
+        With lambda = 1 (the reviser only, §4.3) D_p is not run for G. Without a reviser: L_adv(D_p) + beta L1.
         """
+        if "R" not in self.nets:
+            return self.adversarial_and_l1(s, self.cfg.beta_l1)
         reviser = self.nets["R"]
         loss, scalars = reviser.generator_loss(s["real_A"], s["real_B"], s["fake_B"], self.region(s))
         if reviser.lambda_reviser < 1:
@@ -591,9 +616,13 @@ class DRPAN(Pix2Pix):
 
     def explain(self, batch: Batch, output: Tensor) -> dict[str, Tensor]:
         """``score``: D_p's score map of the output as an image-sized heat map; ``region``: the output with the
-        region the proposal picks drawn on it."""
-        score, region = self.propose(batch["A"], output)
+        region the proposal picks drawn on it (not without a reviser: there is no proposal)."""
         size = (output.shape[-2], output.shape[-1])
+        if "R" not in self.nets:
+            return {
+                "score": score_heatmap(self.score(batch["A"], output), size, self.geometry, self.cfg.gan_mode)
+            }
+        score, region = self.propose(batch["A"], output)
         return {
             "score": score_heatmap(score, size, self.geometry, self.cfg.gan_mode),
             "region": draw_region(output, region),

@@ -31,6 +31,10 @@ simply set the weight factor of the GAN loss to 10" is stated with the supervise
 and is ``lambda_gan=10`` here. The cycle's reconstructions (eq. 10, ||G_Y(G_X(x')) - x||_1: G_Y sees G_X's
 output, not a blend of it) and the identity terms feed the generators unguided, as ASGIT does. Both variants
 subclass their base method; the guidance itself is the component :class:`AttentionGuide`.
+
+``attention=none`` is the paper's baseline (Tables 1-5 compare each GuideGAN with its base trained alike):
+the same networks, losses and settings with the map left out, so G sees x itself, D has no attention
+module, no transfer is built and no map is cached.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from pixforge.nets.blocks import NORMS, init_weights
 from pixforge.nets.discriminators import AttentionPatchDiscriminator, PatchDiscriminator
 from pixforge.nets.generators import GENERATORS
 
-ATTENTIONS = ("posthoc", "trainable")
+ATTENTIONS = ("posthoc", "trainable", "none")
 UPSAMPLERS = ("bilinear", "learned")
 BLENDS = ("rhp", "alpha")
 AUTO = "auto"
@@ -268,19 +272,29 @@ class AttentionGuide:
 
     def unguided(self, x: Tensor) -> Tensor:
         """G's input for an image with no attention of its own (a reconstruction, an identity input): ``x``
-        itself under RHP, concat(x, ones) under alpha blending (the authors' ones placeholder)."""
-        return x if self.blend_mode == "rhp" else self.blend(x, x.new_ones(x.shape[0], 1, *x.shape[-2:]))
+        itself under RHP (or with no attention), concat(x, ones) under alpha blending (the authors' ones
+        placeholder)."""
+        return (
+            x
+            if self.blend_mode == "rhp" or self.attention == "none"
+            else self.blend(x, x.new_ones(x.shape[0], 1, *x.shape[-2:]))
+        )
 
     def guide(self, x: Tensor, where: Where | None = None) -> Tensor:
-        """The generator's input x' for ``x``: blended with :meth:`map_for`."""
+        """The generator's input x' for ``x``: blended with :meth:`map_for` (``x`` itself with no attention)."""
+        if self.attention == "none":
+            return x
         return self.blend(x, self.map_for(x, where))
 
     def remember(self, net: nn.Module, x: Tensor, where: Where) -> None:
-        """Cache D's attention for its input ``x`` (built on G's outputs) for the samples' next visits.
+        """Cache D's attention for its input ``x`` (built on G's outputs) for the samples' next visits
+        (nothing with no attention: no extra D pass).
 
         Under torchrun every rank stores every rank's maps, so each rank's cache holds the whole cache (the
         next visit of a sample may fall to another rank).
         """
+        if self.attention == "none":
+            return
         maps = self.attention_map(net, x)
         if distributed.world().active:
             box = [] if where.box is None else [where.box]
@@ -303,7 +317,7 @@ class GuideGANConfig:
     unpaired: bool = False
     """The CycleGAN variant (unpaired data) instead of the pix2pix one."""
     attention: str = choice("posthoc", ATTENTIONS)
-    """Where the map comes from: post hoc from a D layer (PHA, eq. 2) or a trainable module (TAM, eq. 3)."""
+    """Map source: post hoc from a D layer (PHA, eq. 2), trainable module (TAM, eq. 3), none (the baseline)."""
     attention_layer: int = 4
     """With posthoc: the D conv whose activations give the map (the paper: the 4th)."""
     upsampler: str = choice("bilinear", UPSAMPLERS)
@@ -429,7 +443,8 @@ class GuideGAN(Method):
     def _init_guidance(self) -> None:
         """Guides for :attr:`index_keys`, the optional learned transfer T, and the weight of L_GAN."""
         cfg = self.options
-        transfer = LearnedUpsampler() if cfg.upsampler == "learned" else None
+        learned = cfg.upsampler == "learned" and cfg.attention != "none"
+        transfer = LearnedUpsampler() if learned else None
         if transfer is not None:
             self.nets["T"] = transfer
         self.guides = {
@@ -440,8 +455,8 @@ class GuideGAN(Method):
 
     @property
     def extra_channels(self) -> int:
-        """Input channels the blend adds to the generators: the alpha channel, or none for RHP."""
-        return 1 if self.options.blend == "alpha" else 0
+        """Input channels the blend adds to the generators: the alpha channel, or none for RHP (or no attention)."""
+        return 1 if self.options.blend == "alpha" and self.options.attention != "none" else 0
 
     def make_discriminator(self, input_nc: int) -> nn.Module:
         """The base method's PatchGAN, with the trainable attention module for ``attention=trainable``."""
@@ -470,7 +485,9 @@ class GuideGAN(Method):
 
     def explain(self, batch: Batch, output: Tensor) -> dict[str, Tensor]:
         """``attention``: the map blended into G's input (all ones at test time); ``attention_output``: the
-        map D gives for ``output``, for inspection. Both (N, 1, H, W) in [-1, 1]."""
+        map D gives for ``output``, for inspection. Both (N, 1, H, W) in [-1, 1]; none with no attention."""
+        if self.options.attention == "none":
+            return {}
         direction, net, judged = self.judged(batch, output)
         guide = self.guides[direction]
         seen = guide.upsample(guide.attention_map(net, judged), output.shape[-2:])

@@ -16,7 +16,18 @@ from pixforge.nets.blocks import (
     pad_layer,
 )
 
-GENERATORS = ("unet", "unet_128", "unet_256", "resnet_6blocks", "resnet_9blocks")
+GENERATORS = (
+    "unet",
+    "unet_128",
+    "unet_256",
+    "encoder_decoder",
+    "encoder_decoder_128",
+    "encoder_decoder_256",
+    "resnet_6blocks",
+    "resnet_9blocks",
+)
+#: the fixed-depth U-Nets and their encoder-decoders (the same layers without skips): name -> downsamplings
+FIXED_DEPTH = {"unet_128": 7, "unet_256": 8, "encoder_decoder_128": 7, "encoder_decoder_256": 8}
 #: the first level whose decoder block maps ngf*8 to ngf*8 channels (its encoder reads ngf*8 channels)
 FIRST_WIDE_LEVEL = 4
 
@@ -47,6 +58,10 @@ class UnetGenerator(Checkpointable):
     not batch norm, the outermost and innermost ones too although no norm follows them (with batch norm,
     576 fewer parameters than with those two biases at unet_256, ngf 64).
 
+    ``skips=False`` is the paper's encoder-decoder (§3.2.1, Table 2; appendix 6.1.1: decoder
+    CD512-CD512-CD512-C512-C256-C128-C64): the same layers, each decoder reading only the output of the
+    level below, so its transposed conv has half the input channels.
+
     With activation checkpointing (:class:`~pixforge.nets.blocks.Checkpointable`) every level's encoder
     layer and decoder layer is one unit: only the skips and the decoder inputs are stored.
     """
@@ -59,9 +74,11 @@ class UnetGenerator(Checkpointable):
         ngf: int = 64,
         norm: str = "batch",
         dropout: float = 0.5,
+        skips: bool = True,
     ) -> None:
         super().__init__()
         self.size_multiple: int = 2**num_downs
+        self.skips = skips
         make_norm = norm_layer(norm)
         bias = conv_bias(norm)
         innermost = num_downs - 1
@@ -71,7 +88,7 @@ class UnetGenerator(Checkpointable):
         for level in range(num_downs):
             channels = unet_channels(level, ngf)
             self.downs.append(self._down(level, innermost, input_nc, channels, ngf, make_norm, bias))
-            up_in = channels if level == innermost else 2 * channels
+            up_in = channels if level == innermost or not skips else 2 * channels
             if level == 0:
                 up = [nn.ReLU(), nn.ConvTranspose2d(up_in, output_nc, 4, 2, 1), nn.Tanh()]
             else:
@@ -111,7 +128,7 @@ class UnetGenerator(Checkpointable):
         h = self.checkpointed([self.ups[-1]], self.ups[-1], skips[-1])
         for level in reversed(range(len(self.ups) - 1)):
             up = self.ups[level]
-            h = self.checkpointed([up], up, torch.cat([skips[level], h], dim=1))
+            h = self.checkpointed([up], up, torch.cat([skips[level], h], dim=1) if self.skips else h)
         return h
 
 
@@ -170,12 +187,12 @@ def build_generator(
     name: str, input_nc: int, output_nc: int, ngf: int, norm: str, dropout: float, size: int
 ) -> nn.Module:
     """Build and initialise generator ``name`` (one of :data:`GENERATORS`) for ``size`` x ``size`` images."""
-    if name == "unet":
-        net: nn.Module = UnetGenerator(input_nc, output_nc, unet_depth(size), ngf, norm, dropout)
-    elif name == "unet_128":
-        net = UnetGenerator(input_nc, output_nc, 7, ngf, norm, dropout)
-    elif name == "unet_256":
-        net = UnetGenerator(input_nc, output_nc, 8, ngf, norm, dropout)
+    if name in ("unet", "encoder_decoder"):
+        skips = name == "unet"
+        net: nn.Module = UnetGenerator(input_nc, output_nc, unet_depth(size), ngf, norm, dropout, skips=skips)
+    elif name in FIXED_DEPTH:
+        skips = name.startswith("unet")
+        net = UnetGenerator(input_nc, output_nc, FIXED_DEPTH[name], ngf, norm, dropout, skips=skips)
     elif name == "resnet_6blocks":
         net = ResnetGenerator(input_nc, output_nc, ngf, norm, n_blocks=6, dropout=dropout)
     elif name == "resnet_9blocks":

@@ -127,10 +127,11 @@ class ServedModel:
         return ["AtoB", "BtoA"] if isinstance(self.translator.method, CycleGAN) else []
 
     def explain_kinds(self) -> list[str]:
+        """The explanation maps the model can draw: none for the ablations without a reviser or attention."""
         method = self.translator.method
-        if isinstance(method, DRPAN):
+        if isinstance(method, DRPAN) and "R" in method.nets:
             return ["region"]
-        if isinstance(method, GuideGAN):
+        if isinstance(method, GuideGAN) and method.options.attention != "none":
             return ["attention"]
         return []
 

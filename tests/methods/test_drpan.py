@@ -547,3 +547,27 @@ def test_train_tiny_and_translate_with_regions(synth_root: Path, tmp_path: Path)
     first = sorted(out.glob("*_region.png"))[0]
     score = Image.open(first.with_name(first.name.replace("_region", "_score")))
     assert score.size == Image.open(first).size == (32, 32)
+
+
+def test_reviser_none_is_pix2pix_with_drpans_settings(synth_root: Path, tmp_path: Path):
+    """The ablation of §4 (the reviser off): D_p and G only, G on L_adv(D_p) + beta L1, no R parameters."""
+    method = tiny_drpan(reviser="none", beta_l1=7.0)
+    assert "R" not in method.nets and not any(k.startswith("nets.R.") for k in method.state_dict())
+    assert [p.name for p in method.phases()] == ["D", "G"]
+    scalars = run_phases(method, {"A": torch.randn(2, 3, 32, 32), "B": torch.randn(2, 3, 32, 32)})
+    assert set(scalars) == {"D_real", "D_fake", "G_GAN", "G_L1"}
+    state = method.forward_step({"A": torch.randn(2, 3, 32, 32), "B": torch.randn(2, 3, 32, 32)})
+    method.phases()[0].loss(state)
+    loss, out = method.phases()[1].loss(state)
+    assert torch.allclose(loss, out["G_GAN"] + 7.0 * out["G_L1"])
+    assert set(method.explain({"A": torch.randn(1, 3, 32, 32)}, torch.randn(1, 3, 32, 32))) == {"score"}
+    result = train(
+        "drpan", synth_root / "aligned", tmp_path, preset="tiny", steps=2, overrides={"reviser": "none"}
+    )
+    assert result.step == 2 and "R_real" not in result.scalars
+    assert not any(k.startswith("nets.R.") for k in checkpoint.read(tmp_path).weights)
+
+
+def test_reviser_none_refuses_the_two_step_schedule():
+    with pytest.raises(PixforgeError, match="two_step"):
+        DRPANConfig(reviser="none", g_schedule="two_step").validate()

@@ -503,3 +503,35 @@ def test_a_coarse_map_follows_the_crop_to_its_image_region() -> None:
         row, col = divmod(int(maps.argmax()), 32)
         image_x, image_y = x0 + (31 - col if flip else col), y0 + row
         assert 16 <= image_y < 20 and 28 <= image_x < 32, "within the hot cell's 4x4 image pixels"
+
+
+@pytest.mark.parametrize("unpaired", [False, True], ids=["supervised", "unpaired"])
+def test_attention_none_is_the_same_model_with_the_map_left_out(
+    synth_root: Path, tmp_path: Path, unpaired
+) -> None:
+    """The paper's baseline: GuideGAN's networks and losses, G fed the raw input, no attention parameters."""
+    m = make(attention="none", blend="alpha", upsampler="learned", unpaired=unpaired)
+    ref = make(attention="posthoc", blend="rhp", upsampler="bilinear", unpaired=unpaired)
+    assert "T" not in m.nets
+    assert not any(isinstance(net, AttentionPatchDiscriminator) for net in m.nets.values())
+    assert {k: v.shape for k, v in m.state_dict().items()} == {
+        k: v.shape for k, v in ref.state_dict().items()
+    }
+    seen = []
+    m.nets["G" if not unpaired else "G_A"].register_forward_pre_hook(lambda net, args: seen.append(args[0]))
+    b = batch()
+    for _ in range(2):
+        seen.clear()
+        m.forward_step(b)
+        assert torch.equal(seen[0], b["A"])  # G's input of the step (unpaired: G_A's, before the cycle)
+    assert m.training_state().keys() == ref.training_state().keys() - {
+        k for k in ref.training_state() if k.startswith("attention_")
+    }
+    data = synth_root / ("unaligned" if unpaired else "aligned")
+    flags = {"data.root": str(data), "steps": 2, "batch_size": 2, "sample_count": 1}
+    cfg = resolve_config(
+        "guidegan", preset="tiny", flags=flags, overrides={"unpaired": unpaired, "attention": "none"}
+    )
+    result = Trainer(cfg, tmp_path).fit()
+    assert result.step == 2 and all(torch.isfinite(torch.tensor(v)) for v in result.scalars.values())
+    assert not any(k.startswith("attention_") for k in training_state(tmp_path))

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+import pixforge
+from pixforge import checkpoint
+from pixforge.errors import PixforgeError
 from pixforge.methods.base import DataInfo
 from pixforge.methods.pix2pix import Pix2Pix, Pix2PixConfig
 from pixforge.nets.generators import UnetGenerator
@@ -94,3 +98,39 @@ def test_inference_leaves_batchnorm_statistics_untouched() -> None:
     m.visuals(batch())
     assert all(torch.equal(before[k], v) for k, v in m.named_buffers())
     assert m.training
+
+
+def test_lambda_gan_zero_builds_and_steps_no_discriminator(synth_root, tmp_path) -> None:
+    """Table 1's "L1": no discriminator at all, G alone on lambda_l1 * L1."""
+    m = make(lambda_gan=0.0)
+    assert "D" not in m.nets and [p.name for p in m.phases()] == ["G"]
+    loss, scalars = m.phases()[0].loss(m.forward_step(batch()))
+    assert set(scalars) == {"G_L1"} and torch.allclose(loss, 100 * scalars["G_L1"])
+    result = pixforge.train(
+        "pix2pix", synth_root / "aligned", tmp_path, preset="tiny", steps=2, overrides={"lambda_gan": 0}
+    )
+    assert result.step == 2 and set(result.scalars) == {"G_L1"}
+    assert not any(".D." in k or k.startswith("D.") for k in checkpoint.read(tmp_path).weights)
+
+
+def test_lambda_gan_weights_the_adversarial_term() -> None:
+    m = make(lambda_gan=2.0, lambda_l1=10.0)
+    loss, scalars = m.phases()[1].loss(m.forward_step(batch()))
+    assert torch.allclose(loss, 2 * scalars["G_GAN"] + 10 * scalars["G_L1"])
+
+
+def test_unconditional_discriminator_sees_only_the_output() -> None:
+    """Table 1's "GAN": D(y), not D(x, y); its first layer takes the output's channels only."""
+    torch.manual_seed(0)
+    cfg = Pix2PixConfig(netG="unet", ngf=8, ndf=8, n_layers=2, conditional_d=False)
+    m = Pix2Pix(cfg, DataInfo(1, 3, (32, 32)))
+    assert m.nets["D"].blocks[0][0].in_channels == 3
+    y = torch.rand(2, 3, 32, 32)
+    assert torch.equal(
+        m.discriminate(torch.zeros(2, 1, 32, 32), y), m.discriminate(torch.ones(2, 1, 32, 32), y)
+    )
+
+
+def test_no_objective_is_refused() -> None:
+    with pytest.raises(PixforgeError, match="lambda_gan"):
+        Pix2PixConfig(lambda_gan=0.0, lambda_l1=0.0).validate()

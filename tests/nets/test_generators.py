@@ -158,6 +158,35 @@ def test_build_generator_initialises_weights():
     assert abs(weights.std().item() - 0.02) < 0.002
 
 
+@pytest.mark.parametrize(
+    ("name", "unet", "size"),
+    [
+        ("encoder_decoder_128", "unet_128", 128),
+        ("encoder_decoder_256", "unet_256", 256),
+        ("encoder_decoder", "unet", 64),
+    ],
+)
+def test_encoder_decoder_is_the_unet_without_its_skips(name, unet, size):
+    """pix2pix §3.2.1 / Table 2: the same layers, each decoder reading only the level below (no concat)."""
+    plain = build_generator(name, input_nc=3, output_nc=3, ngf=2, norm="batch", dropout=0.5, size=size)
+    skipped = build_generator(unet, input_nc=3, output_nc=3, ngf=2, norm="batch", dropout=0.5, size=size)
+    assert isinstance(plain, UnetGenerator) and len(plain.downs) == len(skipped.downs)
+    # each decoder but the innermost loses the weights that read its skip: channels(level) x out x 4 x 4
+    skip_weights = sum(
+        skip.shape[0] // 2 * skip.shape[1] * 16 for skip in (up[1].weight for up in list(skipped.ups)[:-1])
+    )
+    params = [sum(p.numel() for p in net.parameters()) for net in (plain, skipped)]
+    assert params[1] - params[0] == skip_weights
+
+    seen: dict[int, tuple[str, torch.Tensor]] = {}
+    for level, up in enumerate(plain.ups):
+        up.register_forward_hook(lambda m, i, o, level=level: seen.update({level: (i[0], o)}))
+    with torch.no_grad():
+        plain(torch.randn(1, 3, size, size))
+    for level in range(len(plain.ups) - 1):
+        assert torch.equal(seen[level][0], seen[level + 1][1])
+
+
 # activation checkpointing -----------------------------------------------------------------------------------
 
 #: generators of every kind that checkpoints, each with its noise or statistics: dropout and batch norm
