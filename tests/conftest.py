@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import shutil
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -119,3 +121,27 @@ def colour_run(colour_photos: Path, tmp_path_factory: pytest.TempPathFactory) ->
     overrides = {"format": "colorization", "test_mode": "eval"}
     pixforge.train("pix2pix", colour_photos, out, preset="tiny", steps=2, overrides=overrides)
     return out
+
+
+RawStatus = Callable[..., int]
+
+
+def _raw_status(url: str, path: str, headers: dict[str, str], method: str = "GET", body: bytes = b"") -> int:
+    """The status of a request sent with exactly these headers (``Host`` included), as a hostile page or a
+    DNS-rebinding attack could send it."""
+    parts = urllib.parse.urlsplit(url)
+    con = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    try:
+        con.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        for key, value in {"Content-Length": str(len(body)), **headers}.items():
+            con.putheader(key, value)
+        con.endheaders(body)
+        return con.getresponse().status
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="session")
+def raw_status() -> RawStatus:
+    """:func:`_raw_status`: a request with hand-set headers against a live server."""
+    return _raw_status

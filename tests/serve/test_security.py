@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import http.client
 import io
 import urllib.error
 import urllib.parse
 import urllib.request
 
 from pixforge.serve.security import allowed_hosts, bearer, host_name
-
-
-def status_of(url: str, path: str, headers: dict[str, str], method: str = "GET", body: bytes = b"") -> int:
-    parts = urllib.parse.urlsplit(url)
-    con = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-    try:
-        con.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-        for key, value in {"Content-Length": str(len(body)), **headers}.items():
-            con.putheader(key, value)
-        con.endheaders(body)
-        return con.getresponse().status
-    finally:
-        con.close()
 
 
 def multipart(photo) -> tuple[bytes, str]:  # noqa: ANN001
@@ -37,21 +23,21 @@ def multipart(photo) -> tuple[bytes, str]:  # noqa: ANN001
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def test_foreign_hosts_and_cross_site_posts_are_refused(server: str, photo) -> None:
+def test_foreign_hosts_and_cross_site_posts_are_refused(server: str, photo, raw_status) -> None:
     host = urllib.parse.urlsplit(server).netloc
     port = urllib.parse.urlsplit(server).port
-    assert status_of(server, "/v1/models", {"Host": "attacker.example"}) == 421
-    assert status_of(server, "/v1/models", {"Host": f"attacker.example:{port}"}) == 421
-    assert status_of(server, "/v1/models", {"Host": f"localhost:{port}"}) == 200
-    assert status_of(server, "/v1/models", {"Host": f"[::1]:{port}"}) == 200
+    assert raw_status(server, "/v1/models", {"Host": "attacker.example"}) == 421
+    assert raw_status(server, "/v1/models", {"Host": f"attacker.example:{port}"}) == 421
+    assert raw_status(server, "/v1/models", {"Host": f"localhost:{port}"}) == 200
+    assert raw_status(server, "/v1/models", {"Host": f"[::1]:{port}"}) == 200
     body, kind = multipart(photo)
     path = "/v1/models/p2p/translate"
     form = {"Host": host, "Content-Type": kind}
-    assert status_of(server, path, {**form, "Origin": "http://attacker.example"}, "POST", body) == 403
-    assert status_of(server, path, {**form, "Origin": f"http://localhost:{port + 1}"}, "POST", body) == 403
-    assert status_of(server, path, {**form, "Sec-Fetch-Site": "cross-site"}, "POST", body) == 403
-    assert status_of(server, path, {**form, "Origin": f"http://{host}"}, "POST", body) == 200
-    assert status_of(server, path, form, "POST", body) == 200  # no Origin: not a browser page
+    assert raw_status(server, path, {**form, "Origin": "http://attacker.example"}, "POST", body) == 403
+    assert raw_status(server, path, {**form, "Origin": f"http://localhost:{port + 1}"}, "POST", body) == 403
+    assert raw_status(server, path, {**form, "Sec-Fetch-Site": "cross-site"}, "POST", body) == 403
+    assert raw_status(server, path, {**form, "Origin": f"http://{host}"}, "POST", body) == 200
+    assert raw_status(server, path, form, "POST", body) == 200  # no Origin: not a browser page
 
 
 def test_every_answer_carries_the_security_headers(server: str) -> None:

@@ -4,7 +4,6 @@ today's code let through."""
 from __future__ import annotations
 
 import hashlib
-import http.client
 import io
 import json
 import sqlite3
@@ -46,20 +45,6 @@ def refused(result: tuple[int, dict[str, str], bytes]) -> tuple[int, str]:
     status, headers, body = result
     assert headers.get("content-type", "").startswith("application/json"), (status, body[:200])
     return status, json.loads(body)["error"]
-
-
-def raw(url: str, path: str, headers: dict[str, str], method: str = "GET", body: bytes = b"") -> int:
-    """The status of a request with exactly these headers (Host included), as a browser page could send."""
-    parts = urllib.parse.urlsplit(url)
-    con = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-    try:
-        con.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-        for key, value in {"Content-Length": str(len(body)), **headers}.items():
-            con.putheader(key, value)
-        con.endheaders(body)
-        return con.getresponse().status
-    finally:
-        con.close()
 
 
 def create(live_studio, name: str, *args: str) -> None:  # noqa: ANN001
@@ -241,26 +226,34 @@ def test_an_answer_counts_only_for_a_trial_that_was_shown(live_studio, study_ima
 # 4. cross-site requests and foreign hosts -------------------------------------------------------------------
 
 
-def test_cross_site_and_foreign_host_requests_are_refused(live_studio, study_images) -> None:
+def test_cross_site_and_foreign_host_requests_are_refused(live_studio, study_images, raw_status) -> None:
     url = live_studio.url
     rvf(live_studio, study_images, "xsite", "--practice", "0", "--trials", "1")
     host = urllib.parse.urlsplit(url).netloc
     join_path = "/study/api/xsite/join"
     json_type = {"Content-Type": "application/json"}
     assert (
-        raw(url, join_path, {"Host": host, "Origin": "http://evil.example", **json_type}, "POST", b"{}")
+        raw_status(
+            url, join_path, {"Host": host, "Origin": "http://evil.example", **json_type}, "POST", b"{}"
+        )
         == 403
     )
-    assert raw(url, join_path, {"Host": host, "Origin": "null", **json_type}, "POST", b"{}") == 403
+    assert raw_status(url, join_path, {"Host": host, "Origin": "null", **json_type}, "POST", b"{}") == 403
     assert (
-        raw(url, join_path, {"Host": host, "Sec-Fetch-Site": "cross-site", **json_type}, "POST", b"{}") == 403
+        raw_status(url, join_path, {"Host": host, "Sec-Fetch-Site": "cross-site", **json_type}, "POST", b"{}")
+        == 403
     )
-    assert raw(url, join_path, {"Host": host, "Origin": f"http://{host}", **json_type}, "POST", b"{}") == 200
-    assert raw(url, join_path, {"Host": "evil.example", **json_type}, "POST", b"{}") == 421
-    assert raw(url, "/study/xsite", {"Host": f"rebound.example:{urllib.parse.urlsplit(url).port}"}) == 421
-    assert raw(url, "/v1/models", {"Host": "evil.example"}) == 421
-    assert raw(url, "/healthz", {"Host": "10.0.0.7"}) == 200
-    assert raw(url, "/v1/models", {"Host": f"localhost:{urllib.parse.urlsplit(url).port}"}) == 200
+    assert (
+        raw_status(url, join_path, {"Host": host, "Origin": f"http://{host}", **json_type}, "POST", b"{}")
+        == 200
+    )
+    assert raw_status(url, join_path, {"Host": "evil.example", **json_type}, "POST", b"{}") == 421
+    assert (
+        raw_status(url, "/study/xsite", {"Host": f"rebound.example:{urllib.parse.urlsplit(url).port}"}) == 421
+    )
+    assert raw_status(url, "/v1/models", {"Host": "evil.example"}) == 421
+    assert raw_status(url, "/healthz", {"Host": "10.0.0.7"}) == 200
+    assert raw_status(url, "/v1/models", {"Host": f"localhost:{urllib.parse.urlsplit(url).port}"}) == 200
     token = join(url, "xsite")[1]["token"]
     for image in state(url, token)["trial"]["images"]:
         call(url + image)
