@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 import shutil
 from collections.abc import Sequence
@@ -244,7 +245,8 @@ def evaluate_run(
 ) -> Report:
     """Translate ``split`` of ``data`` with ``run`` and score the outputs against the targets.
 
-    The images go to ``out`` (default ``RUN/evaluation/SPLIT``). A segmenter in ``scoring`` adds
+    The images go to ``out`` (default ``RUN/evaluation/SPLIT``), with the report as ``report.json`` beside
+    them (what the server shows for a run: :func:`saved_scores`). A segmenter in ``scoring`` adds
     FCN-scores against the input labels (see :func:`translate_split` for colour-coded labels); its
     ``num_classes`` defaults to the segmenter's ``label_nc``. ``scoring`` as in
     :func:`~pixforge.metrics.report.evaluate_dirs`.
@@ -259,7 +261,27 @@ def evaluate_run(
     )
     if not distributed.world().main:
         return Report({}, {**translated.settings, "scores": "computed by rank 0"}, [])
-    return score_split(translated, scoring)
+    report = score_split(translated, scoring)
+    (folder / REPORT).write_text(report.to_json())
+    return report
+
+
+#: the report of ``evaluate_run``, beside the images it scored
+REPORT = "report.json"
+
+
+def saved_scores(run: str | Path) -> tuple[str, dict[str, float]] | None:
+    """The split and finite set-level values of a run's latest evaluation in its own folder
+    (``RUN/evaluation/{test,val}/report.json``, test first), or None when it has none."""
+    for split in ("test", "val"):
+        path = Path(run) / "evaluation" / split / REPORT
+        if path.is_file():
+            values = json.loads(path.read_text()).get("values", {})
+            finite = {
+                k: float(v) for k, v in values.items() if isinstance(v, int | float) and math.isfinite(v)
+            }
+            return split, finite
+    return None
 
 
 @dataclass

@@ -23,6 +23,7 @@ from pixforge.api import Size, Translator, load
 from pixforge.data.palette import dataset_classes
 from pixforge.data.transforms import to_image
 from pixforge.errors import PixforgeError
+from pixforge.evaluation import saved_scores
 from pixforge.export import OnnxTranslator, per_sample_norms
 from pixforge.methods.cyclegan import CycleGAN
 from pixforge.methods.drpan import DRPAN
@@ -76,6 +77,8 @@ class ServedModel:
     name: str
     translator: Translator
     batching: Batching = field(default_factory=lambda: Batching(8, 10.0, 64, 2**20))
+    scores: tuple[str, dict[str, float]] | None = None
+    """The split and values of the run's own latest evaluation (:func:`pixforge.evaluation.saved_scores`)."""
 
     @property
     def backend(self) -> str:
@@ -195,6 +198,8 @@ class ServedModel:
             "explain": self.explain_kinds(),
             "options": self.options(),
             "test_mode": getattr(t.config.model, "test_mode", "eval"),
+            "scores_split": self.scores[0] if self.scores else None,
+            "scores": self.scores[1] if self.scores else {},
             "batching": {
                 "max_batch": self.batching.max_batch,
                 "max_wait_ms": self.batching.max_wait_ms,
@@ -282,7 +287,8 @@ def load_model(spec: ModelSpec, device: str) -> ServedModel:
         return OnnxServedModel(spec.name or run_name(path), OnnxTranslator(path))
     translator = load(path, device=device)
     per_sample_norms(translator.method)
-    return ServedModel(spec.name or run_name(path), translator)
+    scores = saved_scores(path) if path.is_dir() else None
+    return ServedModel(spec.name or run_name(path), translator, scores=scores)
 
 
 class ModelRegistry:
