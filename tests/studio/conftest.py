@@ -15,6 +15,8 @@ import pytest
 from PIL import Image, ImageFilter
 
 import pixforge
+from pixforge.evaluation import evaluate_run
+from pixforge.metrics.report import ScoreOptions
 from pixforge.serve.app import ServeSettings
 from pixforge.serve.server import background
 from pixforge.studio.app import StudioSettings, create_studio_app
@@ -22,8 +24,9 @@ from pixforge.studio.app import StudioSettings, create_studio_app
 
 @pytest.fixture(scope="session")
 def studio_runs(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A tiny pix2pix on the colour-coded facade labels (BtoA), a tiny pix2pixHD with clusters (two
-    downsamplings: edits stay local) and a tiny DRPAN (its region overlay), 40, 100 and 2 steps."""
+    """A tiny pix2pix on the colour-coded facade labels (BtoA), evaluated on its test split (PSNR: the
+    Translate page shows it), a tiny pix2pixHD with clusters (two downsamplings: edits stay local) and a tiny
+    DRPAN (its region overlay), 40, 100 and 2 steps."""
     root = tmp_path_factory.mktemp("studio-runs")
     runs = {"facades": root / "facades", "hd": root / "hd", "drpan": root / "drpan"}
     pixforge.train(
@@ -35,6 +38,7 @@ def studio_runs(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         direction="BtoA",
         test_mode="eval",
     )
+    evaluate_run(runs["facades"], synth_root / "aligned", scoring=ScoreOptions(metrics=("psnr",)))
     pixforge.train(
         "pix2pixhd",
         synth_root / "labeled",

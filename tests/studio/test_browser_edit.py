@@ -292,6 +292,7 @@ def test_a_rejected_upload_clears_the_earlier_output(
     assert page.locator("#output").is_hidden() and page.is_disabled("#download")
     assert page.get_attribute("#output", "src") is None
     assert "trained 40 steps" in page.text_content("#model-info")
+    assert "test scores: psnr " in page.text_content("#model-info")
     assert not errors
 
 
