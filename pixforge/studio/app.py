@@ -337,7 +337,8 @@ def study_router(store: StudyStore) -> APIRouter:
 
     @router.post("/api/session/{token}/answer")
     async def answer(token: str, request: Request) -> dict[str, Any]:
-        """Record the answer to the current trial: JSON ``{"trial", "choice": "left"|"right", "response_ms"}``."""
+        """Record the answer to the current trial: JSON ``{"trial", "choice": "left"|"right", "response_ms"}``,
+        and ``"retried": true`` when the page sends it again after the server did not answer."""
         body = await read_json(request)
         participant = await run_in_threadpool(_session, store, token)
         try:
@@ -346,8 +347,13 @@ def study_router(store: StudyStore) -> APIRouter:
             raise RequestError(
                 422, "An answer needs trial, choice (left or right) and response_ms."
             ) from None
+        retried = body.get("retried", False)
+        if not isinstance(retried, bool):
+            raise RequestError(422, "The answer's retried must be true or false.")
         try:
-            trial, finished = await run_in_threadpool(store.add_answer, participant.id, idx, choice, rt)
+            trial, finished = await run_in_threadpool(
+                store.add_answer, participant.id, idx, choice, rt, retried
+            )
         except (OutOfTurn, NotShown) as exc:
             raise RequestError(409, _sentence(exc)) from None
         feedback = None

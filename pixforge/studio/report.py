@@ -2,8 +2,8 @@
 
 Counted: the answers of finished sessions, practice trials left out (practice images come from a pool that
 is never scored, and the report says so); an unfinished session (or a personal link never opened) is excluded
-and listed, and so is an answer flagged too fast (it reached the server less than
-:data:`~pixforge.studio.store.MIN_RESPONSE_MS` after its images left it), counted. Each rate carries two 95% intervals: Wilson's score interval over the answers (the usual interval
+and listed, and so is a flagged answer, counted: too fast (it reached the server less than
+:data:`~pixforge.studio.store.MIN_RESPONSE_MS` after its images left it) or sent again after an outage. Each rate carries two 95% intervals: Wilson's score interval over the answers (the usual interval
 for a proportion; it treats answers as independent) and a percentile bootstrap over participants (whole
 sessions resampled with replacement, 2000 times, seeded; it accounts for answers of one person being
 alike). Limited-time studies also get the rates per exposure, drawn as an inline SVG like pix2pixHD's
@@ -143,7 +143,8 @@ def study_report(store: StudyStore, name: str) -> dict[str, Any]:
         "answers_counted": len(counted),
         "answers_flagged": len(scored) - len(counted),
         "flag_rule": f"an answer that reached the server less than {MIN_RESPONSE_MS:g} ms after its trial's "
-        "images left it is flagged too fast and not counted; an answer to a trial whose images were never "
+        "images left it is flagged too fast, and one the page sent again after the server did not answer is "
+        "flagged after an outage; neither is counted; an answer to a trial whose images were never "
         "served is refused",
         "practice_pool": len(load_plan(store, name).practice_pool()),
         "practice_rule": "practice trials (with feedback) show only images of a pool that no session scores",
@@ -197,7 +198,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"{report['measure'].capitalize()} per condition; exposure {report['exposure']}; "
         f"{report['practice']} practice + {report['trials']} trials per session.",
         f"Participants: {p['total']} ({p['finished']} finished, {p['excluded']} excluded); "
-        f"answers counted: {report['answers_counted']}; flagged too fast and left out: "
+        f"answers counted: {report['answers_counted']}; flagged and left out: "
         f"{report['answers_flagged']}. Intervals: {report['intervals']}.",
         f"Practice: {report['practice_rule']} ({report['practice_pool']} images). "
         f"Flags: {report['flag_rule']}.",
@@ -314,7 +315,7 @@ def report_fragment(report: dict[str, Any]) -> str:
         f"<p>{html.escape(report['measure'].capitalize())} per condition; exposure {html.escape(report['exposure'])}; "
         f"{report['practice']} practice + {report['trials']} trials per session. Participants: {p['total']} "
         f"({p['finished']} finished, {p['excluded']} excluded); answers counted: {report['answers_counted']}; "
-        f"flagged too fast and left out: {report['answers_flagged']}.</p>",
+        f"flagged and left out: {report['answers_flagged']}.</p>",
         f"<p class='note'>Practice: {html.escape(report['practice_rule'])} ({report['practice_pool']} images). "
         f"Flags: {html.escape(report['flag_rule'])}.</p>",
         f"<p class='note'>{html.escape(report['intervals'])}</p>",

@@ -106,6 +106,9 @@ of the trial's two images leaving the server to the answer reaching it (it inclu
 decoding, so it is longer than the participant's own response time). Human choice reaction times to two
 pictures are above 200 ms; 100 ms is below any real answer."""
 TOO_FAST = "too fast"
+AFTER_OUTAGE = "after an outage"
+"""The flag of an answer the page had to send again because the server did not answer (a restart): its
+response time is the click's, but the participant waited through the outage, so it is left out too."""
 
 
 class SessionRefused(PixforgeError):
@@ -409,12 +412,15 @@ class StudyStore:
 
     # answers -----------------------------------------------------------------------------------------------
 
-    def add_answer(self, participant: int, idx: int, choice: str, response_ms: float) -> tuple[Trial, bool]:
+    def add_answer(
+        self, participant: int, idx: int, choice: str, response_ms: float, retried: bool = False
+    ) -> tuple[Trial, bool]:
         """Record the answer to trial ``idx``, which must be the participant's next unanswered trial and
         whose two images must have been served (:meth:`serve_image`).
 
         One committed row per answer; an answer that reached the server less than :data:`MIN_RESPONSE_MS`
-        after the trial's images left it is kept, flagged :data:`TOO_FAST`. Returns the trial and whether the
+        after the trial's images left it is kept, flagged :data:`TOO_FAST`; one the page sent again after an
+        outage (``retried``) is kept, flagged :data:`AFTER_OUTAGE`. Returns the trial and whether the
         session is now finished.
         """
         if choice not in ("left", "right"):
@@ -456,7 +462,7 @@ class StudyStore:
                     trial.views,
                     now,
                     server_ms,
-                    TOO_FAST if server_ms < MIN_RESPONSE_MS else None,
+                    TOO_FAST if server_ms < MIN_RESPONSE_MS else AFTER_OUTAGE if retried else None,
                 ),
             )
             total = db.execute(

@@ -140,8 +140,10 @@ function send(body) {
   return retrying(async () => {
     try {
       sent += 1;
+      // a second try is marked: the report leaves out answers whose trial an outage interrupted
+      const payload = sent > 1 ? { ...body, retried: true } : body;
       return await api(`/study/api/session/${s.token}/answer`, {
-        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(payload),
       });
     } catch (error) {
       // the server took an earlier try and only its reply was lost: the answer is stored
