@@ -144,9 +144,10 @@ class ArmRun:
 
 def plan(table: Table, runs_dir: Path, budget: Budget) -> list[ArmRun]:
     """The runs of a table at a budget: every arm at seeds 0 .. seeds - 1, seed-major (seed 0 of every arm
-    first, so that one full set of arms is done before any second seed)."""
+    first, so that one full set of arms is done before any second seed). A run's folder is named by what it
+    trains (:attr:`Arm.training`), so tables that share ``runs_dir`` train an identical arm once."""
     return [
-        ArmRun(arm.name, arm.method, arm.preset, arm.overrides, seed, runs_dir / f"{arm.slug}-s{seed}")
+        ArmRun(arm.name, arm.method, arm.preset, arm.overrides, seed, runs_dir / f"{arm.training}-s{seed}")
         for seed in range(budget.seeds)
         for arm in table.arms
     ]

@@ -33,8 +33,14 @@ class Arm:
     @property
     def slug(self) -> str:
         """A folder-safe name of the arm."""
-        text = "".join(c if c.isalnum() else "-" for c in self.name.lower())
-        return "-".join(part for part in text.split("-") if part)
+        return _folder_safe(self.name.lower())
+
+    @property
+    def training(self) -> str:
+        """A folder-safe name of what the arm trains (method, preset, overrides), not of its row: arms that
+        train the same thing in different tables (pix2pix's "L1" and "U-Net (L1)") share one run."""
+        settings = [f"{key}={value}" for key, value in sorted(self.overrides.items())]
+        return _folder_safe("-".join([self.method, self.preset or "defaults", *settings]), keep="=_.")
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,12 @@ class Table:
             cells = [paper_number(v) for v in arm.paper] or ["-"] * len(self.paper_columns)
             lines.append(f"| {arm.name} | {' | '.join(cells)} |")
         return lines
+
+
+def _folder_safe(text: str, keep: str = "") -> str:
+    """``text`` with every character but letters, digits and ``keep`` as one ``-`` between parts."""
+    text = "".join(c if c.isalnum() or c in keep else "-" for c in text)
+    return "-".join(part for part in text.split("-") if part)
 
 
 def paper_number(value: float) -> str:

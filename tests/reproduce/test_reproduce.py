@@ -13,7 +13,7 @@ from pixforge.config import Config, apply_overrides, validate
 from pixforge.errors import PixforgeError
 from pixforge.methods import get_method
 from pixforge.reproduce import TABLES
-from pixforge.reproduce.runner import Budget, holdout_split, plan, snapshot_runs, train_arms
+from pixforge.reproduce.runner import Budget, finished_step, holdout_split, plan, snapshot_runs, train_arms
 
 NAMES = {
     "pix2pix-losses",
@@ -80,11 +80,13 @@ def test_pix2pix_losses_runs_all_five_arms_end_to_end_and_resumes(
     main(args)
     out = capsys.readouterr().out
     arms = [arm.name for arm in TABLES["pix2pix-losses"].arms]
-    slugs = [(arm.name, arm.slug) for arm in TABLES["pix2pix-losses"].arms]
+    folders = [(arm.name, arm.training) for arm in TABLES["pix2pix-losses"].arms]
     assert all(f"{arm} seed 0: done (2 steps" in out for arm in arms)
     runs = sorted((tmp_path / "runs").iterdir())
     assert len(runs) == 5 and all(checkpoint.read(run).step == 2 for run in runs)
-    assert "D.blocks.0.0.weight" not in str(checkpoint.read(tmp_path / "runs" / "l1-s0").weights.keys())
+    assert "D.blocks.0.0.weight" not in str(
+        checkpoint.read(tmp_path / "runs" / "pix2pix-facades-lambda_gan=0-netG=unet-s0").weights.keys()
+    )
     table = (tmp_path / "table.md").read_text()
     for arm in arms:
         row = next(line for line in table.splitlines() if line.startswith(f"| {arm} |"))
@@ -98,7 +100,11 @@ def test_pix2pix_losses_runs_all_five_arms_end_to_end_and_resumes(
     lines: list[str] = []  # a second run finds every arm finished and trains nothing
     budget = Budget(steps=2, size=32, device="cpu")
     train_arms(plan(TABLES["pix2pix-losses"], tmp_path / "runs", budget), synth_root, budget, 2, lines.append)
-    assert lines == [f"{arm} seed 0: done (2 steps, {tmp_path / 'runs' / slug}-s0)" for arm, slug in slugs]
+    assert lines == [f"{arm} seed 0: done (2 steps, {tmp_path / 'runs' / name}-s0)" for arm, name in folders]
+
+    # the generators table in the same --out finds its two U-Net arms trained by this one
+    generators = plan(TABLES["pix2pix-generators"], tmp_path / "runs", budget)
+    assert [finished_step(run.folder) for run in generators] == [0, 0, 2, 2]
 
 
 def test_scoring_at_a_step_takes_the_checkpoint_or_its_kept_copy(tmp_path: Path) -> None:
