@@ -6,6 +6,7 @@ The arms (labels -> photo, 128 px, each method at its own ``facades`` preset wit
     DRPAN, and DRPAN with reviser=none (pix2pix with DRPAN's settings)
     GuideGAN, and GuideGAN with attention=none (its preset with the map left out)
     GuideGAN at pix2pix's settings (vanilla GAN, lambda_l1 100, batch norm), with and without attention
+    DRPAN with alpha_gp=0 (the authors' code has no gradient penalty: a cause found after the first scores)
 
 They train in that order (pix2pix seed 0 first, the second pix2pix seed after the four ablation arms), at
 most ``--jobs`` at a time, one thread each, with the machinery of ``pixforge reproduce``
@@ -63,6 +64,7 @@ IDEAS = Table(
             "facades",
             {**U128, **PIX2PIX_SETTINGS, "attention": "none"},
         ),
+        Arm("DRPAN alpha_gp=0", "drpan", "facades", {**U128, "alpha_gp": 0.0}),
     ),
     note="The papers' numbers are FCN-scores on Cityscapes at their own budgets, shown for the direction of "
     "each claim only: theirs, not comparable with our facades numbers. The papers' rows for 'reviser=none' "
@@ -83,23 +85,31 @@ def ordered_runs(table: Table, runs_dir: Path, arms: list[str] | None, pix2pix_s
 
 
 def picture_grid(result: TableResult, out: Path, rows: int, cell: int = 128) -> Path:
-    """input | each run's output | target for the first ``rows`` held-out samples, as one PNG."""
+    """input | each run's output | target for the first ``rows`` held-out samples, as ``out/grid.png``; and
+    the outputs alone as ``out/grid-outputs.jpg``, the one for the README (the inputs and targets are the
+    dataset's own images, which the repository never holds)."""
     comparison = result.comparison
     names = list(comparison.runs)
     stems = comparison.samples[:rows]
     first = comparison.out / "runs" / names[0]
-    columns = [first / "inputs", *(comparison.out / "runs" / n / "fake" for n in names), first / "real"]
+    outputs = [comparison.out / "runs" / n / "fake" for n in names]
+    _tile(stems, [first / "inputs", *outputs, first / "real"], cell).save(out / "grid.png")
+    _tile(stems, outputs, cell).save(out / "grid-outputs.jpg", quality=85)
+    (out / "grid.txt").write_text(
+        "grid.png columns: input | " + " | ".join(names) + " | target\n"
+        "grid-outputs.jpg columns: " + " | ".join(names) + "\nrows: " + ", ".join(stems) + "\n"
+    )
+    return out / "grid.png"
+
+
+def _tile(stems: list[str], columns: list[Path], cell: int) -> Image.Image:
+    """One ``cell``-px picture per (sample, folder): rows are ``stems``, columns ``columns``."""
     grid = np.full((len(stems) * cell, len(columns) * cell, 3), 255, dtype=np.uint8)
     for r, stem in enumerate(stems):
         for c, folder in enumerate(columns):
             image = Image.open(folder / f"{stem}.png").convert("RGB").resize((cell, cell), Image.BICUBIC)
             grid[r * cell : (r + 1) * cell, c * cell : (c + 1) * cell] = np.asarray(image)
-    path = out / "grid.png"
-    Image.fromarray(grid).save(path)
-    (out / "grid.txt").write_text(
-        "columns: input | " + " | ".join(names) + " | target\nrows: " + ", ".join(stems) + "\n"
-    )
-    return path
+    return Image.fromarray(grid)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segmenter", type=Path, help="segmenter run for FCN-scores")
     parser.add_argument("--at-step", type=int, default=0, help="score the runs at this step; train nothing")
     parser.add_argument("--grid-rows", type=int, default=6)
+    parser.add_argument("--cell", type=int, default=128, help="grid cell size in px")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     if not (args.data / "train").is_dir():
@@ -138,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = ordered_runs(IDEAS, args.out.resolve() / "runs", arms, args.pix2pix_seeds)
     result = run_table(IDEAS, args.data, args.out, options, runs)
     folder = result.comparison.out
-    grid = picture_grid(result, folder, args.grid_rows)
+    grid = picture_grid(result, folder, args.grid_rows, args.cell)
     print(result.to_markdown())
     print(f"grid: {grid}")
     return 0
