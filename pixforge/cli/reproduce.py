@@ -82,7 +82,7 @@ def reproduce(
         raise PixforgeError("reproduce TABLE needs --data DIR and --out DIR")
     if steps < 1 or seeds < 1:
         raise PixforgeError("--steps and --seeds must be at least 1")
-    from pixforge.reproduce import Budget, RunOptions, run_table
+    from pixforge.reproduce import Budget, RunOptions, output_stem, run_table
 
     options = RunOptions(
         budget=Budget(steps=steps, size=size, seeds=seeds, device=device),
@@ -96,5 +96,5 @@ def reproduce(
     )
     result = run_table(table, data_root, out, options)
     click.echo(result.to_markdown())
-    name = f"table-at-{at_step}" if at_step else "table"
+    name = output_stem(table, at_step)
     click.echo(f"wrote {out / name}.md and {out / name}.json")

@@ -5,7 +5,7 @@ numbers with their setting); :func:`pixforge.reproduce.runner.run_table` trains 
 held-out split, scores it with ``pixforge compare`` and writes ours beside theirs.
 """
 
-from pixforge.reproduce.runner import Budget, RunOptions, TableResult, run_table
+from pixforge.reproduce.runner import Budget, RunOptions, TableResult, output_stem, run_table
 from pixforge.reproduce.tables import TABLES, Arm, Table
 
-__all__ = ["TABLES", "Arm", "Budget", "RunOptions", "Table", "TableResult", "run_table"]
+__all__ = ["TABLES", "Arm", "Budget", "RunOptions", "Table", "TableResult", "output_stem", "run_table"]

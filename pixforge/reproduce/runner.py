@@ -4,9 +4,10 @@ Everything goes under one output folder, so that a run interrupted anywhere cont
 
     OUT/DATA-split/{train,test}/   the held-out split (links to the dataset's files), when ``holdout`` > 0
     OUT/segmenter/                 the segmenter trained on the training photos (FCN-scores), unless given
-    OUT/runs/ARM-sSEED/            one training run per arm and seed (resumed from its latest checkpoint)
-    OUT/compare/                   ``pixforge compare`` of every run on the held-out split
-    OUT/table.md, OUT/table.json   ours (mean ± seed spread) beside the paper's numbers
+    OUT/runs/TRAINING-sSEED/       one training run per arm and seed (resumed from its latest checkpoint),
+                                   named by what it trains, so tables sharing OUT share identical arms
+    OUT/compare-TABLE/             ``pixforge compare`` of the table's runs on the held-out split
+    OUT/TABLE.md, OUT/TABLE.json   ours (mean ± seed spread) beside the paper's numbers
 
 Arms train in parallel, ``jobs`` at a time, each in its own process with one thread; the parent prints one
 progress line per arm whenever it passes a tenth of its schedule.
@@ -376,6 +377,12 @@ def snapshot_runs(runs: Sequence[ArmRun], step: int, out: Path, progress: Progre
     return reached
 
 
+def output_stem(table: Table, at_step: int = 0) -> str:
+    """The name of a table's outputs in OUT (``TABLE.md``, ``compare-TABLE/``): the table's name, and the
+    step when scored partway, so that tables sharing OUT never overwrite each other's."""
+    return f"{table.name}-at-{at_step}" if at_step else table.name
+
+
 def run_table(
     table: Table,
     data: str | Path,
@@ -387,7 +394,7 @@ def run_table(
 
     ``runs`` replaces the table's plan (:func:`plan`: every arm at every seed), e.g. to order the runs or to
     give one arm more seeds. With ``options.at_step`` nothing trains: the runs are scored at that step of
-    their schedule (:func:`snapshot_runs`), into ``compare-at-STEP/`` and ``table-at-STEP.md``.
+    their schedule (:func:`snapshot_runs`), into ``compare-TABLE-at-STEP/`` and ``TABLE-at-STEP.md``.
     """
     data, out = Path(data).resolve(), Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -399,10 +406,9 @@ def run_table(
     split = _test_split(data)
     segmenter = segmenter_stage(data, out, options) if table.needs_segmenter else options.segmenter
     runs = list(runs) if runs is not None else plan(table, out / "runs", options.budget)
-    suffix = ""
+    stem = output_stem(table, options.at_step)
     if options.at_step:
         runs = snapshot_runs(runs, options.at_step, out, options.progress)
-        suffix = f"-at-{options.at_step}"
     else:
         train_arms(runs, data, options.budget, options.jobs or os.cpu_count() or 1, options.progress)
     if not runs:
@@ -411,7 +417,7 @@ def run_table(
     comparison = compare_runs(
         [r.folder for r in runs],
         data,
-        out / f"compare{suffix}",
+        out / f"compare-{stem}",
         split=split,
         scoring=scoring(segmenter, options.metrics),
         device=options.budget.device,
@@ -429,6 +435,6 @@ def run_table(
     result = TableResult(
         table, comparison, arm_rows(comparison, runs), budget, f"{data} ({split})", segmenter_text
     )
-    (out / f"table{suffix}.md").write_text(result.to_markdown())
-    (out / f"table{suffix}.json").write_text(result.to_json())
+    (out / f"{stem}.md").write_text(result.to_markdown())
+    (out / f"{stem}.json").write_text(result.to_json())
     return result

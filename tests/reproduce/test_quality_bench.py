@@ -26,10 +26,10 @@ def test_two_arms_train_score_and_draw_both_grids(synth_root: Path, tmp_path: Pa
     args = ["--data", str(synth_root / "aligned"), "--out", str(tmp_path), "--steps", "2", "--size", "128"]
     args += ["--arms", "pix2pix,drpan-reviser-none", "--holdout", "2", "--metrics", "psnr,ssim"]
     assert _script().main([*args, "--grid-rows", "2", "--cell", "64", "--device", "cpu"]) == 0
-    ours = json.loads((tmp_path / "table.json").read_text())["ours"]
+    ours = json.loads((tmp_path / "does-it-help.json").read_text())["ours"]
     assert set(ours) == {"pix2pix", "DRPAN reviser=none"}
     assert ours["pix2pix"]["psnr"]["count"] == 2 and ours["DRPAN reviser=none"]["psnr"]["count"] == 1
-    folder = tmp_path / "compare"
+    folder = tmp_path / "compare-does-it-help"
     assert Image.open(folder / "grid.png").size == (5 * 64, 2 * 64)
     assert Image.open(folder / "grid-outputs.jpg").size == (3 * 64, 2 * 64)
     columns = "grid-outputs.jpg columns: pix2pix-s0 | drpan-reviser-none-s0 | pix2pix-s1"

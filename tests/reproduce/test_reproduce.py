@@ -87,14 +87,14 @@ def test_pix2pix_losses_runs_all_five_arms_end_to_end_and_resumes(
     assert "D.blocks.0.0.weight" not in str(
         checkpoint.read(tmp_path / "runs" / "pix2pix-facades-lambda_gan=0-netG=unet-s0").weights.keys()
     )
-    table = (tmp_path / "table.md").read_text()
+    table = (tmp_path / "pix2pix-losses.md").read_text()
     for arm in arms:
         row = next(line for line in table.splitlines() if line.startswith(f"| {arm} |"))
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert len(cells) == 1 + 5 + 3 and all(c != "-" for c in cells), row
     assert "paper (theirs): pix2pix (Isola et al., CVPR 2017), Table 1" in table
     assert "2 steps (the last 1 decaying), 32 px, 1 seed(s)" in table and "segmenter trained" in table
-    ours = json.loads((tmp_path / "table.json").read_text())["ours"]
+    ours = json.loads((tmp_path / "pix2pix-losses.json").read_text())["ours"]
     assert set(ours) == set(arms) and all(0 <= ours[a]["fcn_pixel_accuracy"]["mean"] <= 1 for a in arms)
 
     lines: list[str] = []  # a second run finds every arm finished and trains nothing
